@@ -1,0 +1,534 @@
+//! Configuration: Loki's key names and nesting wherever Loki has the same setting, embedded
+//! defaults so that `sawmill serve` runs with no file, strict parsing (an unknown key is an error
+//! naming it), and the `--listen`/`--data-dir` overrides. `config/sawmill.yaml` documents every key.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {key}: {msg}")]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        msg: String,
+    },
+    #[error("invalid value: {0}")]
+    Value(String),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// With `false` every request belongs to tenant `fake`; with `true` `X-Scope-OrgID` is required.
+    pub auth_enabled: bool,
+    pub server: ServerConfig,
+    pub common: CommonConfig,
+    pub distributor: DistributorConfig,
+    pub ingester: IngesterConfig,
+    pub limits_config: Limits,
+    /// Per-tenant limits that replace `limits_config` for that tenant, key by key.
+    pub overrides: BTreeMap<String, LimitsOverride>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub http_listen_address: String,
+    pub http_listen_port: u16,
+    /// `error`, `warn`, `info`, `debug` or `trace`.
+    pub log_level: String,
+    /// `json` (structured, the default) or `logfmt`-like plain text.
+    pub log_format: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CommonConfig {
+    /// Where all data lives (WAL, segments). Loki's `common.path_prefix`.
+    pub path_prefix: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DistributorConfig {
+    /// Largest push body accepted, checked both before and after decompression (413 above it).
+    #[serde(deserialize_with = "de_bytes")]
+    pub max_recv_msg_size: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FsyncMode {
+    /// Acknowledge a push only after the WAL has been fdatasync'ed (group commit).
+    Always,
+    /// Acknowledge after write(2); fdatasync runs every `fsync_interval`.
+    Interval,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WalConfig {
+    pub fsync: FsyncMode,
+    #[serde(deserialize_with = "de_duration")]
+    pub fsync_interval: Duration,
+    /// A WAL file is closed and a new one started past this size.
+    #[serde(deserialize_with = "de_bytes")]
+    pub segment_size: u64,
+    /// Past this many WAL bytes, the streams holding the oldest WAL data are flushed early so the
+    /// oldest WAL files can be deleted; bounds replay time at start.
+    #[serde(deserialize_with = "de_bytes")]
+    pub max_size: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngesterConfig {
+    /// A head block is compressed once its uncompressed lines reach this size.
+    #[serde(deserialize_with = "de_bytes")]
+    pub chunk_block_size: u64,
+    /// A chunk is cut once its uncompressed size reaches this.
+    #[serde(deserialize_with = "de_bytes")]
+    pub chunk_target_size: u64,
+    /// A chunk that received nothing for this long is cut and flushed.
+    #[serde(deserialize_with = "de_duration")]
+    pub chunk_idle_period: Duration,
+    /// A chunk older than this is cut and flushed.
+    #[serde(deserialize_with = "de_duration")]
+    pub max_chunk_age: Duration,
+    /// How often cut chunks are written to segment files.
+    #[serde(deserialize_with = "de_duration")]
+    pub flush_check_period: Duration,
+    /// zstd level for blocks at ingest (1 fastest .. 19 smallest).
+    pub zstd_level: i32,
+    pub wal: WalConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    pub ingestion_rate_mb: f64,
+    pub ingestion_burst_size_mb: f64,
+    #[serde(deserialize_with = "de_bytes")]
+    pub max_line_size: u64,
+    pub max_label_names_per_series: usize,
+    pub max_label_name_length: usize,
+    pub max_label_value_length: usize,
+    pub reject_old_samples: bool,
+    #[serde(deserialize_with = "de_duration")]
+    pub reject_old_samples_max_age: Duration,
+    #[serde(deserialize_with = "de_duration")]
+    pub creation_grace_period: Duration,
+    pub allow_structured_metadata: bool,
+    #[serde(deserialize_with = "de_bytes")]
+    pub max_structured_metadata_size: u64,
+    pub max_structured_metadata_entries_count: usize,
+    /// How far behind a stream's newest entry an entry may be and still be accepted.
+    #[serde(deserialize_with = "de_duration")]
+    pub out_of_order_time_window: Duration,
+    pub max_global_streams_per_user: usize,
+    pub max_entries_limit_per_query: usize,
+}
+
+/// A tenant's overrides: any `limits_config` key, written the same way.
+pub type LimitsOverride = serde_yaml::Mapping;
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            auth_enabled: false,
+            server: ServerConfig::default(),
+            common: CommonConfig::default(),
+            distributor: DistributorConfig::default(),
+            ingester: IngesterConfig::default(),
+            limits_config: Limits::default(),
+            overrides: BTreeMap::new(),
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            http_listen_address: "127.0.0.1".into(),
+            http_listen_port: 3100,
+            log_level: "info".into(),
+            log_format: "json".into(),
+        }
+    }
+}
+
+impl Default for CommonConfig {
+    fn default() -> Self {
+        CommonConfig {
+            path_prefix: PathBuf::from("./data"),
+        }
+    }
+}
+
+impl Default for DistributorConfig {
+    fn default() -> Self {
+        DistributorConfig {
+            max_recv_msg_size: 100 << 20,
+        }
+    }
+}
+
+impl Default for WalConfig {
+    fn default() -> Self {
+        WalConfig {
+            fsync: FsyncMode::Interval,
+            fsync_interval: Duration::from_secs(1),
+            segment_size: 128 << 20,
+            max_size: 1 << 30,
+        }
+    }
+}
+
+impl Default for IngesterConfig {
+    fn default() -> Self {
+        IngesterConfig {
+            chunk_block_size: 256 << 10,
+            chunk_target_size: 1536 << 10,
+            chunk_idle_period: Duration::from_secs(30 * 60),
+            max_chunk_age: Duration::from_secs(2 * 3600),
+            flush_check_period: Duration::from_secs(30),
+            zstd_level: 3,
+            wal: WalConfig::default(),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            ingestion_rate_mb: 4.0,
+            ingestion_burst_size_mb: 6.0,
+            max_line_size: 256_000,
+            max_label_names_per_series: 15,
+            max_label_name_length: 1024,
+            max_label_value_length: 2048,
+            reject_old_samples: true,
+            reject_old_samples_max_age: Duration::from_secs(7 * 24 * 3600),
+            creation_grace_period: Duration::from_secs(600),
+            allow_structured_metadata: true,
+            max_structured_metadata_size: 64_000,
+            max_structured_metadata_entries_count: 128,
+            out_of_order_time_window: Duration::from_secs(3600),
+            max_global_streams_per_user: 5000,
+            max_entries_limit_per_query: 5000,
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a YAML config file.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::from_yaml(&text).map_err(|(key, msg)| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            key,
+            msg,
+        })
+    }
+
+    /// Parses YAML text; the error names the key path (`limits_config.max_line_size`).
+    pub fn from_yaml(text: &str) -> Result<Config, (String, String)> {
+        if text.trim().is_empty() {
+            return Ok(Config::default());
+        }
+        let de = serde_yaml::Deserializer::from_str(text);
+        let cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            (key, e.into_inner().to_string())
+        })?;
+        for (tenant, _) in &cfg.overrides {
+            cfg.limits_for_checked(tenant)
+                .map_err(|m| (format!("overrides.{tenant}"), m))?;
+        }
+        Ok(cfg)
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.common.path_prefix
+    }
+
+    pub fn listen_addr(&self) -> String {
+        format!(
+            "{}:{}",
+            self.server.http_listen_address, self.server.http_listen_port
+        )
+    }
+
+    /// Applies `--listen HOST:PORT`.
+    pub fn set_listen(&mut self, listen: &str) -> Result<(), ConfigError> {
+        let (host, port) = listen.rsplit_once(':').ok_or_else(|| {
+            ConfigError::Value(format!("--listen {listen:?}: expected HOST:PORT"))
+        })?;
+        self.server.http_listen_port = port
+            .parse()
+            .map_err(|_| ConfigError::Value(format!("--listen {listen:?}: bad port")))?;
+        self.server.http_listen_address = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        Ok(())
+    }
+
+    /// The limits of one tenant: `limits_config` with that tenant's overrides applied.
+    pub fn limits_for(&self, tenant: &str) -> Limits {
+        self.limits_for_checked(tenant)
+            .unwrap_or_else(|_| self.limits_config.clone())
+    }
+
+    fn limits_for_checked(&self, tenant: &str) -> Result<Limits, String> {
+        let Some(over) = self.overrides.get(tenant) else {
+            return Ok(self.limits_config.clone());
+        };
+        let base =
+            serde_yaml::to_value(LimitsSer(&self.limits_config)).map_err(|e| e.to_string())?;
+        let mut map = match base {
+            serde_yaml::Value::Mapping(m) => m,
+            _ => unreachable!("bug: limits serialize to a mapping"),
+        };
+        for (k, v) in over {
+            map.insert(k.clone(), v.clone());
+        }
+        let de = serde_yaml::Value::Mapping(map);
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            format!("{path}: {}", e.into_inner())
+        })
+    }
+}
+
+/// Serializes limits in the form they are read back (durations and sizes as plain numbers).
+struct LimitsSer<'a>(&'a Limits);
+
+impl serde::Serialize for LimitsSer<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let l = self.0;
+        let dur = |d: Duration| format!("{}ms", d.as_millis());
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("ingestion_rate_mb", &l.ingestion_rate_mb)?;
+        m.serialize_entry("ingestion_burst_size_mb", &l.ingestion_burst_size_mb)?;
+        m.serialize_entry("max_line_size", &l.max_line_size)?;
+        m.serialize_entry("max_label_names_per_series", &l.max_label_names_per_series)?;
+        m.serialize_entry("max_label_name_length", &l.max_label_name_length)?;
+        m.serialize_entry("max_label_value_length", &l.max_label_value_length)?;
+        m.serialize_entry("reject_old_samples", &l.reject_old_samples)?;
+        m.serialize_entry(
+            "reject_old_samples_max_age",
+            &dur(l.reject_old_samples_max_age),
+        )?;
+        m.serialize_entry("creation_grace_period", &dur(l.creation_grace_period))?;
+        m.serialize_entry("allow_structured_metadata", &l.allow_structured_metadata)?;
+        m.serialize_entry(
+            "max_structured_metadata_size",
+            &l.max_structured_metadata_size,
+        )?;
+        m.serialize_entry(
+            "max_structured_metadata_entries_count",
+            &l.max_structured_metadata_entries_count,
+        )?;
+        m.serialize_entry("out_of_order_time_window", &dur(l.out_of_order_time_window))?;
+        m.serialize_entry(
+            "max_global_streams_per_user",
+            &l.max_global_streams_per_user,
+        )?;
+        m.serialize_entry(
+            "max_entries_limit_per_query",
+            &l.max_entries_limit_per_query,
+        )?;
+        m.end()
+    }
+}
+
+/// Parses a Prometheus/Go style duration: `1h30m`, `10s`, `250ms`, `7d`, `1w`, `1.5h`; a bare
+/// number is seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if let Ok(secs) = s.parse::<f64>() {
+        if secs.is_finite() && secs >= 0.0 {
+            return Ok(Duration::from_secs_f64(secs));
+        }
+    }
+    let bad = || format!("invalid duration {s:?}: expected e.g. 30s, 5m, 1h30m, 7d");
+    let mut total = 0f64;
+    let mut rest = s;
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let num_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        if num_end == 0 {
+            return Err(bad());
+        }
+        let n: f64 = rest[..num_end].parse().map_err(|_| bad())?;
+        rest = &rest[num_end..];
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let mult = match &rest[..unit_end] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            "d" => 86400.0,
+            "w" => 7.0 * 86400.0,
+            "y" => 365.0 * 86400.0,
+            _ => return Err(bad()),
+        };
+        total += n * mult;
+        rest = &rest[unit_end..];
+    }
+    Ok(Duration::from_secs_f64(total))
+}
+
+/// Parses a byte size the way Loki's flags do (go-humanize): `256KB` = 256000, `64KiB` = 65536,
+/// `1MB`, `1.5GiB`, or a bare number of bytes.
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let n: f64 = t[..split]
+        .parse()
+        .map_err(|_| format!("invalid byte size {s:?}: expected e.g. 256KB or 1MiB"))?;
+    let mult: f64 = match t[split..].trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kb" | "k" => 1e3,
+        "mb" | "m" => 1e6,
+        "gb" | "g" => 1e9,
+        "tb" | "t" => 1e12,
+        "kib" | "ki" => 1024.0,
+        "mib" | "mi" => 1024.0 * 1024.0,
+        "gib" | "gi" => 1024.0 * 1024.0 * 1024.0,
+        "tib" | "ti" => 1024f64.powi(4),
+        u => return Err(format!("invalid byte size {s:?}: unknown unit {u:?}")),
+    };
+    Ok((n * mult) as u64)
+}
+
+fn de_flexible<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    struct V;
+    impl serde::de::Visitor<'_> for V {
+        type Value = String;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a number or a string")
+        }
+        fn visit_u64<E>(self, v: u64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_i64<E>(self, v: i64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_f64<E>(self, v: f64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_str<E>(self, v: &str) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+    }
+    d.deserialize_any(V)
+}
+
+fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    parse_duration(&de_flexible(d)?).map_err(serde::de::Error::custom)
+}
+
+fn de_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    parse_bytes(&de_flexible(d)?).map_err(serde::de::Error::custom)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_defaults() {
+        let c = Config::from_yaml("").unwrap();
+        assert_eq!(c.listen_addr(), "127.0.0.1:3100");
+        assert_eq!(c.data_dir(), Path::new("./data"));
+        assert_eq!(c.limits_config.max_line_size, 256_000);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let (key, msg) = Config::from_yaml("limits_config:\n  max_line_sise: 10\n").unwrap_err();
+        assert_eq!(key, "limits_config.max_line_sise");
+        assert!(msg.contains("max_line_sise"), "{msg}");
+    }
+
+    #[test]
+    fn loki_names_and_units() {
+        let c = Config::from_yaml(
+            "auth_enabled: true\nserver:\n  http_listen_port: 9999\nlimits_config:\n  max_line_size: 1MB\n  reject_old_samples: false\n  reject_old_samples_max_age: 1w\ningester:\n  wal:\n    fsync: always\n",
+        )
+        .unwrap();
+        assert!(c.auth_enabled);
+        assert_eq!(c.server.http_listen_port, 9999);
+        assert_eq!(c.limits_config.max_line_size, 1_000_000);
+        assert!(!c.limits_config.reject_old_samples);
+        assert_eq!(
+            c.limits_config.reject_old_samples_max_age,
+            Duration::from_secs(7 * 86400)
+        );
+        assert_eq!(c.ingester.wal.fsync, FsyncMode::Always);
+    }
+
+    #[test]
+    fn tenant_overrides() {
+        let c = Config::from_yaml("overrides:\n  team-a:\n    max_line_size: 10KB\n").unwrap();
+        assert_eq!(c.limits_for("team-a").max_line_size, 10_000);
+        assert_eq!(c.limits_for("team-b").max_line_size, 256_000);
+        assert!(Config::from_yaml("overrides:\n  team-a:\n    nope: 1\n").is_err());
+    }
+
+    #[track_caller]
+    fn dur(s: &str, secs: f64) {
+        assert_eq!(
+            parse_duration(s).unwrap(),
+            Duration::from_secs_f64(secs),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn durations() {
+        dur("10s", 10.0);
+        dur("1h30m", 5400.0);
+        dur("250ms", 0.25);
+        dur("7d", 604800.0);
+        dur("1.5", 1.5);
+        assert!(parse_duration("10x").is_err());
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("h").is_err());
+    }
+
+    #[test]
+    fn byte_sizes() {
+        assert_eq!(parse_bytes("256KB").unwrap(), 256_000);
+        assert_eq!(parse_bytes("64KiB").unwrap(), 65_536);
+        assert_eq!(parse_bytes("1048576").unwrap(), 1_048_576);
+        assert!(parse_bytes("12 parsecs").is_err());
+    }
+}

@@ -1,0 +1,181 @@
+//! HTTP: Loki's API on axum. `router(state)` builds every route; handlers live in `push` (write
+//! path) and `read` (queries and metadata); [`ApiError`] is the one place where errors become
+//! status codes, with plain-text bodies as Loki sends them.
+
+pub mod params;
+pub mod push;
+pub mod read;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::store::Store;
+use crate::tenant::{validate_tenant_id, DEFAULT_TENANT};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<Store>,
+}
+
+/// Every error an endpoint can answer with, and its status code.
+#[derive(Debug)]
+pub enum ApiError {
+    BadRequest(String),
+    Unauthorized(String),
+    NotFound(String),
+    PayloadTooLarge(String),
+    Unprocessable(String),
+    TooManyRequests(String),
+    InsufficientStorage(String),
+    Unavailable(String),
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn message(&self) -> &str {
+        match self {
+            ApiError::BadRequest(m)
+            | ApiError::Unauthorized(m)
+            | ApiError::NotFound(m)
+            | ApiError::PayloadTooLarge(m)
+            | ApiError::Unprocessable(m)
+            | ApiError::TooManyRequests(m)
+            | ApiError::InsufficientStorage(m)
+            | ApiError::Unavailable(m)
+            | ApiError::Internal(m) => m,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = self.message().to_string();
+        body.push('\n');
+        let mut r = (self.status(), body).into_response();
+        r.headers_mut().insert(
+            "content-type",
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        r
+    }
+}
+
+impl From<crate::ingest::decode::DecodeError> for ApiError {
+    fn from(e: crate::ingest::decode::DecodeError) -> Self {
+        use crate::ingest::decode::DecodeError as D;
+        match e {
+            D::TooLarge { .. } => ApiError::PayloadTooLarge(e.to_string()),
+            D::UnsupportedEncoding(_) | D::Decompress(_) | D::Json(_) | D::Proto(_) => {
+                ApiError::BadRequest(e.to_string())
+            }
+        }
+    }
+}
+
+impl From<crate::store::PushError> for ApiError {
+    fn from(e: crate::store::PushError) -> Self {
+        use crate::store::PushError as P;
+        match e {
+            P::NotReady => ApiError::Unavailable(e.to_string()),
+            P::RateLimited(m) => ApiError::TooManyRequests(m),
+            P::Wal(w) => ApiError::InsufficientStorage(format!("push not accepted: could not write to the write-ahead log ({w}); nothing of this request was stored, retry later")),
+        }
+    }
+}
+
+impl From<crate::query::QueryError> for ApiError {
+    fn from(e: crate::query::QueryError) -> Self {
+        use crate::query::QueryError as Q;
+        match e {
+            Q::Unsupported(m) | Q::BadRegex(m) => ApiError::BadRequest(m),
+            Q::Storage(m) => ApiError::Internal(m),
+        }
+    }
+}
+
+/// The tenant of a request: `X-Scope-OrgID` with auth enabled, else `fake`.
+pub fn tenant_of(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
+    if !state.store.cfg.auth_enabled {
+        return Ok(DEFAULT_TENANT.to_string());
+    }
+    let id = headers
+        .get("x-scope-orgid")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .unwrap_or("");
+    validate_tenant_id(id).map_err(|e| match e {
+        crate::tenant::TenantError::Missing => ApiError::Unauthorized(e.to_string()),
+        _ => ApiError::BadRequest(e.to_string()),
+    })?;
+    Ok(id.to_string())
+}
+
+pub fn router(state: AppState) -> Router {
+    let max_body = state.store.cfg.distributor.max_recv_msg_size;
+    Router::new()
+        .route("/loki/api/v1/push", post(push::push))
+        .route("/api/prom/push", post(push::push))
+        .route(
+            "/loki/api/v1/query_range",
+            get(read::query_range).post(read::query_range),
+        )
+        .route("/loki/api/v1/labels", get(read::labels).post(read::labels))
+        .route("/loki/api/v1/label", get(read::labels).post(read::labels))
+        .route(
+            "/loki/api/v1/label/{name}/values",
+            get(read::label_values).post(read::label_values),
+        )
+        .route("/loki/api/v1/series", get(read::series).post(read::series))
+        .route("/loki/api/v1/status/buildinfo", get(read::buildinfo))
+        .route("/ready", get(read::ready))
+        .route("/metrics", get(read::metrics))
+        .layer(DefaultBodyLimit::max(
+            usize::try_from(max_body).unwrap_or(usize::MAX),
+        ))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+/// Request durations by route, as `sawmill_request_duration_seconds`.
+async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "other".into());
+    let method = req.method().to_string();
+    let started = Instant::now();
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16().to_string();
+    state.store.metrics.observe(
+        "sawmill_request_duration_seconds",
+        &[
+            ("method", &method),
+            ("route", &route),
+            ("status_code", &status),
+        ],
+        started.elapsed().as_secs_f64(),
+    );
+    resp
+}

@@ -1,0 +1,182 @@
+//! Request parameters as Loki reads them: from the query string and, for POST, from a form body;
+//! timestamps in every form Loki takes (ns, seconds, float seconds, RFC3339), durations, limit
+//! and direction with Loki's defaults.
+
+use axum::http::HeaderMap;
+
+use super::ApiError;
+use crate::query::Direction;
+
+/// Loki's defaults.
+pub const DEFAULT_LIMIT: usize = 100;
+pub const DEFAULT_SINCE_NS: i64 = 3600 * 1_000_000_000;
+
+/// All `key=value` pairs of a request, in order, repeated keys kept.
+pub struct Params(Vec<(String, String)>);
+
+impl Params {
+    pub fn from_request(
+        query: Option<&str>,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<Params, ApiError> {
+        let mut pairs: Vec<(String, String)> = match query {
+            Some(q) => serde_urlencoded::from_str(q)
+                .map_err(|e| ApiError::BadRequest(format!("invalid query string: {e}")))?,
+            None => Vec::new(),
+        };
+        let is_form = headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
+        if is_form && !body.is_empty() {
+            let form: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
+                .map_err(|e| ApiError::BadRequest(format!("invalid form body: {e}")))?;
+            pairs.extend(form);
+        }
+        Ok(Params(pairs))
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0
+            .iter()
+            .filter(move |(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// `start`/`end` with Loki's defaults: end = now, start = end - `since` (default 1h).
+    pub fn range(&self, now: i64) -> Result<(i64, i64), ApiError> {
+        let end = match self.get("end") {
+            Some(e) if !e.is_empty() => {
+                parse_timestamp(e).map_err(|m| ApiError::BadRequest(format!("invalid end: {m}")))?
+            }
+            _ => now,
+        };
+        let since = match self.get("since") {
+            Some(s) if !s.is_empty() => parse_duration_ns(s)
+                .map_err(|m| ApiError::BadRequest(format!("invalid since: {m}")))?,
+            _ => DEFAULT_SINCE_NS,
+        };
+        let start = match self.get("start") {
+            Some(s) if !s.is_empty() => parse_timestamp(s)
+                .map_err(|m| ApiError::BadRequest(format!("invalid start: {m}")))?,
+            _ => end - since,
+        };
+        if end < start {
+            return Err(ApiError::BadRequest(
+                "end timestamp must not be before or equal to start time".into(),
+            ));
+        }
+        Ok((start, end))
+    }
+
+    pub fn limit(&self, max: usize) -> Result<usize, ApiError> {
+        let limit = match self.get("limit") {
+            Some(l) if !l.is_empty() => l.parse::<i64>().map_err(|_| {
+                ApiError::BadRequest(format!("invalid limit {l:?}: expected a positive integer"))
+            })?,
+            _ => DEFAULT_LIMIT as i64,
+        };
+        if limit <= 0 {
+            return Err(ApiError::BadRequest(
+                "limit must be a positive value".into(),
+            ));
+        }
+        if max > 0 && limit as usize > max {
+            return Err(ApiError::BadRequest(format!(
+                "max entries limit per query exceeded, limit > max_entries_limit_per_query ({limit} > {max})"
+            )));
+        }
+        Ok(limit as usize)
+    }
+
+    pub fn direction(&self) -> Result<Direction, ApiError> {
+        match self.get("direction").map(|d| d.to_ascii_uppercase()) {
+            None => Ok(Direction::Backward),
+            Some(d) if d.is_empty() || d == "BACKWARD" => Ok(Direction::Backward),
+            Some(d) if d == "FORWARD" => Ok(Direction::Forward),
+            Some(d) => Err(ApiError::BadRequest(format!(
+                "invalid direction {d:?}: expected forward or backward"
+            ))),
+        }
+    }
+}
+
+/// Loki's `parseTimestamp`: a value with `.` is float seconds; an integer of at most 10 digits
+/// is seconds, longer is nanoseconds; anything else is RFC3339 (with optional fraction).
+pub fn parse_timestamp(v: &str) -> Result<i64, String> {
+    if v.contains('.') {
+        if let Ok(f) = v.parse::<f64>() {
+            let secs = f.trunc();
+            let ns = ((f - secs) * 1e9).round();
+            return Ok((secs as i64)
+                .saturating_mul(1_000_000_000)
+                .saturating_add(ns as i64));
+        }
+    }
+    if let Ok(i) = v.parse::<i64>() {
+        let digits = v.trim_start_matches('-').len();
+        return Ok(if digits <= 10 {
+            i.saturating_mul(1_000_000_000)
+        } else {
+            i
+        });
+    }
+    chrono::DateTime::parse_from_rfc3339(v)
+        .ok()
+        .and_then(|t| t.timestamp_nanos_opt())
+        .ok_or_else(|| {
+            format!("cannot parse {v:?} as a timestamp (nanoseconds, seconds or RFC3339)")
+        })
+}
+
+/// A duration as float seconds or Prometheus form (`5m`, `1h30m`, `250ms`), in nanoseconds.
+pub fn parse_duration_ns(v: &str) -> Result<i64, String> {
+    if let Ok(f) = v.parse::<f64>() {
+        return Ok((f * 1e9) as i64);
+    }
+    crate::config::parse_duration(v).map(|d| d.as_nanos() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[track_caller]
+    fn ts(v: &str, want: i64) {
+        assert_eq!(parse_timestamp(v).unwrap(), want, "{v}");
+    }
+
+    #[test]
+    fn timestamps_in_every_form() {
+        ts("1795132800", 1_795_132_800_000_000_000);
+        ts("4000000000", 4_000_000_000_000_000_000);
+        ts("1795132800000000000", 1_795_132_800_000_000_000);
+        ts("1795132800.5", 1_795_132_800_500_000_000);
+        ts("2026-11-20T00:00:00Z", 1_795_132_800_000_000_000);
+        ts("2026-11-20T00:00:00.000000001Z", 1_795_132_800_000_000_001);
+        assert!(parse_timestamp("yesterday").is_err());
+    }
+
+    #[test]
+    fn limits_and_direction() {
+        let p = Params(vec![
+            ("limit".into(), "6000".into()),
+            ("direction".into(), "forward".into()),
+        ]);
+        assert!(p.limit(5000).is_err());
+        assert_eq!(p.direction().unwrap(), Direction::Forward);
+        assert_eq!(Params(vec![]).limit(5000).unwrap(), 100);
+        assert!(Params(vec![("limit".into(), "0".into())])
+            .limit(5000)
+            .is_err());
+    }
+}

@@ -1,0 +1,288 @@
+//! Read endpoints: `query_range` for log queries (stream selector and line filters),
+//! `labels`, `label/NAME/values`, `series`, plus `ready`, `metrics` and `status/buildinfo`.
+//! Response shapes are Loki's (`loki-api.md` §1.3).
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::params::Params;
+use super::{tenant_of, ApiError, AppState};
+use crate::logql::{self, Expr, Matcher};
+use crate::query::{self, compile_line_filters, LogQuery, QueryStats, StreamResult};
+
+fn now_ns() -> i64 {
+    chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)
+}
+
+fn json_response(body: String) -> Response {
+    let mut r = (StatusCode::OK, body).into_response();
+    r.headers_mut().insert(
+        "content-type",
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    r
+}
+
+fn parse_error(e: logql::ParseError) -> ApiError {
+    ApiError::BadRequest(e.to_string())
+}
+
+/// Runs blocking query work off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::Internal(format!("query task failed: {e}")))?
+}
+
+pub async fn query_range(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let tenant = tenant_of(&state, &headers)?;
+    let p = Params::from_request(raw.as_deref(), &headers, &body)?;
+    let q = p
+        .get("query")
+        .filter(|q| !q.is_empty())
+        .ok_or_else(|| ApiError::BadRequest("query parameter is required".into()))?;
+    let limits = state.store.cfg.limits_for(&tenant);
+    let (start, end) = p.range(now_ns())?;
+    let limit = p.limit(limits.max_entries_limit_per_query)?;
+    let direction = p.direction()?;
+    let expr = logql::parse_expr(q).map_err(parse_error)?;
+    let Expr::Log(log) = expr else {
+        return Err(ApiError::BadRequest("metric queries are evaluated by the LogQL engine, which this build does not include yet".into()));
+    };
+    let filters = compile_line_filters(&log.pipeline)?;
+    let lq = LogQuery {
+        matchers: log.selector.matchers,
+        filters,
+        start,
+        end,
+        limit,
+        direction,
+    };
+    let store = state.store.clone();
+    let (streams, stats) = blocking(move || {
+        let Some(t) = store.existing_tenant(&tenant) else {
+            return Ok((Vec::new(), QueryStats::default()));
+        };
+        Ok(query::select_logs(&t, &lq)?)
+    })
+    .await?;
+    Ok(json_response(encode_streams(&streams, &stats)))
+}
+
+/// `{"status":"success","data":{"resultType":"streams","result":[...],"stats":{...}}}`
+pub fn encode_streams(streams: &[StreamResult], stats: &QueryStats) -> String {
+    let mut out = String::with_capacity(1024);
+    out.push_str(r#"{"status":"success","data":{"resultType":"streams","result":["#);
+    let mut returned = 0u64;
+    for (i, s) in streams.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(r#"{"stream":"#);
+        out.push_str(&labels_json(&s.labels));
+        out.push_str(r#","values":["#);
+        for (j, e) in s.entries.iter().enumerate() {
+            if j > 0 {
+                out.push(',');
+            }
+            out.push_str("[\"");
+            out.push_str(&e.ts.to_string());
+            out.push_str("\",");
+            out.push_str(&serde_json::to_string(&e.line).expect("bug: string encodes"));
+            out.push(']');
+            returned += 1;
+        }
+        out.push_str("]}");
+    }
+    out.push_str(r#"],"stats":"#);
+    out.push_str(&stats_json(stats, returned).to_string());
+    out.push_str("}}");
+    out
+}
+
+pub fn labels_json(l: &crate::labels::Labels) -> String {
+    let m: serde_json::Map<String, serde_json::Value> = l
+        .pairs()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone().into()))
+        .collect();
+    serde_json::Value::Object(m).to_string()
+}
+
+/// The `stats` object; Grafana reads `summary`.
+pub fn stats_json(s: &QueryStats, returned: u64) -> serde_json::Value {
+    let per_sec = |v: u64| {
+        if s.exec_secs > 0.0 {
+            (v as f64 / s.exec_secs) as u64
+        } else {
+            0
+        }
+    };
+    json!({
+        "summary": {
+            "bytesProcessedPerSecond": per_sec(s.bytes_processed),
+            "linesProcessedPerSecond": per_sec(s.lines_processed),
+            "totalBytesProcessed": s.bytes_processed,
+            "totalLinesProcessed": s.lines_processed,
+            "execTime": s.exec_secs,
+            "queueTime": 0,
+            "subqueries": 0,
+            "totalEntriesReturned": returned,
+            "splits": 0,
+            "shards": 0,
+            "totalPostFilterLines": s.lines_processed,
+            "totalStructuredMetadataBytesProcessed": 0
+        },
+        "querier": {"store": {"totalChunksRef": s.chunks, "totalChunksDownloaded": s.chunks, "chunksDownloadTime": 0,
+            "chunk": {"headChunkBytes": 0, "headChunkLines": 0, "decompressedBytes": s.bytes_processed,
+                      "decompressedLines": s.lines_processed, "compressedBytes": 0, "totalDuplicates": 0}}},
+        "ingester": {"totalReached": 0, "totalChunksMatched": 0, "totalBatches": 0, "totalLinesSent": 0}
+    })
+}
+
+/// The optional `query` selector of metadata endpoints.
+fn optional_selector(p: &Params) -> Result<Vec<Matcher>, ApiError> {
+    match p.get("query") {
+        Some(q) if !q.trim().is_empty() => logql::parse_selector(q).map_err(parse_error),
+        _ => Ok(Vec::new()),
+    }
+}
+
+fn data_response(data: Vec<serde_json::Value>) -> Response {
+    let body = if data.is_empty() {
+        json!({"status": "success"})
+    } else {
+        json!({"status": "success", "data": data})
+    };
+    json_response(body.to_string())
+}
+
+pub async fn labels(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let tenant = tenant_of(&state, &headers)?;
+    let p = Params::from_request(raw.as_deref(), &headers, &body)?;
+    let (start, end) = p.range(now_ns())?;
+    let matchers = optional_selector(&p)?;
+    let store = state.store.clone();
+    let names = blocking(move || {
+        Ok(store
+            .existing_tenant(&tenant)
+            .map(|t| query::label_names(&t, &matchers, start, end))
+            .unwrap_or_default())
+    })
+    .await?;
+    Ok(data_response(names.into_iter().map(Into::into).collect()))
+}
+
+pub async fn label_values(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let tenant = tenant_of(&state, &headers)?;
+    let p = Params::from_request(raw.as_deref(), &headers, &body)?;
+    let (start, end) = p.range(now_ns())?;
+    let matchers = optional_selector(&p)?;
+    let store = state.store.clone();
+    let values = blocking(move || {
+        Ok(store
+            .existing_tenant(&tenant)
+            .map(|t| query::label_values(&t, &name, &matchers, start, end))
+            .unwrap_or_default())
+    })
+    .await?;
+    Ok(data_response(values.into_iter().map(Into::into).collect()))
+}
+
+pub async fn series(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let tenant = tenant_of(&state, &headers)?;
+    let p = Params::from_request(raw.as_deref(), &headers, &body)?;
+    let (start, end) = p.range(now_ns())?;
+    let groups: Vec<Vec<Matcher>> = p
+        .all("match[]")
+        .chain(p.all("match"))
+        .map(|m| logql::parse_selector(m).map_err(parse_error))
+        .collect::<Result<_, _>>()?;
+    let store = state.store.clone();
+    let found = blocking(move || {
+        Ok(store
+            .existing_tenant(&tenant)
+            .map(|t| query::series(&t, &groups, start, end))
+            .unwrap_or_default())
+    })
+    .await?;
+    let data: Vec<serde_json::Value> = found
+        .iter()
+        .map(|l| {
+            serde_json::Value::Object(
+                l.pairs()
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone().into()))
+                    .collect(),
+            )
+        })
+        .collect();
+    Ok(json_response(
+        json!({"status": "success", "data": data}).to_string(),
+    ))
+}
+
+pub async fn buildinfo() -> Response {
+    json_response(
+        json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "revision": option_env!("SAWMILL_REVISION").unwrap_or(""),
+            "branch": "",
+            "buildUser": "",
+            "buildDate": "",
+            "goVersion": ""
+        })
+        .to_string(),
+    )
+}
+
+pub async fn ready(State(state): State<AppState>) -> Response {
+    if state.store.is_ready() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: replaying the write-ahead log\n",
+        )
+            .into_response()
+    }
+}
+
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let store = state.store.clone();
+    let text = tokio::task::spawn_blocking(move || store.metrics.render(&store.gauges()))
+        .await
+        .unwrap_or_default();
+    let mut r = (StatusCode::OK, text).into_response();
+    r.headers_mut().insert(
+        "content-type",
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    r
+}

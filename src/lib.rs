@@ -1,0 +1,31 @@
+//! Sawmill: a log aggregation and query engine that speaks Grafana Loki's API, in one binary.
+//!
+//! ```text
+//!  push (JSON / snappy protobuf)
+//!    │
+//!  http ──► ingest (decode, validate, rate) ──► head ◄──► wal (logged before acknowledged)
+//!    │                                           │ seal (zstd)
+//!    │                                        chunk ──► segment (mmap, label index) ◄── files
+//!    │                                                     │
+//!    └──── query_range / labels / series ◄── query ◄───────┘ (using logql for the AST)
+//! ```
+//! Side paths: `config` (YAML with Loki's key names), `telemetry` (`/metrics`), `server`
+//! (start, recovery, shutdown), `cli` (the `sawmill` command line, load generator).
+
+pub mod chunk;
+pub mod cli;
+pub mod codec;
+pub mod config;
+pub mod files;
+pub mod head;
+pub mod http;
+pub mod ingest;
+pub mod labels;
+pub mod logql;
+pub mod query;
+pub mod segment;
+pub mod server;
+pub mod store;
+pub mod telemetry;
+pub mod tenant;
+pub mod wal;

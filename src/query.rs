@@ -1,0 +1,503 @@
+//! Query execution over a tenant's segments and head: resolve label matchers on each segment's
+//! label index, prune chunks and blocks by time, decompress block by block, apply line filters
+//! on raw bytes, and keep the `limit` entries nearest the query's starting edge. Also the
+//! metadata reads behind `/labels`, `/label/NAME/values` and `/series`. Uses `logql` for the AST;
+//! knows nothing of HTTP.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::sync::Arc;
+use std::time::Instant;
+
+use memchr::memmem;
+use thiserror::Error;
+
+use crate::chunk::{chunk_blocks, metadata_to_vec, DecodedBlock, HeadBlock};
+use crate::head::SlotState;
+use crate::labels::Labels;
+use crate::logql::{LineFilterExpr, LineFilterOp, LineFilterValue, MatchOp, Matcher, Stage};
+use crate::segment::SegmentReader;
+use crate::store::Tenant;
+
+#[derive(Debug, Error)]
+pub enum QueryError {
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("{0}")]
+    BadRegex(String),
+    #[error("{0}")]
+    Storage(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Forward,
+    Backward,
+}
+
+/// A log query: selector, line filters, `[start, end)` in Unix ns, limit and direction.
+pub struct LogQuery {
+    pub matchers: Vec<Matcher>,
+    pub filters: Vec<LineFilter>,
+    pub start: i64,
+    pub end: i64,
+    pub limit: usize,
+    pub direction: Direction,
+}
+
+/// A compiled line filter: one or more alternatives of one operator.
+pub enum LineFilter {
+    Contains(Vec<memmem::Finder<'static>>),
+    NotContains(Vec<memmem::Finder<'static>>),
+    Match(regex::bytes::Regex),
+    NotMatch(regex::bytes::Regex),
+}
+
+impl LineFilter {
+    pub fn compile(f: &LineFilterExpr) -> Result<LineFilter, QueryError> {
+        let literals = || -> Result<Vec<String>, QueryError> {
+            f.values
+                .iter()
+                .map(|v| match v {
+                    LineFilterValue::Literal(s) => Ok(s.clone()),
+                    LineFilterValue::Ip(_) => Err(QueryError::Unsupported(
+                        "ip() line filters need the LogQL engine".into(),
+                    )),
+                })
+                .collect()
+        };
+        let finders = |v: Vec<String>| {
+            v.into_iter()
+                .map(|s| memmem::Finder::new(s.as_bytes()).into_owned())
+                .collect()
+        };
+        let regex = |v: Vec<String>| {
+            let alt = v
+                .iter()
+                .map(|r| format!("(?:{r})"))
+                .collect::<Vec<_>>()
+                .join("|");
+            regex::bytes::Regex::new(&alt).map_err(|e| QueryError::BadRegex(e.to_string()))
+        };
+        Ok(match f.op {
+            LineFilterOp::Contains => LineFilter::Contains(finders(literals()?)),
+            LineFilterOp::NotContains => LineFilter::NotContains(finders(literals()?)),
+            LineFilterOp::Match => LineFilter::Match(regex(literals()?)?),
+            LineFilterOp::NotMatch => LineFilter::NotMatch(regex(literals()?)?),
+            LineFilterOp::Pattern | LineFilterOp::NotPattern => {
+                return Err(QueryError::Unsupported(
+                    "pattern line filters need the LogQL engine".into(),
+                ))
+            }
+        })
+    }
+
+    #[inline]
+    pub fn keep(&self, line: &[u8]) -> bool {
+        match self {
+            LineFilter::Contains(f) => f.iter().any(|f| f.find(line).is_some()),
+            LineFilter::NotContains(f) => !f.iter().any(|f| f.find(line).is_some()),
+            LineFilter::Match(r) => r.is_match(line),
+            LineFilter::NotMatch(r) => !r.is_match(line),
+        }
+    }
+}
+
+/// Compiles a pipeline made only of line filters.
+pub fn compile_line_filters(pipeline: &[Stage]) -> Result<Vec<LineFilter>, QueryError> {
+    pipeline
+        .iter()
+        .map(|s| match s {
+            Stage::LineFilter(f) => LineFilter::compile(f),
+            other => Err(QueryError::Unsupported(format!(
+                "pipeline stage {other:?} needs the LogQL engine"
+            ))),
+        })
+        .collect()
+}
+
+/// One entry of a result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResultEntry {
+    pub ts: i64,
+    pub line: String,
+    pub metadata: Vec<(String, String)>,
+}
+
+/// Entries grouped by their labels (stream labels plus structured metadata, as Loki shows them).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamResult {
+    pub labels: Labels,
+    pub entries: Vec<ResultEntry>,
+}
+
+/// Work counters for `stats.summary`.
+#[derive(Debug, Default, Clone)]
+pub struct QueryStats {
+    pub bytes_processed: u64,
+    pub lines_processed: u64,
+    pub chunks: u64,
+    pub exec_secs: f64,
+}
+
+/// Whether all matchers hold for a label set (an absent label is "").
+pub fn labels_match(matchers: &[Matcher], labels: &Labels) -> bool {
+    matchers
+        .iter()
+        .all(|m| m.matches(labels.get(&m.name).unwrap_or("")))
+}
+
+/// Streams of a segment that the matchers select, using the label index.
+pub fn matching_streams(seg: &SegmentReader, matchers: &[Matcher]) -> Vec<u32> {
+    let mut best: Option<Vec<u32>> = None;
+    for m in matchers.iter().filter(|m| !m.matches("")) {
+        let p = match m.op {
+            MatchOp::Eq => seg.postings(&m.name, |v| v == m.value),
+            _ => seg.postings(&m.name, |v| m.matches(v)),
+        };
+        if best.as_ref().is_none_or(|b| p.len() < b.len()) {
+            best = Some(p);
+        }
+    }
+    let candidates = best.unwrap_or_else(|| (0..seg.streams.len() as u32).collect());
+    candidates
+        .into_iter()
+        .filter(|&i| labels_match(matchers, &seg.streams[i as usize].labels))
+        .collect()
+}
+
+/// What a query reads from one tenant, taken under its locks and read without them.
+pub struct Snapshot {
+    pub segments: Vec<Arc<SegmentReader>>,
+    pub head: Vec<HeadStream>,
+}
+
+pub struct HeadStream {
+    pub labels: Labels,
+    pub slots: Vec<SlotState>,
+    pub open: Option<HeadBlock>,
+}
+
+pub fn snapshot(tenant: &Tenant, matchers: &[Matcher], start: i64, end: i64) -> Snapshot {
+    let head = tenant.head.lock();
+    let segments = tenant.segments.read().clone();
+    let mut out = Vec::new();
+    for st in head.streams.values() {
+        if !st.has_data() || !labels_match(matchers, &st.labels) {
+            continue;
+        }
+        let slots: Vec<SlotState> = st
+            .cut
+            .iter()
+            .flat_map(|c| c.blocks.iter())
+            .chain(st.blocks.iter())
+            .map(|s| s.state())
+            .collect();
+        let open = st
+            .open
+            .min_max_ts()
+            .filter(|(lo, hi)| *hi >= start && *lo < end)
+            .map(|_| st.open.clone());
+        out.push(HeadStream {
+            labels: st.labels.clone(),
+            slots,
+            open,
+        });
+    }
+    Snapshot {
+        segments,
+        head: out,
+    }
+}
+
+/// Orders entries so that the heap's top is the worst kept one.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct Key(i64, u64);
+
+struct TopN {
+    limit: usize,
+    forward: bool,
+    heap_fwd: BinaryHeap<(Key, usize)>,
+    heap_bwd: BinaryHeap<(Reverse<Key>, usize)>,
+    items: Vec<Option<(usize, ResultEntry)>>,
+    seq: u64,
+}
+
+impl TopN {
+    fn new(limit: usize, forward: bool) -> TopN {
+        TopN {
+            limit,
+            forward,
+            heap_fwd: BinaryHeap::new(),
+            heap_bwd: BinaryHeap::new(),
+            items: Vec::new(),
+            seq: 0,
+        }
+    }
+
+    /// Would an entry at `ts` be kept?
+    fn wants(&self, ts: i64) -> bool {
+        if self.limit == 0 {
+            return false;
+        }
+        if self.forward {
+            self.heap_fwd.len() < self.limit || self.heap_fwd.peek().is_some_and(|(k, _)| ts < k.0)
+        } else {
+            self.heap_bwd.len() < self.limit
+                || self.heap_bwd.peek().is_some_and(|(k, _)| ts > k.0 .0)
+        }
+    }
+
+    fn push(&mut self, stream: usize, e: ResultEntry) {
+        self.seq += 1;
+        let key = Key(e.ts, self.seq);
+        let slot = self.items.len();
+        self.items.push(Some((stream, e)));
+        if self.forward {
+            self.heap_fwd.push((key, slot));
+            if self.heap_fwd.len() > self.limit {
+                let (_, s) = self.heap_fwd.pop().expect("bug: heap not empty");
+                self.items[s] = None;
+            }
+        } else {
+            self.heap_bwd.push((Reverse(key), slot));
+            if self.heap_bwd.len() > self.limit {
+                let (_, s) = self.heap_bwd.pop().expect("bug: heap not empty");
+                self.items[s] = None;
+            }
+        }
+    }
+}
+
+/// Runs a log query against one tenant.
+pub fn select_logs(
+    tenant: &Tenant,
+    q: &LogQuery,
+) -> Result<(Vec<StreamResult>, QueryStats), QueryError> {
+    let started = Instant::now();
+    let snap = snapshot(tenant, &q.matchers, q.start, q.end);
+    let mut stats = QueryStats::default();
+    let mut top = TopN::new(q.limit, q.direction == Direction::Forward);
+    let mut streams: Vec<Labels> = Vec::new();
+    let mut stream_ids: BTreeMap<Labels, usize> = BTreeMap::new();
+    let mut id_of = |l: &Labels| -> usize {
+        *stream_ids.entry(l.clone()).or_insert_with(|| {
+            streams.push(l.clone());
+            streams.len() - 1
+        })
+    };
+    let mut block = DecodedBlock::default();
+    let visit = |labels_id: usize,
+                 ts: i64,
+                 line: &[u8],
+                 md: &[u8],
+                 top: &mut TopN,
+                 stats: &mut QueryStats| {
+        if ts < q.start || ts >= q.end {
+            return;
+        }
+        stats.lines_processed += 1;
+        stats.bytes_processed += line.len() as u64;
+        if !top.wants(ts) || !q.filters.iter().all(|f| f.keep(line)) {
+            return;
+        }
+        let line = String::from_utf8_lossy(line).into_owned();
+        top.push(
+            labels_id,
+            ResultEntry {
+                ts,
+                line,
+                metadata: metadata_to_vec(md),
+            },
+        );
+    };
+    for seg in &snap.segments {
+        if seg.max_ts < q.start || seg.min_ts >= q.end {
+            continue;
+        }
+        let ids = matching_streams(seg, &q.matchers);
+        for c in seg
+            .chunks
+            .iter()
+            .filter(|c| ids.binary_search(&c.stream).is_ok())
+        {
+            if c.max_ts < q.start || c.min_ts >= q.end {
+                continue;
+            }
+            stats.chunks += 1;
+            let sid = id_of(&seg.streams[c.stream as usize].labels);
+            let blocks = chunk_blocks(seg.chunk_bytes(c))
+                .map_err(|e| QueryError::Storage(format!("{}: {e}", seg.path().display())))?;
+            for b in blocks {
+                if b.max_ts < q.start || b.min_ts >= q.end {
+                    continue;
+                }
+                if !(top.wants(b.min_ts) || top.wants(b.max_ts)) {
+                    continue;
+                }
+                block
+                    .decode_from(&b)
+                    .map_err(|e| QueryError::Storage(format!("{}: {e}", seg.path().display())))?;
+                for i in 0..block.len() {
+                    visit(
+                        sid,
+                        block.ts(i),
+                        block.line(i),
+                        block.metadata_raw(i),
+                        &mut top,
+                        &mut stats,
+                    );
+                }
+            }
+        }
+    }
+    for hs in &snap.head {
+        let sid = id_of(&hs.labels);
+        for slot in &hs.slots {
+            match slot {
+                SlotState::Raw(h) => {
+                    for i in 0..h.len() {
+                        visit(
+                            sid,
+                            h.ts(i),
+                            h.line(i),
+                            h.metadata_raw(i),
+                            &mut top,
+                            &mut stats,
+                        );
+                    }
+                }
+                SlotState::Sealed(b) => {
+                    if b.max_ts < q.start || b.min_ts >= q.end {
+                        continue;
+                    }
+                    let mut r = crate::codec::Reader::new(&b.bytes);
+                    let br = crate::chunk::block_ref(&mut r)
+                        .map_err(|e| QueryError::Storage(e.to_string()))?;
+                    block
+                        .decode_from(&br)
+                        .map_err(|e| QueryError::Storage(e.to_string()))?;
+                    for i in 0..block.len() {
+                        visit(
+                            sid,
+                            block.ts(i),
+                            block.line(i),
+                            block.metadata_raw(i),
+                            &mut top,
+                            &mut stats,
+                        );
+                    }
+                }
+            }
+        }
+        if let Some(h) = &hs.open {
+            for i in 0..h.len() {
+                visit(
+                    sid,
+                    h.ts(i),
+                    h.line(i),
+                    h.metadata_raw(i),
+                    &mut top,
+                    &mut stats,
+                );
+            }
+        }
+    }
+    // Group the kept entries by stream labels plus structured metadata.
+    let mut grouped: BTreeMap<Labels, Vec<ResultEntry>> = BTreeMap::new();
+    for (sid, e) in top.items.into_iter().flatten() {
+        let labels = if e.metadata.is_empty() {
+            streams[sid].clone()
+        } else {
+            let mut pairs = streams[sid].pairs().to_vec();
+            for (k, v) in &e.metadata {
+                if streams[sid].get(k).is_none() {
+                    pairs.push((k.clone(), v.clone()));
+                }
+            }
+            Labels::from_pairs(pairs)
+        };
+        grouped.entry(labels).or_default().push(e);
+    }
+    let mut out: Vec<StreamResult> = grouped
+        .into_iter()
+        .map(|(labels, mut entries)| {
+            match q.direction {
+                Direction::Forward => entries.sort_by_key(|e| e.ts),
+                Direction::Backward => entries.sort_by_key(|e| Reverse(e.ts)),
+            }
+            StreamResult { labels, entries }
+        })
+        .collect();
+    out.sort_by(|a, b| a.labels.cmp(&b.labels));
+    stats.exec_secs = started.elapsed().as_secs_f64();
+    Ok((out, stats))
+}
+
+/// Label sets of the streams that have data in `[start, end]` and match every matcher group
+/// (any group, when several are given, as `/series` does).
+pub fn series(tenant: &Tenant, groups: &[Vec<Matcher>], start: i64, end: i64) -> Vec<Labels> {
+    let mut out = BTreeSet::new();
+    let any = |l: &Labels| groups.is_empty() || groups.iter().any(|g| labels_match(g, l));
+    // Head first, then segments, under the head lock: a flush moving data between them is
+    // either wholly before or wholly after this read.
+    let head = tenant.head.lock();
+    for st in head.streams.values() {
+        if st.has_data() && st.newest_ts >= start && any(&st.labels) {
+            out.insert(st.labels.clone());
+        }
+    }
+    let segments = tenant.segments.read().clone();
+    drop(head);
+    for seg in segments.iter() {
+        if seg.max_ts < start || seg.min_ts > end {
+            continue;
+        }
+        let mut has = vec![false; seg.streams.len()];
+        for c in &seg.chunks {
+            if c.max_ts >= start && c.min_ts <= end {
+                has[c.stream as usize] = true;
+            }
+        }
+        for (i, s) in seg.streams.iter().enumerate() {
+            if has[i] && any(&s.labels) {
+                out.insert(s.labels.clone());
+            }
+        }
+    }
+    out.into_iter().collect()
+}
+
+/// Label names of matching streams.
+pub fn label_names(tenant: &Tenant, matchers: &[Matcher], start: i64, end: i64) -> Vec<String> {
+    let groups = if matchers.is_empty() {
+        vec![]
+    } else {
+        vec![matchers.to_vec()]
+    };
+    let names: BTreeSet<String> = series(tenant, &groups, start, end)
+        .iter()
+        .flat_map(|l| l.pairs().iter().map(|(n, _)| n.clone()))
+        .collect();
+    names.into_iter().collect()
+}
+
+/// Values of one label over matching streams.
+pub fn label_values(
+    tenant: &Tenant,
+    name: &str,
+    matchers: &[Matcher],
+    start: i64,
+    end: i64,
+) -> Vec<String> {
+    let groups = if matchers.is_empty() {
+        vec![]
+    } else {
+        vec![matchers.to_vec()]
+    };
+    let values: BTreeSet<String> = series(tenant, &groups, start, end)
+        .iter()
+        .filter_map(|l| l.get(name).map(str::to_string))
+        .collect();
+    values.into_iter().collect()
+}

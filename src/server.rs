@@ -1,0 +1,92 @@
+//! Running the server: bind, recover the store in the background (`/ready` answers 503 until the
+//! WAL is replayed), serve the router, start the flusher, and on SIGTERM/SIGINT stop accepting,
+//! flush everything to segments and sync the WAL.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::http::{router, AppState};
+use crate::store::Store;
+
+/// Serves on `listener` until `shutdown` resolves; then flushes and returns.
+pub async fn run(
+    cfg: Arc<Config>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    std::fs::create_dir_all(cfg.data_dir())?;
+    let store = Store::new(cfg.clone());
+    let app = router(AppState {
+        store: store.clone(),
+    });
+    let recovering = store.clone();
+    let recovery = tokio::task::spawn_blocking(move || {
+        let r = recovering.recover();
+        if r.is_ok() {
+            recovering.start_flusher();
+        }
+        r
+    });
+    tracing::info!(addr = %listener.local_addr()?, data = %cfg.data_dir().display(), "sawmill listening");
+    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);
+    let serving = tokio::spawn(async move { server.await });
+    match recovery.await {
+        Ok(Ok(report)) => tracing::info!(
+            segments = report.segments,
+            damaged_segments = report.damaged_segments.len(),
+            wal_records = report.wal_records,
+            wal_entries = report.wal_entries,
+            wal_problems = report.wal_problems.len(),
+            took_ms = report.took.as_millis() as u64,
+            "ready"
+        ),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "recovery failed");
+            return Err(e);
+        }
+        Err(e) => return Err(std::io::Error::other(format!("recovery task failed: {e}"))),
+    }
+    let result = serving
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let s = store.clone();
+    tokio::task::spawn_blocking(move || s.shutdown())
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    tracing::info!("stopped");
+    result
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}
+
+/// Sets up structured logging as configured (`json` by default).
+pub fn init_logging(cfg: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SAWMILL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.server.log_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if cfg.server.log_format == "json" {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}

@@ -1,0 +1,696 @@
+//! The store: owns the WAL, every tenant's head and segment files, and the background flusher.
+//! Push path: validated streams → [`TenantHead::apply`] → WAL append (or rollback) → commit →
+//! seal full blocks. Start: open segments (skipping damaged ones), replay the WAL past what
+//! segments already hold, then answer ready. Flush: cut chunks that are full, old or idle, write
+//! them to a new segment per tenant, then delete WAL files nothing in memory still needs.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Mutex, RwLock};
+use thiserror::Error;
+
+use crate::chunk::encode_chunk;
+use crate::config::Config;
+use crate::files;
+use crate::head::{BlockSlot, CutChunk, TenantHead};
+use crate::ingest::rate::{rate_limited_message, RateLimiter};
+use crate::ingest::validate::{Rejection, Validated, RATE_LIMITED};
+use crate::segment::{list_segments, SegmentError, SegmentReader, SegmentStream, SegmentWriter};
+use crate::telemetry::Metrics;
+use crate::wal::{self, Wal, WalError, WalPos};
+
+#[derive(Debug, Error)]
+pub enum PushError {
+    #[error("not ready: replaying the write-ahead log")]
+    NotReady,
+    #[error("{0}")]
+    RateLimited(String),
+    #[error("{0}")]
+    Wal(#[from] WalError),
+}
+
+/// What happened to a push that was (at least partly) logged.
+pub struct PushOutcome {
+    /// Wait for this WAL write counter before acknowledging (`fsync: always`).
+    pub wal_written: Option<u64>,
+    pub rejections: Vec<Rejection>,
+}
+
+pub struct Tenant {
+    pub name: String,
+    pub head: Mutex<TenantHead>,
+    pub segments: RwLock<Vec<Arc<SegmentReader>>>,
+}
+
+pub struct Store {
+    pub cfg: Arc<Config>,
+    data: PathBuf,
+    wal: OnceLock<Arc<Wal>>,
+    tenants: RwLock<HashMap<String, Arc<Tenant>>>,
+    rate: RateLimiter,
+    ready: AtomicBool,
+    next_segment: AtomicU64,
+    flush_lock: Mutex<()>,
+    pub metrics: Metrics,
+}
+
+/// What start-up found.
+#[derive(Debug, Default)]
+pub struct RecoveryReport {
+    pub segments: usize,
+    pub damaged_segments: Vec<String>,
+    pub wal_records: usize,
+    pub wal_entries: usize,
+    pub wal_problems: Vec<String>,
+    pub took: Duration,
+}
+
+impl Store {
+    pub fn new(cfg: Arc<Config>) -> Arc<Store> {
+        Arc::new(Store {
+            data: cfg.data_dir().to_path_buf(),
+            cfg,
+            wal: OnceLock::new(),
+            tenants: RwLock::new(HashMap::new()),
+            rate: RateLimiter::default(),
+            ready: AtomicBool::new(false),
+            next_segment: AtomicU64::new(1),
+            flush_lock: Mutex::new(()),
+            metrics: Metrics::default(),
+        })
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    pub fn wal(&self) -> Option<&Arc<Wal>> {
+        self.wal.get()
+    }
+
+    /// Opens segments, replays the WAL, opens the WAL for writing and marks the store ready.
+    pub fn recover(&self) -> std::io::Result<RecoveryReport> {
+        let started = Instant::now();
+        let mut report = RecoveryReport::default();
+        std::fs::create_dir_all(files::tenants_dir(&self.data))?;
+        let mut max_seq = 0u64;
+        let mut max_wal_seq = 0u64;
+        for entry in std::fs::read_dir(files::tenants_dir(&self.data))? {
+            let entry = entry?;
+            let Some(name) = entry
+                .file_name()
+                .to_str()
+                .and_then(crate::tenant::tenant_from_dir_name)
+            else {
+                continue;
+            };
+            let tenant = self.tenant(&name);
+            let dir = files::segments_dir(&self.data, &name);
+            let mut head = tenant.head.lock();
+            let mut segs = tenant.segments.write();
+            for (seq, path) in list_segments(&dir)? {
+                max_seq = max_seq.max(seq);
+                match SegmentReader::open(&path) {
+                    Ok(r) => {
+                        for s in &r.streams {
+                            let k = head
+                                .known
+                                .entry(s.labels.clone())
+                                .or_insert((i64::MIN, WalPos::default()));
+                            k.0 = k.0.max(s.max_ts);
+                            k.1 = k.1.max(s.flushed_pos);
+                            max_wal_seq = max_wal_seq.max(s.flushed_pos.seq);
+                        }
+                        report.segments += 1;
+                        segs.push(Arc::new(r));
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "skipping damaged segment");
+                        self.metrics.inc("sawmill_segment_damaged_total", &[], 1);
+                        report.damaged_segments.push(e.to_string());
+                    }
+                }
+            }
+        }
+        self.next_segment.store(max_seq + 1, Ordering::Release);
+        self.replay_wal(&mut report)?;
+        let wal_files = wal::list_files(&files::wal_dir(&self.data))?;
+        max_wal_seq = max_wal_seq.max(wal_files.last().map(|(s, _)| *s).unwrap_or(0));
+        let ing = &self.cfg.ingester;
+        let w = Wal::open(
+            &self.data,
+            ing.wal.fsync,
+            ing.wal.fsync_interval,
+            ing.wal.segment_size,
+            max_wal_seq,
+        )?;
+        let _ = self.wal.set(w);
+        report.took = started.elapsed();
+        self.ready.store(true, Ordering::Release);
+        Ok(report)
+    }
+
+    fn replay_wal(&self, report: &mut RecoveryReport) -> std::io::Result<()> {
+        let ing = &self.cfg.ingester;
+        let files = wal::list_files(&files::wal_dir(&self.data))?;
+        let last = files.len().saturating_sub(1);
+        let sealer = Sealer::start(ing.zstd_level);
+        for (i, (seq, path)) in files.iter().enumerate() {
+            let data = std::fs::read(path)?;
+            let recs = wal::read_records(path, &data);
+            for p in &recs.problems {
+                let msg = match p {
+                    wal::WalProblem::Torn { file, offset } => {
+                        tracing::warn!(file = %file.display(), offset, "wal ends in a torn record; cut off");
+                        format!("torn record in {} at offset {offset}", file.display())
+                    }
+                    wal::WalProblem::Corrupt {
+                        file,
+                        offset,
+                        reason,
+                    } => {
+                        tracing::error!(file = %file.display(), offset, reason, "wal damaged; the rest of the file is kept");
+                        self.metrics.inc("sawmill_wal_corruptions_total", &[], 1);
+                        format!(
+                            "corrupt record in {} at offset {offset}: {reason}",
+                            file.display()
+                        )
+                    }
+                };
+                report.wal_problems.push(msg);
+            }
+            if i == last && recs.valid_end > 0 && (recs.valid_end as usize) < data.len() {
+                if let Ok(f) = std::fs::OpenOptions::new().write(true).open(path) {
+                    let _ = f.set_len(recs.valid_end);
+                }
+            }
+            for (offset, payload) in recs.records {
+                let pos = WalPos { seq: *seq, offset };
+                let rec = match wal::decode_entries(payload) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        report.wal_problems.push(format!(
+                            "undecodable record in {} at offset {offset}: {e}",
+                            path.display()
+                        ));
+                        continue;
+                    }
+                };
+                report.wal_records += 1;
+                let tenant = self.tenant(&rec.tenant);
+                let mut head = tenant.head.lock();
+                for (labels_text, entries) in &rec.streams {
+                    let Ok(labels) = crate::labels::Labels::parse(labels_text) else {
+                        report.wal_problems.push(format!(
+                            "bad labels in {} at offset {offset}",
+                            path.display()
+                        ));
+                        continue;
+                    };
+                    let flushed = head.known.get(&labels).map(|k| k.1).unwrap_or_default();
+                    if pos <= flushed {
+                        continue;
+                    }
+                    if !head.streams.contains_key(&labels) {
+                        let (newest, fp) = head
+                            .known
+                            .get(&labels)
+                            .copied()
+                            .unwrap_or((i64::MIN, WalPos::default()));
+                        head.streams.insert(
+                            labels.clone(),
+                            crate::head::StreamHead::new(labels.clone(), newest, fp),
+                        );
+                    }
+                    let st = head
+                        .streams
+                        .get_mut(&labels)
+                        .expect("bug: stream just inserted");
+                    for e in entries {
+                        st.append_unchecked(e);
+                    }
+                    report.wal_entries += entries.len();
+                    st.logged_at(pos);
+                    let mut out = Vec::new();
+                    st.maybe_cut(ing.chunk_block_size, ing.chunk_target_size, &mut out);
+                    for s in out {
+                        sealer.submit(s);
+                    }
+                }
+            }
+        }
+        sealer.finish();
+        Ok(())
+    }
+
+    /// The tenant, created on first use.
+    pub fn tenant(&self, name: &str) -> Arc<Tenant> {
+        if let Some(t) = self.tenants.read().get(name) {
+            return t.clone();
+        }
+        self.tenants
+            .write()
+            .entry(name.to_string())
+            .or_insert_with(|| {
+                Arc::new(Tenant {
+                    name: name.to_string(),
+                    head: Mutex::new(TenantHead::default()),
+                    segments: RwLock::new(Vec::new()),
+                })
+            })
+            .clone()
+    }
+
+    pub fn existing_tenant(&self, name: &str) -> Option<Arc<Tenant>> {
+        self.tenants.read().get(name).cloned()
+    }
+
+    pub fn tenants(&self) -> Vec<Arc<Tenant>> {
+        self.tenants.read().values().cloned().collect()
+    }
+
+    /// Logs and applies validated streams. Blocking: call from a blocking thread.
+    pub fn push(&self, tenant_id: &str, v: Validated) -> Result<PushOutcome, PushError> {
+        if !self.is_ready() {
+            return Err(PushError::NotReady);
+        }
+        let Some(wal) = self.wal.get() else {
+            return Err(PushError::NotReady);
+        };
+        let limits = self.cfg.limits_for(tenant_id);
+        let bytes = v.accepted_bytes();
+        let mut rejections = v.rejections;
+        let total: usize = v.streams.iter().map(|s| s.entries.len()).sum();
+        if total == 0 {
+            return Ok(PushOutcome {
+                wal_written: None,
+                rejections,
+            });
+        }
+        if !self.rate.allow(tenant_id, bytes, &limits) {
+            self.metrics.inc(
+                "sawmill_discarded_samples_total",
+                &[("reason", RATE_LIMITED), ("tenant", tenant_id)],
+                total as u64,
+            );
+            self.metrics.inc(
+                "sawmill_discarded_bytes_total",
+                &[("reason", RATE_LIMITED), ("tenant", tenant_id)],
+                bytes as u64,
+            );
+            return Err(PushError::RateLimited(rate_limited_message(
+                tenant_id, &limits, total, bytes,
+            )));
+        }
+        let mut payload = Vec::with_capacity(bytes + total * 16 + 256);
+        let texts: Vec<String> = v.streams.iter().map(|s| s.labels.to_string()).collect();
+        wal::encode_entries(
+            tenant_id,
+            v.streams
+                .iter()
+                .zip(&texts)
+                .map(|(s, t)| (t.as_str(), s.entries.iter())),
+            &mut payload,
+        );
+        let ing = &self.cfg.ingester;
+        let tenant = self.tenant(tenant_id);
+        let mut head = tenant.head.lock();
+        let applied = head.apply(
+            &v.streams,
+            limits.out_of_order_time_window,
+            limits.max_global_streams_per_user,
+        );
+        let accepted: usize = applied.accepted.iter().map(|(_, i)| i.len()).sum();
+        rejections.extend(applied.rejections.iter().cloned());
+        if accepted == 0 {
+            head.rollback(applied);
+            drop(head);
+            self.count_rejections(tenant_id, &rejections);
+            return Ok(PushOutcome {
+                wal_written: None,
+                rejections,
+            });
+        }
+        if !applied.all_accepted(total) {
+            payload.clear();
+            let by_labels: HashMap<&crate::labels::Labels, (&str, &[crate::ingest::Entry])> = v
+                .streams
+                .iter()
+                .zip(&texts)
+                .map(|(s, t)| (&s.labels, (t.as_str(), &s.entries[..])))
+                .collect();
+            let parts: Vec<(&str, Vec<&crate::ingest::Entry>)> = applied
+                .accepted
+                .iter()
+                .filter(|(_, idx)| !idx.is_empty())
+                .map(|(l, idx)| {
+                    let (t, entries) = by_labels[l];
+                    (t, idx.iter().map(|i| &entries[*i]).collect())
+                })
+                .collect();
+            wal::encode_entries(
+                tenant_id,
+                parts.iter().map(|(t, e)| (*t, e.iter().copied())),
+                &mut payload,
+            );
+        }
+        let (pos, written) = match wal.append(&payload) {
+            Ok(r) => r,
+            Err(e) => {
+                head.rollback(applied);
+                self.metrics.inc("sawmill_wal_write_failures_total", &[], 1);
+                return Err(e.into());
+            }
+        };
+        let to_seal = head.commit(&applied, pos, ing.chunk_block_size, ing.chunk_target_size);
+        drop(head);
+        for slot in to_seal {
+            slot.seal(ing.zstd_level);
+        }
+        self.metrics.inc(
+            "sawmill_distributor_lines_received_total",
+            &[("tenant", tenant_id)],
+            accepted as u64,
+        );
+        let accepted_bytes: usize = v
+            .streams
+            .iter()
+            .map(|s| s.entries.iter().map(|e| e.size()).sum::<usize>())
+            .sum::<usize>();
+        self.metrics.inc(
+            "sawmill_distributor_bytes_received_total",
+            &[("tenant", tenant_id)],
+            accepted_bytes as u64,
+        );
+        self.count_rejections(tenant_id, &rejections);
+        Ok(PushOutcome {
+            wal_written: Some(written),
+            rejections,
+        })
+    }
+
+    fn count_rejections(&self, tenant: &str, rejections: &[Rejection]) {
+        for r in rejections {
+            if r.lines > 0 {
+                self.metrics.inc(
+                    "sawmill_discarded_samples_total",
+                    &[("reason", r.reason), ("tenant", tenant)],
+                    r.lines as u64,
+                );
+                self.metrics.inc(
+                    "sawmill_discarded_bytes_total",
+                    &[("reason", r.reason), ("tenant", tenant)],
+                    r.bytes as u64,
+                );
+            }
+        }
+    }
+
+    /// Cuts due chunks (all of them with `force`), writes them to segments and deletes WAL
+    /// files that nothing in memory needs any more.
+    pub fn flush(&self, force: bool) -> Result<usize, SegmentError> {
+        let _one_at_a_time = self.flush_lock.lock();
+        let Some(wal) = self.wal.get() else {
+            return Ok(0);
+        };
+        let ing = &self.cfg.ingester;
+        let pressure = ing.wal.max_size > 0 && wal.disk_bytes() > ing.wal.max_size;
+        let now = Instant::now();
+        let mut written = 0;
+        for tenant in self.tenants() {
+            let (taken, to_seal) = {
+                let mut head = tenant.head.lock();
+                let mut to_seal = Vec::new();
+                let mut taken: Vec<(SegmentStream, Vec<Arc<CutChunk>>)> = Vec::new();
+                for st in head.streams.values_mut() {
+                    if force
+                        || pressure
+                        || st.chunk_due(now, ing.max_chunk_age, ing.chunk_idle_period)
+                    {
+                        st.cut_chunk(&mut to_seal);
+                    }
+                    if st.cut.is_empty() {
+                        continue;
+                    }
+                    let chunks = st.cut.clone();
+                    let through = chunks.last().map(|c| c.through_pos).unwrap_or_default();
+                    taken.push((
+                        SegmentStream {
+                            fingerprint: st.labels.fingerprint(),
+                            labels: st.labels.clone(),
+                            max_ts: st.newest_ts,
+                            flushed_pos: through,
+                        },
+                        chunks,
+                    ));
+                }
+                (taken, to_seal)
+            };
+            for s in to_seal {
+                s.seal(ing.zstd_level);
+            }
+            if taken.is_empty() {
+                continue;
+            }
+            let started = Instant::now();
+            let reader = self.write_segment(&tenant.name, &taken)?;
+            let bytes = reader.file_len();
+            {
+                let mut head = tenant.head.lock();
+                let mut segs = tenant.segments.write();
+                for (s, chunks) in &taken {
+                    if let Some(st) = head.streams.get_mut(&s.labels) {
+                        st.cut.drain(..chunks.len());
+                        st.flushed_pos = s.flushed_pos;
+                    }
+                    let k = head
+                        .known
+                        .entry(s.labels.clone())
+                        .or_insert((i64::MIN, WalPos::default()));
+                    k.0 = k.0.max(s.max_ts);
+                    k.1 = k.1.max(s.flushed_pos);
+                }
+                // Streams without data leave memory; `known` keeps their newest timestamp.
+                head.streams.retain(|_, st| st.has_data());
+                segs.push(Arc::new(reader));
+            }
+            written += 1;
+            self.metrics.inc(
+                "sawmill_segments_written_total",
+                &[("tenant", &tenant.name)],
+                1,
+            );
+            self.metrics.inc(
+                "sawmill_segment_bytes_written_total",
+                &[("tenant", &tenant.name)],
+                bytes,
+            );
+            self.metrics.observe(
+                "sawmill_flush_duration_seconds",
+                &[],
+                started.elapsed().as_secs_f64(),
+            );
+        }
+        self.truncate_wal(wal).map_err(|source| SegmentError::Io {
+            path: wal.dir().to_path_buf(),
+            source,
+        })?;
+        Ok(written)
+    }
+
+    fn write_segment(
+        &self,
+        tenant: &str,
+        taken: &[(SegmentStream, Vec<Arc<CutChunk>>)],
+    ) -> Result<SegmentReader, SegmentError> {
+        let dir = files::segments_dir(&self.data, tenant);
+        std::fs::create_dir_all(&dir).map_err(|source| SegmentError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        let seq = self.next_segment.fetch_add(1, Ordering::AcqRel);
+        let path = files::segment_file(&dir, seq);
+        let mut w = SegmentWriter::create(&path)?;
+        let mut buf = Vec::new();
+        let level = self.cfg.ingester.zstd_level;
+        let res = (|| {
+            for (s, chunks) in taken {
+                let idx = w.add_stream(s.clone());
+                for c in chunks {
+                    let blocks: Vec<_> = c.blocks.iter().map(|b| b.seal(level)).collect();
+                    buf.clear();
+                    encode_chunk(blocks.iter().map(|b| &**b), &mut buf);
+                    w.add_chunk(idx, &buf, c.min_ts, c.max_ts, c.n_entries, c.raw_bytes)?;
+                }
+            }
+            Ok(())
+        })();
+        if let Err(e) = res {
+            w.abort();
+            return Err(e);
+        }
+        w.finish(&path)?;
+        SegmentReader::open(&path)
+    }
+
+    fn truncate_wal(&self, wal: &Wal) -> std::io::Result<()> {
+        // Read the current file first: anything logged after this lands in it or a later one.
+        let current = wal.current_seq();
+        let mut min: Option<WalPos> = None;
+        for tenant in self.tenants() {
+            let head = tenant.head.lock();
+            for st in head.streams.values() {
+                if let Some(p) = st.first_unflushed_pos() {
+                    min = Some(min.map_or(p, |m| m.min(p)));
+                }
+            }
+        }
+        let keep_from = min.map_or(current, |m| m.seq.min(current));
+        let removed = wal.remove_before(keep_from)?;
+        if removed > 0 {
+            self.metrics
+                .inc("sawmill_wal_files_removed_total", &[], removed as u64);
+        }
+        Ok(())
+    }
+
+    /// Flushes everything and syncs the WAL: a clean stop leaves nothing to replay.
+    pub fn shutdown(&self) {
+        if !self.is_ready() {
+            return;
+        }
+        if let Err(e) = self.flush(true) {
+            tracing::error!(error = %e, "final flush failed; the WAL keeps the data");
+        }
+        if let Some(w) = self.wal.get() {
+            // Everything is in segments now: start a fresh WAL file and drop the old ones.
+            if w.cut().is_ok() {
+                let _ = self.truncate_wal(w);
+            }
+            let _ = w.sync_now();
+        }
+    }
+
+    /// Starts the periodic flusher on a dedicated thread.
+    pub fn start_flusher(self: &Arc<Self>) {
+        let store = Arc::downgrade(self);
+        let period = self.cfg.ingester.flush_check_period;
+        std::thread::Builder::new()
+            .name("flusher".into())
+            .spawn(move || loop {
+                std::thread::sleep(period.min(Duration::from_secs(1)));
+                let Some(s) = store.upgrade() else { return };
+                if !s.flush_due(period) {
+                    continue;
+                }
+                if let Err(e) = s.flush(false) {
+                    tracing::error!(error = %e, "flush failed; will retry");
+                    s.metrics.inc("sawmill_flush_failures_total", &[], 1);
+                }
+            })
+            .expect("bug: cannot spawn flusher thread");
+    }
+
+    fn flush_due(&self, period: Duration) -> bool {
+        static LAST: Mutex<Option<Instant>> = Mutex::new(None);
+        let mut last = LAST.lock();
+        let now = Instant::now();
+        let wal_pressure = self.wal.get().is_some_and(|w| {
+            let max = self.cfg.ingester.wal.max_size;
+            max > 0 && w.disk_bytes() > max
+        });
+        let any_cut = self
+            .tenants()
+            .iter()
+            .any(|t| t.head.lock().streams.values().any(|s| !s.cut.is_empty()));
+        if wal_pressure || any_cut || last.is_none_or(|l| now.duration_since(l) >= period) {
+            *last = Some(now);
+            return true;
+        }
+        false
+    }
+
+    /// Sizes for `/metrics`.
+    pub fn gauges(&self) -> Vec<(String, Vec<(String, String)>, f64)> {
+        let mut out = Vec::new();
+        for t in self.tenants() {
+            let segs = t.segments.read();
+            let bytes: u64 = segs.iter().map(|s| s.file_len()).sum();
+            let tl = vec![("tenant".to_string(), t.name.clone())];
+            out.push((
+                "sawmill_segment_bytes".to_string(),
+                tl.clone(),
+                bytes as f64,
+            ));
+            out.push((
+                "sawmill_segments".to_string(),
+                tl.clone(),
+                segs.len() as f64,
+            ));
+            let head = t.head.lock();
+            out.push((
+                "sawmill_ingester_memory_streams".to_string(),
+                tl.clone(),
+                head.streams.len() as f64,
+            ));
+            let head_bytes: usize = head.streams.values().map(|s| s.open.size()).sum();
+            out.push(("sawmill_head_open_bytes".to_string(), tl, head_bytes as f64));
+        }
+        if let Some(w) = self.wal.get() {
+            out.push((
+                "sawmill_wal_bytes".to_string(),
+                vec![],
+                w.disk_bytes() as f64,
+            ));
+        }
+        out
+    }
+}
+
+/// Compresses sealed blocks on a small pool (used by WAL replay).
+struct Sealer {
+    tx: Option<crossbeam::channel::Sender<Arc<BlockSlot>>>,
+    workers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Sealer {
+    fn start(level: i32) -> Sealer {
+        let (tx, rx) = crossbeam::channel::bounded::<Arc<BlockSlot>>(64);
+        let n = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        let workers = (0..n)
+            .map(|_| {
+                let rx = rx.clone();
+                std::thread::spawn(move || {
+                    for slot in rx {
+                        slot.seal(level);
+                    }
+                })
+            })
+            .collect();
+        Sealer {
+            tx: Some(tx),
+            workers,
+        }
+    }
+    fn submit(&self, slot: Arc<BlockSlot>) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(slot);
+        }
+    }
+    fn finish(mut self) {
+        self.tx.take();
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
+}

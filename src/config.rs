@@ -472,6 +472,17 @@ mod tests {
     }
 
     #[test]
+    fn documented_config_is_the_defaults() {
+        let documented = Config::from_yaml(include_str!("../config/sawmill.yaml")).unwrap();
+        let d = Config::default();
+        assert_eq!(format!("{documented:?}"), format!("{d:?}"));
+        for f in ["minimal.yaml", "bench.yaml", "conformance.yaml"] {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config").join(f);
+            Config::from_file(&path).unwrap_or_else(|e| panic!("{f}: {e}"));
+        }
+    }
+
+    #[test]
     fn unknown_key_is_named() {
         let (key, msg) = Config::from_yaml("limits_config:\n  max_line_sise: 10\n").unwrap_err();
         assert_eq!(key, "limits_config.max_line_sise");

@@ -1,0 +1,473 @@
+//! Damaged files on disk: segment files with a flipped byte or cut short, a WAL whose last
+//! record was torn by a crash or followed by garbage, and a WAL record damaged in the middle of
+//! a file. The server must still become ready, report the damage, and serve everything that
+//! was not damaged.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use common::*;
+
+const CONFIG: &str = "limits_config:
+  ingestion_rate_mb: 1000
+  ingestion_burst_size_mb: 1000
+  reject_old_samples: false
+  max_entries_limit_per_query: 1000000
+";
+const ALL: &str = r#"{job="dmg"}"#;
+const LINES_PER_PUSH: usize = 3;
+
+/// Pushes `LINES_PER_PUSH` lines to stream `app` (one push is one WAL record); returns them.
+fn push_lines(addr: &str, app: &str, push: usize, ts: i64) -> Vec<String> {
+    let lines: Vec<String> = (0..LINES_PER_PUSH)
+        .map(|i| format!("{app}-p{push}-l{i}"))
+        .collect();
+    let values: Vec<_> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| [(ts + i as i64).to_string(), l.clone()])
+        .collect();
+    let body =
+        serde_json::json!({"streams": [{"stream": {"job": "dmg", "app": app}, "values": values}]});
+    let (status, text) = push_json(addr, &body.to_string());
+    assert_eq!(status, 204, "{text}");
+    lines
+}
+
+/// Lines served for `query` over all time the tests use.
+fn served(addr: &str, query: &str) -> BTreeSet<String> {
+    let got = query_all(
+        addr,
+        &[],
+        query,
+        now_ns() - 3_600_000_000_000,
+        now_ns() + 60_000_000_000,
+    )
+    .unwrap_or_else(|(s, b)| panic!("query {query} answered {s}: {b}"));
+    got.into_iter().map(|(_, _, l)| l).collect()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).unwrap();
+        }
+    }
+}
+
+fn flip(path: &Path, at: usize) {
+    let mut b = std::fs::read(path).unwrap();
+    assert!(
+        at < b.len(),
+        "flip at {at} past the end of {} ({} bytes)",
+        path.display(),
+        b.len()
+    );
+    b[at] ^= 0x5a;
+    std::fs::write(path, b).unwrap();
+}
+
+fn cut(path: &Path, len: usize) {
+    let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.set_len(len as u64).unwrap();
+}
+
+fn append(path: &Path, bytes: &[u8]) {
+    let mut b = std::fs::read(path).unwrap();
+    b.extend_from_slice(bytes);
+    std::fs::write(path, b).unwrap();
+}
+
+// ---- segments -------------------------------------------------------------------------------
+
+const APPS: [&str; 4] = ["a", "b", "c", "d"];
+
+/// Where a segment's footer sits, read from its 32-byte trailer: (offset, length).
+fn footer(path: &Path) -> (usize, usize) {
+    let b = std::fs::read(path).unwrap();
+    let t = &b[b.len() - 32..];
+    assert_eq!(&t[24..32], b"SAWMSEGF", "{}", path.display());
+    (
+        u64::from_le_bytes(t[0..8].try_into().unwrap()) as usize,
+        u64::from_le_bytes(t[8..16].try_into().unwrap()) as usize,
+    )
+}
+
+#[derive(Debug, Clone, Copy)]
+enum SegDamage {
+    /// A flipped byte in the middle of the footer (caught by the footer checksum).
+    FooterByte,
+    /// A flipped byte in the trailer's footer offset.
+    TrailerOffset,
+    /// The file cut to half its length.
+    CutHalf,
+    /// The last byte cut off (a write that never finished).
+    CutLastByte,
+    /// Only the 16-byte header left.
+    HeaderOnly,
+}
+
+impl SegDamage {
+    fn apply(self, path: &Path) {
+        let len = std::fs::metadata(path).unwrap().len() as usize;
+        match self {
+            SegDamage::FooterByte => {
+                let (off, flen) = footer(path);
+                flip(path, off + flen / 2);
+            }
+            SegDamage::TrailerOffset => flip(path, len - 32),
+            SegDamage::CutHalf => cut(path, len / 2),
+            SegDamage::CutLastByte => cut(path, len - 1),
+            SegDamage::HeaderOnly => cut(path, 16),
+        }
+    }
+}
+
+/// Four segments, one per stream `a`..`d`, each written by a clean stop (which flushes
+/// everything). Returns the data directory and the lines of each stream.
+fn four_segments(root: &Path) -> (PathBuf, Vec<Vec<String>>) {
+    let data = root.join("data");
+    let mut s = Server::start(&data, CONFIG);
+    let mut lines = Vec::new();
+    for (i, app) in APPS.iter().enumerate() {
+        if i > 0 {
+            s.restart();
+        }
+        let ts = now_ns() - 60_000_000_000;
+        let mut l = Vec::new();
+        for p in 0..4 {
+            l.extend(push_lines(&s.addr(), app, p, ts + p as i64 * 10));
+        }
+        s.stop();
+        lines.push(l);
+    }
+    let segs = segment_files(&data, "fake");
+    assert_eq!(
+        segs.len(),
+        APPS.len(),
+        "one segment per clean stop: {segs:?}"
+    );
+    (data, lines)
+}
+
+#[track_caller]
+fn check_segment_damage(template: &Path, lines: &[Vec<String>], damage: &[(usize, SegDamage)]) {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    copy_dir(template, &data);
+    let segs = segment_files(&data, "fake");
+    for (i, d) in damage {
+        d.apply(&segs[*i]);
+    }
+    let damaged_bytes: Vec<Vec<u8>> = damage
+        .iter()
+        .map(|(i, _)| std::fs::read(&segs[*i]).unwrap())
+        .collect();
+    let mut s = Server::start(&data, CONFIG);
+    assert_eq!(
+        metric(&s.addr(), "sawmill_segment_damaged_total"),
+        damage.len() as f64,
+        "{damage:?}: damaged segments reported"
+    );
+    let damaged: BTreeSet<usize> = damage.iter().map(|(i, _)| *i).collect();
+    let intact: BTreeSet<String> = (0..APPS.len())
+        .filter(|i| !damaged.contains(i))
+        .flat_map(|i| lines[i].iter().cloned())
+        .collect();
+    assert_eq!(
+        served(&s.addr(), ALL),
+        intact,
+        "{damage:?}: every line of the intact segments, and only those"
+    );
+    for (i, app) in APPS.iter().enumerate() {
+        if !damaged.contains(&i) {
+            let want: BTreeSet<String> = lines[i].iter().cloned().collect();
+            assert_eq!(
+                served(&s.addr(), &format!(r#"{{app="{app}"}}"#)),
+                want,
+                "{damage:?}: stream {app}"
+            );
+        }
+    }
+    // The server keeps working: new data gets a new segment, which must not overwrite the
+    // damaged files (kept for inspection) and survives a restart.
+    let fresh = push_lines(&s.addr(), "e", 0, now_ns() - 1_000_000_000);
+    s.stop();
+    s.restart();
+    let mut want = intact.clone();
+    want.extend(fresh);
+    assert_eq!(
+        served(&s.addr(), ALL),
+        want,
+        "{damage:?}: after a new segment and a restart"
+    );
+    assert_eq!(
+        metric(&s.addr(), "sawmill_segment_damaged_total"),
+        damage.len() as f64,
+        "{damage:?}: still reported"
+    );
+    for ((i, _), bytes) in damage.iter().zip(&damaged_bytes) {
+        assert_eq!(
+            &std::fs::read(&segs[*i]).unwrap(),
+            bytes,
+            "{damage:?}: damaged segment {} was changed",
+            segs[*i].display()
+        );
+    }
+}
+
+#[test]
+fn damaged_segments_are_reported_and_skipped_and_the_others_served() {
+    let root = tempfile::tempdir().unwrap();
+    let (template, lines) = four_segments(root.path());
+    use SegDamage::*;
+    check_segment_damage(&template, &lines, &[(0, FooterByte)]);
+    check_segment_damage(&template, &lines, &[(1, TrailerOffset)]);
+    check_segment_damage(&template, &lines, &[(2, CutHalf)]);
+    check_segment_damage(&template, &lines, &[(3, CutLastByte)]);
+    check_segment_damage(&template, &lines, &[(1, HeaderOnly)]);
+    check_segment_damage(&template, &lines, &[(0, FooterByte), (2, CutHalf)]);
+}
+
+/// A flipped byte inside a chunk's compressed data: the footer is intact, so the segment opens,
+/// and the block checksum catches the damage when the chunk is read. Streams stored in other
+/// segments must still be served, including by a query whose selector also matches the
+/// damaged stream.
+#[test]
+fn damaged_chunk_data_does_not_hide_other_segments() {
+    let root = tempfile::tempdir().unwrap();
+    let (template, lines) = four_segments(root.path());
+    let data = root.path().join("copy");
+    copy_dir(&template, &data);
+    let seg = segment_files(&data, "fake")[0].clone();
+    let (footer_off, _) = footer(&seg);
+    // header 16 | chunk header 8 | block header 32 | zstd bytes .. footer
+    let zstd_start = 16 + 8 + 32;
+    assert!(footer_off > zstd_start + 4, "{footer_off}");
+    flip(&seg, (zstd_start + footer_off) / 2);
+    let s = Server::start(&data, CONFIG);
+    for (i, app) in APPS.iter().enumerate().skip(1) {
+        let want: BTreeSet<String> = lines[i].iter().cloned().collect();
+        assert_eq!(
+            served(&s.addr(), &format!(r#"{{app="{app}"}}"#)),
+            want,
+            "stream {app}"
+        );
+    }
+    let intact: BTreeSet<String> = lines[1..].iter().flatten().cloned().collect();
+    let (start, end) = (now_ns() - 3_600_000_000_000, now_ns() + 60_000_000_000);
+    match query_all(&s.addr(), &[], ALL, start, end) {
+        Ok(got) => {
+            let got: BTreeSet<String> = got.into_iter().map(|(_, _, l)| l).collect();
+            assert!(got.is_superset(&intact), "lines of intact segments missing: {:?}", intact.difference(&got).collect::<Vec<_>>());
+        }
+        Err((status, body)) => panic!("{ALL} answered {status} because one chunk of {} is damaged, hiding {} intact lines of other segments: {body}", seg.display(), intact.len()),
+    }
+}
+
+// ---- WAL ------------------------------------------------------------------------------------
+
+const PUSHES: usize = 10;
+
+/// Record offsets and payload lengths of a WAL file (header 16 bytes, then
+/// `len u32 | crc u32 | payload`).
+fn wal_records(path: &Path) -> Vec<(usize, usize)> {
+    let b = std::fs::read(path).unwrap();
+    assert_eq!(&b[..8], b"SAWMWAL1");
+    let mut out = Vec::new();
+    let mut off = 16;
+    while off + 8 <= b.len() {
+        let len = u32::from_le_bytes(b[off..off + 4].try_into().unwrap()) as usize;
+        assert!(
+            len > 0 && off + 8 + len <= b.len(),
+            "unexpected record at {off} in {}",
+            path.display()
+        );
+        out.push((off, len));
+        off += 8 + len;
+    }
+    assert_eq!(
+        off,
+        b.len(),
+        "{} does not end at a record boundary",
+        path.display()
+    );
+    out
+}
+
+/// `PUSHES` pushes (one WAL record each) to one stream, then SIGKILL: nothing is flushed, so
+/// the single WAL file holds everything. Returns the data dir, the WAL file and each push's lines.
+fn wal_only(root: &Path) -> (PathBuf, PathBuf, Vec<Vec<String>>) {
+    let data = root.join("data");
+    let mut s = Server::start(&data, CONFIG);
+    let ts = now_ns() - 60_000_000_000;
+    let pushes: Vec<Vec<String>> = (0..PUSHES)
+        .map(|p| push_lines(&s.addr(), "w", p, ts + p as i64 * 10))
+        .collect();
+    s.kill();
+    assert!(
+        segment_files(&data, "fake").is_empty(),
+        "nothing may be flushed before the kill"
+    );
+    let wal = wal_files(&data);
+    assert_eq!(wal.len(), 1, "{wal:?}");
+    assert_eq!(wal_records(&wal[0]).len(), PUSHES, "one record per push");
+    (data, wal[0].clone(), pushes)
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Tail {
+    /// Cut `n` bytes into the last record.
+    CutInto(usize),
+    /// Cut in the middle of the last record's payload.
+    CutMidPayload,
+    /// Cut the last byte.
+    CutLastByte,
+    /// Append bytes after the last record.
+    Append(&'static [u8]),
+    /// Append a whole record whose checksum does not match.
+    AppendBadCrcRecord,
+}
+
+#[track_caller]
+fn check_torn_tail(tail: Tail) {
+    let root = tempfile::tempdir().unwrap();
+    let (data, wal, pushes) = wal_only(root.path());
+    let recs = wal_records(&wal);
+    let (last_off, last_len) = *recs.last().unwrap();
+    let file_len = last_off + 8 + last_len;
+    let keeps_last = match tail {
+        Tail::CutInto(n) => {
+            cut(&wal, last_off + n);
+            false
+        }
+        Tail::CutMidPayload => {
+            cut(&wal, last_off + 8 + last_len / 2);
+            false
+        }
+        Tail::CutLastByte => {
+            cut(&wal, file_len - 1);
+            false
+        }
+        Tail::Append(bytes) => {
+            append(&wal, bytes);
+            true
+        }
+        Tail::AppendBadCrcRecord => {
+            let b = std::fs::read(&wal).unwrap();
+            let mut rec = b[last_off..file_len].to_vec();
+            rec[4] ^= 0xff;
+            append(&wal, &rec);
+            true
+        }
+    };
+    let kept = if keeps_last { PUSHES } else { PUSHES - 1 };
+    let want: BTreeSet<String> = pushes[..kept].iter().flatten().cloned().collect();
+    let mut s = Server::start(&data, CONFIG);
+    assert_eq!(
+        served(&s.addr(), ALL),
+        want,
+        "{tail:?}: every record before the damage, and nothing else"
+    );
+    assert_eq!(
+        metric(&s.addr(), "sawmill_wal_corruptions_total"),
+        0.0,
+        "{tail:?}: a torn tail is not corruption"
+    );
+    // Writes go on, and a second crash loses nothing more.
+    let more = push_lines(&s.addr(), "w", 100, now_ns() - 1_000_000_000);
+    s.kill();
+    s.restart();
+    let mut want2 = want.clone();
+    want2.extend(more);
+    assert_eq!(
+        served(&s.addr(), ALL),
+        want2,
+        "{tail:?}: after another kill and restart"
+    );
+}
+
+#[test]
+fn torn_wal_tail_keeps_every_record_before_it() {
+    check_torn_tail(Tail::CutInto(1));
+    check_torn_tail(Tail::CutInto(4));
+    check_torn_tail(Tail::CutInto(8));
+    check_torn_tail(Tail::CutInto(9));
+    check_torn_tail(Tail::CutMidPayload);
+    check_torn_tail(Tail::CutLastByte);
+    check_torn_tail(Tail::Append(&[0xde, 0xad, 0xbe]));
+    check_torn_tail(Tail::Append(&[0u8; 4096]));
+    // A record header claiming 1 MiB with only a few bytes behind it.
+    check_torn_tail(Tail::Append(&[0x00, 0x00, 0x10, 0x00, 1, 2, 3, 4, 5, 6, 7]));
+    check_torn_tail(Tail::Append(&[0xff; 64]));
+    check_torn_tail(Tail::AppendBadCrcRecord);
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Spot {
+    /// A byte of the record's checksum field.
+    Crc,
+    /// The first payload byte (the record kind).
+    Kind,
+    /// The middle of the payload (inside a line).
+    MidPayload,
+    /// The last payload byte.
+    LastByte,
+}
+
+#[track_caller]
+fn check_damaged_record(record: usize, spot: Spot) {
+    let root = tempfile::tempdir().unwrap();
+    let (data, wal, pushes) = wal_only(root.path());
+    let (off, len) = wal_records(&wal)[record];
+    let at = match spot {
+        Spot::Crc => off + 5,
+        Spot::Kind => off + 8,
+        Spot::MidPayload => off + 8 + len / 2,
+        Spot::LastByte => off + 8 + len - 1,
+    };
+    flip(&wal, at);
+    let want: BTreeSet<String> = pushes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != record)
+        .flat_map(|(_, l)| l.iter().cloned())
+        .collect();
+    let mut s = Server::start(&data, CONFIG);
+    assert_eq!(
+        served(&s.addr(), ALL),
+        want,
+        "record {record}, {spot:?}: every record but the damaged one"
+    );
+    assert_eq!(
+        metric(&s.addr(), "sawmill_wal_corruptions_total"),
+        1.0,
+        "record {record}, {spot:?}: reported"
+    );
+    let more = push_lines(&s.addr(), "w", 100, now_ns() - 1_000_000_000);
+    s.kill();
+    s.restart();
+    let mut want2 = want.clone();
+    want2.extend(more);
+    assert_eq!(
+        served(&s.addr(), ALL),
+        want2,
+        "record {record}, {spot:?}: after another kill and restart"
+    );
+}
+
+#[test]
+fn damaged_wal_record_is_skipped_and_the_records_around_it_served() {
+    check_damaged_record(0, Spot::MidPayload);
+    check_damaged_record(4, Spot::MidPayload);
+    check_damaged_record(4, Spot::Crc);
+    check_damaged_record(4, Spot::Kind);
+    check_damaged_record(PUSHES - 2, Spot::LastByte);
+}

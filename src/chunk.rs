@@ -63,14 +63,14 @@ impl HeadBlock {
         self.lines.len() + self.md.len()
     }
 
-    pub fn push(&mut self, ts: i64, line: &str, metadata: &[(String, String)]) {
+    pub fn push<K: AsRef<str>, V: AsRef<str>>(&mut self, ts: i64, line: &str, metadata: &[(K, V)]) {
         self.ts.push(ts);
         self.lines.extend_from_slice(line.as_bytes());
         self.line_ends.push(self.lines.len() as u32);
         put_uvarint(&mut self.md, metadata.len() as u64);
         for (k, v) in metadata {
-            put_lp_bytes(&mut self.md, k.as_bytes());
-            put_lp_bytes(&mut self.md, v.as_bytes());
+            put_lp_bytes(&mut self.md, k.as_ref().as_bytes());
+            put_lp_bytes(&mut self.md, v.as_ref().as_bytes());
         }
         self.md_ends.push(self.md.len() as u32);
     }

@@ -138,12 +138,12 @@ impl StreamHead {
     }
 
     /// Appends without checks (WAL replay: these entries were accepted before).
-    pub fn append_unchecked(&mut self, e: &Entry) {
-        self.open.push(e.ts, &e.line, &e.metadata);
-        self.newest_ts = self.newest_ts.max(e.ts);
-        self.last = Some((e.ts, line_hash(&e.line)));
-        self.chunk_min_ts = self.chunk_min_ts.min(e.ts);
-        self.chunk_max_ts = self.chunk_max_ts.max(e.ts);
+    pub fn append_unchecked<K: AsRef<str>, V: AsRef<str>>(&mut self, ts: i64, line: &str, metadata: &[(K, V)]) {
+        self.open.push(ts, line, metadata);
+        self.newest_ts = self.newest_ts.max(ts);
+        self.last = Some((ts, line_hash(line)));
+        self.chunk_min_ts = self.chunk_min_ts.min(ts);
+        self.chunk_max_ts = self.chunk_max_ts.max(ts);
         self.chunk_entries += 1;
         self.last_append = Instant::now();
     }
@@ -334,7 +334,7 @@ impl TenantHead {
                 if st.is_duplicate(e, h) {
                     continue;
                 }
-                st.append_unchecked(e);
+                st.append_unchecked(e.ts, &e.line, &e.metadata);
                 idx.push(i);
             }
             if ignored > 10 {

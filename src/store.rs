@@ -164,7 +164,11 @@ impl Store {
         let last = files.len().saturating_sub(1);
         let sealer = Sealer::start(ing.zstd_level);
         for (i, (seq, path)) in files.iter().enumerate() {
-            let data = std::fs::read(path)?;
+            let file = std::fs::File::open(path)?;
+            // SAFETY: WAL files being replayed are not written by anyone (the writer starts a
+            // new file after replay), and every read below is bounds-checked.
+            let data = unsafe { memmap2::Mmap::map(&file)? };
+            let _ = data.advise(memmap2::Advice::Sequential);
             let recs = wal::read_records(path, &data);
             for p in &recs.problems {
                 let msg = match p {
@@ -187,14 +191,11 @@ impl Store {
                 };
                 report.wal_problems.push(msg);
             }
-            if i == last && recs.valid_end > 0 && (recs.valid_end as usize) < data.len() {
-                if let Ok(f) = std::fs::OpenOptions::new().write(true).open(path) {
-                    let _ = f.set_len(recs.valid_end);
-                }
-            }
+            // A torn tail of the last file is cut off (after reading, never under the map's reads).
+            let cut_to = (i == last && recs.valid_end > 0 && (recs.valid_end as usize) < data.len()).then_some(recs.valid_end);
             for (offset, payload) in recs.records {
                 let pos = WalPos { seq: *seq, offset };
-                let rec = match wal::decode_entries(payload) {
+                let rec = match wal::view_entries(payload) {
                     Ok(r) => r,
                     Err(e) => {
                         report.wal_problems.push(format!(
@@ -205,7 +206,7 @@ impl Store {
                     }
                 };
                 report.wal_records += 1;
-                let tenant = self.tenant(&rec.tenant);
+                let tenant = self.tenant(rec.tenant);
                 let mut head = tenant.head.lock();
                 for (labels_text, entries) in &rec.streams {
                     let Ok(labels) = crate::labels::Labels::parse(labels_text) else {
@@ -235,7 +236,7 @@ impl Store {
                         .get_mut(&labels)
                         .expect("bug: stream just inserted");
                     for e in entries {
-                        st.append_unchecked(e);
+                        st.append_unchecked(e.ts, e.line, &e.metadata);
                     }
                     report.wal_entries += entries.len();
                     st.logged_at(pos);
@@ -244,6 +245,12 @@ impl Store {
                     for s in out {
                         sealer.submit(s);
                     }
+                }
+            }
+            drop(data);
+            if let Some(len) = cut_to {
+                if let Ok(f) = std::fs::OpenOptions::new().write(true).open(path) {
+                    let _ = f.set_len(len);
                 }
             }
         }

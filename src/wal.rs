@@ -491,6 +491,57 @@ pub fn decode_entries(payload: &[u8]) -> Result<EntriesRecord, Truncated> {
     Ok(EntriesRecord { tenant, streams })
 }
 
+/// An entries record read in place: borrowed from the WAL file's bytes.
+pub struct RecordView<'a> {
+    pub tenant: &'a str,
+    pub streams: Vec<(&'a str, Vec<EntryView<'a>>)>,
+}
+
+pub struct EntryView<'a> {
+    pub ts: i64,
+    pub line: &'a str,
+    pub metadata: Vec<(&'a str, &'a str)>,
+}
+
+/// Decodes an entries record without copying lines (WAL replay).
+pub fn view_entries(payload: &[u8]) -> Result<RecordView<'_>, Truncated> {
+    let mut r = Reader::new(payload);
+    if r.u8()? != KIND_ENTRIES {
+        return Err(Truncated(0));
+    }
+    let tl = r.u16()? as usize;
+    let tenant = as_str(r.bytes(tl)?, &r)?;
+    let n = r.u32()?;
+    let mut streams = Vec::with_capacity((n as usize).min(4096));
+    for _ in 0..n {
+        let ll = r.u32()? as usize;
+        let labels = as_str(r.bytes(ll)?, &r)?;
+        let ne = r.u32()? as usize;
+        let mut entries = Vec::with_capacity(ne.min(r.remaining() / 14 + 1));
+        for _ in 0..ne {
+            let ts = r.i64()?;
+            let len = r.u32()? as usize;
+            let line = as_str(r.bytes(len)?, &r)?;
+            let nmd = r.u16()?;
+            let mut metadata = Vec::new();
+            for _ in 0..nmd {
+                let kl = r.u16()? as usize;
+                let k = as_str(r.bytes(kl)?, &r)?;
+                let vl = r.u32()? as usize;
+                let v = as_str(r.bytes(vl)?, &r)?;
+                metadata.push((k, v));
+            }
+            entries.push(EntryView { ts, line, metadata });
+        }
+        streams.push((labels, entries));
+    }
+    Ok(RecordView { tenant, streams })
+}
+
+fn as_str<'a>(b: &'a [u8], r: &Reader) -> Result<&'a str, Truncated> {
+    std::str::from_utf8(b).map_err(|_| Truncated(r.pos()))
+}
+
 fn utf8(b: &[u8], r: &Reader) -> Result<String, Truncated> {
     String::from_utf8(b.to_vec()).map_err(|_| Truncated(r.pos()))
 }
@@ -544,6 +595,19 @@ mod tests {
         );
         for cut in 0..payload.len() {
             assert!(decode_entries(&payload[..cut]).is_err(), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn view_matches_owned_decode() {
+        let payload = rec(9);
+        let owned = decode_entries(&payload).unwrap();
+        let view = view_entries(&payload).unwrap();
+        assert_eq!(view.tenant, owned.tenant);
+        assert_eq!(view.streams[0].1[0].line, owned.streams[0].1[0].line);
+        assert_eq!(view.streams[0].1[0].metadata, vec![("k", "v")]);
+        for cut in 0..payload.len() {
+            assert!(view_entries(&payload[..cut]).is_err(), "cut at {cut}");
         }
     }
 

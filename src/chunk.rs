@@ -24,6 +24,8 @@ pub const CHUNK_HEADER_LEN: usize = 8;
 pub const BLOCK_HEADER_LEN: usize = 32;
 /// No block decompresses to more than this; a header claiming more is damage.
 pub const MAX_BLOCK_RAW: usize = 64 << 20;
+/// Structured metadata of an entry that has none.
+pub const NO_METADATA: &[(&str, &str)] = &[];
 
 #[derive(Debug, Error, PartialEq)]
 pub enum ChunkError {

@@ -110,6 +110,7 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     crate::server::init_logging(&cfg);
+    crate::server::tune_allocator();
     let cfg = Arc::new(cfg);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

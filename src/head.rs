@@ -138,7 +138,12 @@ impl StreamHead {
     }
 
     /// Appends without checks (WAL replay: these entries were accepted before).
-    pub fn append_unchecked<K: AsRef<str>, V: AsRef<str>>(&mut self, ts: i64, line: &str, metadata: &[(K, V)]) {
+    pub fn append_unchecked<K: AsRef<str>, V: AsRef<str>>(
+        &mut self,
+        ts: i64,
+        line: &str,
+        metadata: &[(K, V)],
+    ) {
         self.open.push(ts, line, metadata);
         self.newest_ts = self.newest_ts.max(ts);
         self.last = Some((ts, line_hash(line)));

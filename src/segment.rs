@@ -438,7 +438,7 @@ mod tests {
             });
             let mut h = HeadBlock::default();
             for t in 0..50 {
-                h.push(t, &format!("{app} line {t}"), &[]);
+                h.push(t, &format!("{app} line {t}"), crate::chunk::NO_METADATA);
             }
             let b = h.seal(1);
             let mut c = Vec::new();

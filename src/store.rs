@@ -55,6 +55,7 @@ pub struct Store {
     ready: AtomicBool,
     next_segment: AtomicU64,
     flush_lock: Mutex<()>,
+    last_flush: Mutex<Option<Instant>>,
     pub metrics: Metrics,
 }
 
@@ -80,6 +81,7 @@ impl Store {
             ready: AtomicBool::new(false),
             next_segment: AtomicU64::new(1),
             flush_lock: Mutex::new(()),
+            last_flush: Mutex::new(None),
             metrics: Metrics::default(),
         })
     }
@@ -192,7 +194,9 @@ impl Store {
                 report.wal_problems.push(msg);
             }
             // A torn tail of the last file is cut off (after reading, never under the map's reads).
-            let cut_to = (i == last && recs.valid_end > 0 && (recs.valid_end as usize) < data.len()).then_some(recs.valid_end);
+            let cut_to =
+                (i == last && recs.valid_end > 0 && (recs.valid_end as usize) < data.len())
+                    .then_some(recs.valid_end);
             for (offset, payload) in recs.records {
                 let pos = WalPos { seq: *seq, offset };
                 let rec = match wal::view_entries(payload) {
@@ -317,7 +321,7 @@ impl Store {
                 tenant_id, &limits, total, bytes,
             )));
         }
-        let mut payload = Vec::with_capacity(bytes + total * 16 + 256);
+        let mut payload = wal::framed_buffer(bytes + total * 16 + 256);
         let texts: Vec<String> = v.streams.iter().map(|s| s.labels.to_string()).collect();
         wal::encode_entries(
             tenant_id,
@@ -347,7 +351,7 @@ impl Store {
             });
         }
         if !applied.all_accepted(total) {
-            payload.clear();
+            wal::reset_framed(&mut payload);
             let by_labels: HashMap<&crate::labels::Labels, (&str, &[crate::ingest::Entry])> = v
                 .streams
                 .iter()
@@ -369,7 +373,7 @@ impl Store {
                 &mut payload,
             );
         }
-        let (pos, written) = match wal.append(&payload) {
+        let (pos, written) = match wal.append_framed(&mut payload) {
             Ok(r) => r,
             Err(e) => {
                 head.rollback(applied);
@@ -607,8 +611,7 @@ impl Store {
     }
 
     fn flush_due(&self, period: Duration) -> bool {
-        static LAST: Mutex<Option<Instant>> = Mutex::new(None);
-        let mut last = LAST.lock();
+        let mut last = self.last_flush.lock();
         let now = Instant::now();
         let wal_pressure = self.wal.get().is_some_and(|w| {
             let max = self.cfg.ingester.wal.max_size;

@@ -142,13 +142,21 @@ impl Wal {
     /// Appends one record; returns where it starts and the write counter to wait on with
     /// [`Wal::wait_durable`]. Nothing is acknowledged unless this returns Ok.
     pub fn append(&self, payload: &[u8]) -> Result<(WalPos, u64), WalError> {
-        if payload.len() > u32::MAX as usize - RECORD_HEADER {
-            return Err(WalError::TooLarge(payload.len()));
-        }
-        let mut rec = Vec::with_capacity(RECORD_HEADER + payload.len());
-        rec.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        rec.extend_from_slice(&crc32c::crc32c(payload).to_le_bytes());
+        let mut rec = framed_buffer(payload.len());
         rec.extend_from_slice(payload);
+        self.append_framed(&mut rec)
+    }
+
+    /// Like [`Wal::append`], for a buffer from [`framed_buffer`] holding the payload after its
+    /// reserved header: the header is filled in place, so the payload is never copied.
+    pub fn append_framed(&self, rec: &mut [u8]) -> Result<(WalPos, u64), WalError> {
+        let payload_len = rec.len() - RECORD_HEADER;
+        if payload_len > u32::MAX as usize - RECORD_HEADER {
+            return Err(WalError::TooLarge(payload_len));
+        }
+        let crc = crc32c::crc32c(&rec[RECORD_HEADER..]);
+        rec[..4].copy_from_slice(&(payload_len as u32).to_le_bytes());
+        rec[4..8].copy_from_slice(&crc.to_le_bytes());
         let mut w = self.inner.lock();
         if w.offset > HEADER_LEN && w.offset + rec.len() as u64 > self.segment_size {
             self.rotate(&mut w)?;
@@ -305,6 +313,18 @@ fn create_file(dir: &Path, data: &Path, seq: u64) -> std::io::Result<File> {
     f.sync_all()?;
     files::sync_dir(dir)?;
     Ok(f)
+}
+
+/// A buffer for one record: the header's bytes reserved, the payload to be appended after them.
+pub fn framed_buffer(payload_capacity: usize) -> Vec<u8> {
+    let mut v = Vec::with_capacity(RECORD_HEADER + payload_capacity);
+    v.resize(RECORD_HEADER, 0);
+    v
+}
+
+/// Empties a framed buffer, keeping its reserved header.
+pub fn reset_framed(v: &mut Vec<u8>) {
+    v.truncate(RECORD_HEADER);
 }
 
 /// WAL files in sequence order.

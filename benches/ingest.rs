@@ -84,7 +84,7 @@ fn blocks(c: &mut Criterion) {
     let mut head = HeadBlock::default();
     let mut i = 0;
     while head.size() < 256 * 1024 {
-        head.push(BASE + i as i64, &line(i), &[]);
+        head.push(BASE + i as i64, &line(i), sawmill::chunk::NO_METADATA);
         i += 1;
     }
     let mut g = c.benchmark_group("block");

@@ -1,0 +1,113 @@
+//! Disk full: a push that could not be written to the WAL gets 507, never a 204; everything
+//! acknowledged before stays readable; queries keep working; pushes succeed again once space
+//! returns. Uses a small tmpfs as the data directory (needs root, as CI has).
+
+mod common;
+
+use std::process::Command;
+
+use common::{now_ns, push_json, query_entries, Server};
+
+struct Mount(std::path::PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn push_on_a_full_disk_gets_507_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("tiny");
+    std::fs::create_dir(&mnt).unwrap();
+    let ok = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+        .arg(&mnt)
+        .status();
+    if !ok.is_ok_and(|s| s.success()) {
+        eprintln!("skipping: cannot mount a tmpfs here (not root?)");
+        return;
+    }
+    let _mount = Mount(mnt.clone());
+    let data = mnt.join("data");
+    let server = Server::start(
+        &data,
+        "limits_config:\n  ingestion_rate_mb: 1000\n  ingestion_burst_size_mb: 1000\ningester:\n  flush_check_period: 1h\n",
+    );
+    // Leave about 300 KB free.
+    let filler = mnt.join("filler");
+    let free = fs_free(&mnt);
+    std::fs::write(
+        &filler,
+        vec![0u8; (free.saturating_sub(300 * 1024)) as usize],
+    )
+    .unwrap();
+
+    let base = now_ns() - 10_000_000_000;
+    let line = "x".repeat(2000);
+    let mut acked = Vec::new();
+    let mut saw_507 = false;
+    for i in 0..400 {
+        let body = format!(
+            r#"{{"streams":[{{"stream":{{"app":"full"}},"values":[["{}","{i} {line}"],["{}","{i}b {line}"]]}}]}}"#,
+            base + i * 2,
+            base + i * 2 + 1
+        );
+        let (status, text) = push_json(&server.addr(), &body);
+        match status {
+            204 => acked.push(i),
+            507 => {
+                saw_507 = true;
+                assert!(text.contains("write-ahead log"), "{text}");
+                break;
+            }
+            other => panic!("unexpected {other}: {text}"),
+        }
+    }
+    assert!(saw_507, "the disk never filled up");
+    assert!(!acked.is_empty());
+    let got = query_entries(
+        &server.addr(),
+        "{app=\"full\"}",
+        base,
+        base + 1_000_000_000,
+        5000,
+    );
+    assert_eq!(
+        got.len(),
+        acked.len() * 2,
+        "every acknowledged line, and nothing of the failed push"
+    );
+
+    std::fs::remove_file(&filler).unwrap();
+    let body = format!(
+        r#"{{"streams":[{{"stream":{{"app":"full"}},"values":[["{}","after"]]}}]}}"#,
+        base + 5000
+    );
+    let (status, text) = push_json(&server.addr(), &body);
+    assert_eq!(status, 204, "ingestion resumes once space returns: {text}");
+    let got = query_entries(
+        &server.addr(),
+        "{app=\"full\"}",
+        base,
+        base + 1_000_000_000,
+        5000,
+    );
+    assert_eq!(got.len(), acked.len() * 2 + 1);
+}
+
+fn fs_free(path: &std::path::Path) -> u64 {
+    let out = Command::new("df")
+        .args(["--output=avail", "-B1"])
+        .arg(path)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .nth(1)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}

@@ -138,6 +138,19 @@ pub struct QueryStats {
     pub lines_processed: u64,
     pub chunks: u64,
     pub exec_secs: f64,
+    /// Damage met while reading (blocks that failed their checksum and were skipped).
+    pub warnings: Vec<String>,
+}
+
+impl QueryStats {
+    /// Reports a damaged chunk or block: the query goes on without it.
+    fn damaged(&mut self, file: &std::path::Path, offset: u64, e: &dyn std::fmt::Display) {
+        tracing::error!(file = %file.display(), offset, error = %e, "damaged block skipped by a query");
+        self.warnings.push(format!(
+            "damaged data skipped: {} at byte {offset}: {e}",
+            file.display()
+        ));
+    }
 }
 
 /// Whether all matchers hold for a label set (an absent label is "").
@@ -326,8 +339,13 @@ pub fn select_logs(
             }
             stats.chunks += 1;
             let sid = id_of(&seg.streams[c.stream as usize].labels);
-            let blocks = chunk_blocks(seg.chunk_bytes(c))
-                .map_err(|e| QueryError::Storage(format!("{}: {e}", seg.path().display())))?;
+            let blocks = match chunk_blocks(seg.chunk_bytes(c)) {
+                Ok(b) => b,
+                Err(e) => {
+                    stats.damaged(seg.path(), c.offset, &e);
+                    continue;
+                }
+            };
             for b in blocks {
                 if b.max_ts < q.start || b.min_ts >= q.end {
                     continue;
@@ -335,9 +353,10 @@ pub fn select_logs(
                 if !(top.wants(b.min_ts) || top.wants(b.max_ts)) {
                     continue;
                 }
-                block
-                    .decode_from(&b)
-                    .map_err(|e| QueryError::Storage(format!("{}: {e}", seg.path().display())))?;
+                if let Err(e) = block.decode_from(&b) {
+                    stats.damaged(seg.path(), c.offset + b.offset as u64, &e);
+                    continue;
+                }
                 for i in 0..block.len() {
                     visit(
                         sid,

@@ -392,46 +392,60 @@ pub fn read_records<'a>(path: &Path, data: &'a [u8]) -> FileRecords<'a> {
     let mut off = HEADER_LEN as usize;
     out.valid_end = off as u64;
     while off < data.len() {
-        let rest = &data[off..];
-        if rest.len() < RECORD_HEADER {
-            out.problems.push(WalProblem::Torn {
-                file: path.into(),
-                offset: off as u64,
-            });
-            break;
+        if let Some((payload, end)) = record_at(data, off) {
+            out.records.push((off as u64, payload));
+            off = end;
+            out.valid_end = off as u64;
+            continue;
         }
-        let len = u32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
-        let crc = u32::from_le_bytes(rest[4..8].try_into().unwrap());
-        if len == 0 || rest.len() < RECORD_HEADER + len {
-            out.problems.push(WalProblem::Torn {
-                file: path.into(),
-                offset: off as u64,
-            });
-            break;
-        }
-        let payload = &rest[RECORD_HEADER..RECORD_HEADER + len];
-        let end = off + RECORD_HEADER + len;
-        if crc32c::crc32c(payload) != crc {
-            if end == data.len() {
+        // Damage at `off`. If an intact record follows, this was corruption in the middle;
+        // otherwise the file ends in a torn write.
+        match resync(data, off + 1) {
+            Some(next) => {
+                out.problems.push(WalProblem::Corrupt {
+                    file: path.into(),
+                    offset: off as u64,
+                    reason: "damaged record".into(),
+                });
+                off = next;
+            }
+            None => {
                 out.problems.push(WalProblem::Torn {
                     file: path.into(),
                     offset: off as u64,
                 });
-            } else {
-                out.problems.push(WalProblem::Corrupt {
-                    file: path.into(),
-                    offset: off as u64,
-                    reason: "checksum mismatch".into(),
-                });
-                off = end;
+                break;
             }
-            continue;
         }
-        out.records.push((off as u64, payload));
-        off = end;
-        out.valid_end = off as u64;
     }
     out
+}
+
+/// The intact record starting at `off`: its payload and where it ends.
+fn record_at(data: &[u8], off: usize) -> Option<(&[u8], usize)> {
+    let rest = data.get(off..)?;
+    if rest.len() < RECORD_HEADER {
+        return None;
+    }
+    let len = u32::from_le_bytes(rest[..4].try_into().expect("bug: 4 bytes")) as usize;
+    let crc = u32::from_le_bytes(rest[4..8].try_into().expect("bug: 4 bytes"));
+    if len == 0 || rest.len() - RECORD_HEADER < len {
+        return None;
+    }
+    let payload = &rest[RECORD_HEADER..RECORD_HEADER + len];
+    (crc32c::crc32c(payload) == crc).then_some((payload, off + RECORD_HEADER + len))
+}
+
+/// The first offset at or after `from` where an intact record starts. Candidates are screened
+/// by the payload's kind byte and tenant length before the checksum is computed.
+fn resync(data: &[u8], from: usize) -> Option<usize> {
+    (from..data.len().saturating_sub(RECORD_HEADER + 3)).find(|&off| {
+        let p = off + RECORD_HEADER;
+        data[p] == KIND_ENTRIES
+            && (1..=crate::tenant::MAX_TENANT_ID_LEN)
+                .contains(&(u16::from_le_bytes([data[p + 1], data[p + 2]]) as usize))
+            && record_at(data, off).is_some()
+    })
 }
 
 /// An entries record, as logged.
@@ -661,6 +675,33 @@ mod tests {
         assert_eq!(got.records.len(), 4);
         assert!(
             matches!(&got.problems[..], [WalProblem::Corrupt { offset, .. }] if *offset == offsets[2])
+        );
+    }
+
+    #[test]
+    fn damaged_length_in_the_middle_is_skipped_not_taken_for_a_tail() {
+        let (_d, path, offsets) = write_wal(5);
+        let mut data = std::fs::read(&path).unwrap();
+        let at = offsets[1] as usize;
+        data[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        let got = read_records(&path, &data);
+        assert_eq!(got.records.len(), 4);
+        assert!(
+            matches!(&got.problems[..], [WalProblem::Corrupt { offset, .. }] if *offset == offsets[1])
+        );
+        assert_eq!(got.valid_end as usize, data.len());
+    }
+
+    #[test]
+    fn bad_checksum_on_the_last_record_is_a_torn_tail() {
+        let (_d, path, offsets) = write_wal(3);
+        let mut data = std::fs::read(&path).unwrap();
+        let last = data.len() - 1;
+        data[last] ^= 0xff;
+        let got = read_records(&path, &data);
+        assert_eq!(got.records.len(), 2);
+        assert!(
+            matches!(&got.problems[..], [WalProblem::Torn { offset, .. }] if *offset == offsets[2])
         );
     }
 

@@ -13,6 +13,7 @@ use common::*;
 const CONFIG: &str = "limits_config:
   ingestion_rate_mb: 1000
   ingestion_burst_size_mb: 1000
+  max_entries_limit_per_query: 1000000
 ";
 const JSON: &str = "application/json";
 const PROTOBUF: &str = "application/x-protobuf";
@@ -83,7 +84,14 @@ fn bad(
 /// Sends one bad request, checks its answer, then checks the server still takes a good push.
 /// Returns the good line.
 #[track_caller]
-fn check_bad(addr: &str, b: &Bad) -> String {
+fn check_bad(addr: &str, pid: u32, b: &Bad) -> String {
+    // A bomb may cost the server at most about max_recv_msg_size (100 MB) of memory: reset the
+    // peak (VmHWM), and compare it with the resident size before the request.
+    let bomb = b.name.contains("bomb");
+    if bomb {
+        std::fs::write(format!("/proc/{pid}/clear_refs"), "5").expect("reset VmHWM");
+    }
+    let rss_before = proc_status_kb(pid, "VmRSS");
     let mut headers = vec![("Content-Type", b.content_type)];
     if let Some(e) = b.encoding {
         headers.push(("Content-Encoding", e));
@@ -103,6 +111,18 @@ fn check_bad(addr: &str, b: &Bad) -> String {
         &text[..text.len().min(500)],
         b.says
     );
+    if bomb {
+        let peak = proc_status_kb(pid, "VmHWM");
+        eprintln!(
+            "{}: server memory {rss_before} kB before, peak {peak} kB",
+            b.name
+        );
+        assert!(
+            peak.saturating_sub(rss_before) < 150 << 10,
+            "{}: server memory peaked at {peak} kB, from {rss_before} kB",
+            b.name
+        );
+    }
     let good = format!("good after {}", b.name);
     let (status, text) = push_json(addr, &one_line(r#"{"app":"good"}"#, now_ns(), &good));
     assert_eq!(status, 204, "{}: the good push after it: {text}", b.name);
@@ -115,7 +135,6 @@ fn bad_pushes_get_their_4xx_and_the_server_keeps_serving() {
     let s = Server::start(&dir.path().join("data"), CONFIG);
     let addr = s.addr();
     let pid = s.child.as_ref().unwrap().id();
-    let rss_before = proc_status_kb(pid, "VmRSS");
     let now = now_ns();
     let many_labels = {
         let mut m = serde_json::Map::new();
@@ -315,7 +334,7 @@ fn bad_pushes_get_their_4xx_and_the_server_keeps_serving() {
             );
         }
     }
-    let mut good: BTreeSet<String> = cases.iter().map(|c| check_bad(&addr, c)).collect();
+    let mut good: BTreeSet<String> = cases.iter().map(|c| check_bad(&addr, pid, c)).collect();
     good.insert("partial good line".into());
 
     // Only the good lines were stored: the rejected streams and entries left nothing behind.
@@ -337,13 +356,6 @@ fn bad_pushes_get_their_4xx_and_the_server_keeps_serving() {
     assert_eq!(status, 200, "{labels}");
     let labels: serde_json::Value = serde_json::from_str(&labels).unwrap();
     assert_eq!(labels["data"], serde_json::json!(["app"]));
-
-    // The decompression bombs were bounded by max_recv_msg_size (100 MB by default).
-    let peak = proc_status_kb(pid, "VmHWM");
-    assert!(
-        peak.saturating_sub(rss_before) < 150 << 10,
-        "server memory peaked at {peak} kB, from {rss_before} kB"
-    );
 }
 
 #[track_caller]
@@ -444,4 +456,124 @@ fn get_as(addr: &str, tenant: &str, path: &str, params: &[(&str, &str)]) -> (u16
         std::time::Duration::from_secs(30),
     )
     .unwrap()
+}
+
+/// Sends one bad read request; checks its status and that a good query still works after it.
+#[track_caller]
+fn check_bad_read(addr: &str, path: &str, params: &[(&str, &str)], want: u16, says: &str) {
+    let url = format!(
+        "{addr}{path}?{}",
+        serde_urlencoded::to_string(params).unwrap()
+    );
+    let (status, text) = try_request("GET", &url, &[], None, std::time::Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("{path} {params:?}: no answer: {e}"));
+    assert_eq!(status, want, "{path} {params:?}: {text}");
+    assert!(
+        text.contains(says),
+        "{path} {params:?}: {text:?} does not say {says:?}"
+    );
+    let got = query_all(
+        addr,
+        &[],
+        r#"{app="good"}"#,
+        now_ns() - DAY_NS,
+        now_ns() + 1,
+    )
+    .unwrap();
+    assert_eq!(got.len(), 1, "after {path} {params:?}");
+}
+
+#[test]
+fn bad_queries_get_400_and_the_server_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(&dir.path().join("data"), CONFIG);
+    let addr = s.addr();
+    let (status, text) = push_json(&addr, &one_line(r#"{"app":"good"}"#, now_ns(), "good"));
+    assert_eq!(status, 204, "{text}");
+    const Q: &str = "/loki/api/v1/query_range";
+    let sel = ("query", r#"{app="good"}"#);
+    for (path, params, says) in [
+        (Q, vec![], "query"),
+        (Q, vec![("query", "{app=")], ""),
+        (Q, vec![("query", r#"{app=~"("}"#)], ""),
+        (Q, vec![("query", "{}")], ""),
+        (Q, vec![("query", r#"{app="good"} |= "#)], ""),
+        (Q, vec![sel, ("limit", "0")], "limit"),
+        (Q, vec![sel, ("limit", "-5")], "limit"),
+        (Q, vec![sel, ("limit", "abc")], "limit"),
+        (Q, vec![sel, ("limit", "99999999999999999999")], "limit"),
+        (
+            Q,
+            vec![sel, ("limit", "1000001")],
+            "max_entries_limit_per_query",
+        ),
+        (Q, vec![sel, ("start", "yesterday")], "start"),
+        (Q, vec![sel, ("end", "tomorrow")], "end"),
+        (Q, vec![sel, ("start", "2000"), ("end", "1000")], "end"),
+        (Q, vec![sel, ("since", "forever")], "since"),
+        (Q, vec![sel, ("direction", "sideways")], "direction"),
+        ("/loki/api/v1/series", vec![("match[]", "{app=")], ""),
+        ("/loki/api/v1/labels", vec![("query", "{app=")], ""),
+        (
+            "/loki/api/v1/label/app/values",
+            vec![("start", "yesterday")],
+            "start",
+        ),
+    ] {
+        check_bad_read(&addr, path, &params, 400, says);
+    }
+}
+
+/// A read whose `end` is the smallest timestamp: `start` defaults to `end - since`, which
+/// overflows i64 (src/http/params.rs, `Params::range`). Debug builds panic in the handler and
+/// drop the connection without an answer; release builds wrap around.
+#[test]
+#[ignore = "bug: Params::range computes end - since unchecked; end=-9223372036854775808 panics (debug)"]
+fn smallest_end_timestamp_gets_400() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start(&dir.path().join("data"), CONFIG);
+    let (status, text) = push_json(&s.addr(), &one_line(r#"{"app":"good"}"#, now_ns(), "good"));
+    assert_eq!(status, 204, "{text}");
+    check_bad_read(
+        &s.addr(),
+        "/loki/api/v1/query_range",
+        &[
+            ("query", r#"{app="good"}"#),
+            ("end", "-9223372036854775808"),
+        ],
+        400,
+        "",
+    );
+}
+
+/// With `reject_old_samples: false` any timestamp is accepted, so one block can span more than
+/// i64::MAX nanoseconds. `HeadBlock::seal` computes timestamp deltas with `-` (src/chunk.rs),
+/// which overflows: debug builds panic wherever the block is sealed (push, flusher thread,
+/// shutdown flush, so no segment is ever written); release builds wrap, which the decoder
+/// (`wrapping_add`) undoes.
+#[test]
+#[ignore = "bug: HeadBlock::seal overflows on a block spanning more than i64::MAX ns (debug panic)"]
+fn extreme_timestamps_survive_a_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut s = Server::start(&data, &format!("{CONFIG}  reject_old_samples: false\n"));
+    let now = now_ns();
+    let body = format!(
+        r#"{{"streams":[{{"stream":{{"app":"edge"}},"values":[["{}","smallest"],["{now}","now"]]}}]}}"#,
+        i64::MIN
+    );
+    let (status, text) = push_json(&s.addr(), &body);
+    assert_eq!(status, 204, "{text}");
+    s.stop();
+    assert!(
+        !segment_files(&data, "fake").is_empty(),
+        "a clean stop writes a segment"
+    );
+    s.restart();
+    let got = query_all(&s.addr(), &[], r#"{app="edge"}"#, i64::MIN, i64::MAX).unwrap();
+    let got: Vec<(i64, String)> = got.into_iter().map(|(_, ts, l)| (ts, l)).collect();
+    assert_eq!(
+        got,
+        vec![(i64::MIN, "smallest".into()), (now, "now".into())]
+    );
 }

@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
@@ -17,7 +16,7 @@ use common::*;
 
 const CYCLES: usize = 20;
 const PUSHERS: usize = 2;
-const STREAMS_PER_PUSHER: usize = 3;
+const STREAMS_PER_PUSHER: u64 = 3;
 /// Upper bound on pushes per thread per cycle, so a pusher loop always ends.
 const MAX_PUSHES: usize = 20_000;
 const QUERY: &str = r#"{app="crash"}"#;
@@ -45,16 +44,21 @@ ingester:
     )
 }
 
-/// Where a pushed line went: its `s` label and timestamp.
-type Place = (String, i64);
+/// One pushed line. Every line gets its own timestamp from a shared clock, so the timestamp
+/// identifies the line.
+struct Line {
+    ts: i64,
+    stream: String,
+    text: String,
+}
 
 /// What one pusher thread did in one cycle.
 #[derive(Default)]
 struct Pushed {
     /// Every line sent, acknowledged or not.
-    attempted: Vec<(String, Place)>,
-    /// Lines of pushes answered with a 2xx.
-    acked: Vec<String>,
+    attempted: Vec<Line>,
+    /// Timestamps of the lines of pushes answered with a 2xx.
+    acked: Vec<i64>,
     acked_pushes: usize,
     /// Answers that are neither a 2xx nor a transport error (a killed server).
     unexpected: Vec<String>,
@@ -75,31 +79,26 @@ fn pusher(
             break;
         }
         let n_lines = rng.range(1, 50) as usize;
-        let mut streams: Vec<(String, Vec<(i64, String)>)> = Vec::new();
+        let mut lines = Vec::with_capacity(n_lines);
         for i in 0..n_lines {
-            let s = format!(
-                "t{thread}{}",
-                (b'a' + rng.range(0, STREAMS_PER_PUSHER as u64 - 1) as u8) as char
-            );
-            let ts = clock.fetch_add(1, Ordering::AcqRel);
+            let stream = (b'a' + rng.range(0, STREAMS_PER_PUSHER - 1) as u8) as char;
             let pad = "x".repeat(rng.range(0, 60) as usize);
-            let line = format!("c{cycle}-t{thread}-p{push}-l{i} {pad}");
-            match streams.iter_mut().find(|(name, _)| *name == s) {
-                Some((_, v)) => v.push((ts, line)),
-                None => streams.push((s, vec![(ts, line)])),
-            }
+            lines.push(Line {
+                ts: clock.fetch_add(1, Ordering::AcqRel),
+                stream: format!("t{thread}{stream}"),
+                text: format!("c{cycle}-t{thread}-p{push}-l{i} {pad}"),
+            });
         }
+        let mut streams: Vec<&str> = lines.iter().map(|l| l.stream.as_str()).collect();
+        streams.sort();
+        streams.dedup();
         let body = serde_json::json!({
-            "streams": streams.iter().map(|(s, v)| serde_json::json!({
+            "streams": streams.iter().map(|s| serde_json::json!({
                 "stream": {"app": "crash", "s": s},
-                "values": v.iter().map(|(ts, l)| [ts.to_string(), l.clone()]).collect::<Vec<_>>(),
+                "values": lines.iter().filter(|l| l.stream == *s)
+                    .map(|l| [l.ts.to_string(), l.text.clone()]).collect::<Vec<_>>(),
             })).collect::<Vec<_>>()
         });
-        let lines: Vec<(String, Place)> = streams
-            .iter()
-            .flat_map(|(s, v)| v.iter().map(move |(ts, l)| (l.clone(), (s.clone(), *ts))))
-            .collect();
-        out.attempted.extend(lines.iter().cloned());
         let res = try_request(
             "POST",
             &format!("{addr}/loki/api/v1/push"),
@@ -109,68 +108,93 @@ fn pusher(
         );
         match res {
             Ok((status, _)) if (200..300).contains(&status) => {
-                out.acked.extend(lines.into_iter().map(|(l, _)| l));
+                out.acked.extend(lines.iter().map(|l| l.ts));
                 out.acked_pushes += 1;
             }
             Ok((status, body)) => out.unexpected.push(format!("{status}: {body}")),
             // The server was killed: stop soon; a few more refused connections are harmless.
             Err(_) => std::thread::sleep(Duration::from_millis(5)),
         }
+        out.attempted.extend(lines);
     }
     out
 }
 
-/// What the test knows across cycles.
-#[derive(Default)]
+/// What the test knows across cycles, indexed by a line's timestamp minus `start`.
 struct Ledger {
-    attempted: HashMap<String, Place>,
-    acked: HashSet<String>,
-    acked_pushes: usize,
+    start: i64,
+    attempted: Vec<Option<Line>>,
+    acked: Vec<bool>,
     /// Lines served after some restart: they must stay served.
-    seen: HashSet<String>,
+    seen: Vec<bool>,
+    acked_pushes: usize,
+}
+
+impl Ledger {
+    fn add(&mut self, p: Pushed) {
+        for l in p.attempted {
+            let i = (l.ts - self.start) as usize;
+            if self.attempted.len() <= i {
+                self.attempted.resize_with(i + 1, || None);
+            }
+            self.attempted[i] = Some(l);
+        }
+        self.acked.resize(self.attempted.len(), false);
+        self.seen.resize(self.attempted.len(), false);
+        for ts in p.acked {
+            self.acked[(ts - self.start) as usize] = true;
+        }
+        self.acked_pushes += p.acked_pushes;
+    }
+
+    fn describe(&self, i: usize) -> String {
+        match &self.attempted[i] {
+            Some(l) => format!("{:?} in {} at {}", l.text, l.stream, l.ts),
+            None => format!("nothing at {}", self.start + i as i64),
+        }
+    }
 }
 
 /// Reads everything back and checks the ledger against it.
 #[track_caller]
-fn check(addr: &str, ledger: &mut Ledger, start: i64, end: i64, when: &str) {
-    let got = query_all(addr, &[], QUERY, start, end)
-        .unwrap_or_else(|(status, body)| panic!("{when}: query answered {status}: {body}"));
-    let mut count: HashMap<&str, usize> = HashMap::new();
+fn check(addr: &str, ledger: &mut Ledger, when: &str) {
+    let end = ledger.start + ledger.attempted.len() as i64;
+    let url = format!(
+        "{addr}/loki/api/v1/query_range?{}",
+        serde_urlencoded::to_string([
+            ("query", QUERY),
+            ("start", &ledger.start.to_string()),
+            ("end", &end.to_string()),
+            ("limit", "1000000"),
+            ("direction", "forward"),
+        ])
+        .unwrap()
+    );
+    let (status, body) = try_request("GET", &url, &[], None, Duration::from_secs(120))
+        .unwrap_or_else(|e| panic!("{when}: query failed: {e}"));
+    assert_eq!(status, 200, "{when}: {body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let mut count = vec![0u32; ledger.attempted.len()];
     let mut wrong = Vec::new();
-    for (labels, ts, line) in &got {
-        *count.entry(line.as_str()).or_default() += 1;
-        let labels: serde_json::Value = serde_json::from_str(labels).unwrap();
-        let place = (labels["s"].as_str().unwrap_or("").to_string(), *ts);
-        if ledger.attempted.get(line) != Some(&place) {
-            wrong.push(format!(
-                "{line:?} at {place:?}, pushed at {:?}",
-                ledger.attempted.get(line)
-            ));
+    for s in v["data"]["result"].as_array().unwrap() {
+        let stream = s["stream"]["s"].as_str().unwrap_or("");
+        for e in s["values"].as_array().unwrap() {
+            let ts: i64 = e[0].as_str().unwrap().parse().unwrap();
+            let text = e[1].as_str().unwrap();
+            let i = ts - ledger.start;
+            match ledger.attempted.get(i as usize).and_then(Option::as_ref) {
+                Some(l) if i >= 0 && l.stream == stream && l.text == text => count[i as usize] += 1,
+                _ => wrong.push(format!("{text:?} in {stream} at {ts}")),
+            }
         }
     }
-    let twice: Vec<_> = count
-        .iter()
-        .filter(|(_, n)| **n > 1)
-        .map(|(l, n)| format!("{l:?} x{n}"))
-        .collect();
-    let mut missing: Vec<_> = ledger
-        .acked
-        .iter()
-        .filter(|l| !count.contains_key(l.as_str()))
-        .collect();
-    missing.sort();
-    let mut lost: Vec<_> = ledger
-        .seen
-        .iter()
-        .filter(|l| !count.contains_key(l.as_str()))
-        .collect();
-    lost.sort();
-    assert!(
-        twice.is_empty(),
-        "{when}: {} lines served more than once, e.g. {:?}",
-        twice.len(),
-        &twice[..twice.len().min(5)]
-    );
+    let pick =
+        |f: &dyn Fn(usize) -> bool| -> Vec<usize> { (0..count.len()).filter(|&i| f(i)).collect() };
+    let twice = pick(&|i| count[i] > 1);
+    let missing = pick(&|i| ledger.acked[i] && count[i] == 0);
+    let lost = pick(&|i| ledger.seen[i] && count[i] == 0);
+    let show =
+        |v: &[usize]| -> Vec<String> { v.iter().take(5).map(|&i| ledger.describe(i)).collect() };
     assert!(
         wrong.is_empty(),
         "{when}: {} lines served that were never pushed so, e.g. {:?}",
@@ -178,19 +202,27 @@ fn check(addr: &str, ledger: &mut Ledger, start: i64, end: i64, when: &str) {
         &wrong[..wrong.len().min(5)]
     );
     assert!(
+        twice.is_empty(),
+        "{when}: {} lines served more than once, e.g. {:?}",
+        twice.len(),
+        show(&twice)
+    );
+    assert!(
         missing.is_empty(),
         "{when}: {} of {} acknowledged lines missing, e.g. {:?}",
         missing.len(),
-        ledger.acked.len(),
-        &missing[..missing.len().min(5)]
+        ledger.acked.iter().filter(|a| **a).count(),
+        show(&missing)
     );
     assert!(
         lost.is_empty(),
         "{when}: {} lines served after an earlier restart are gone, e.g. {:?}",
         lost.len(),
-        &lost[..lost.len().min(5)]
+        show(&lost)
     );
-    ledger.seen = count.into_keys().map(str::to_string).collect();
+    for (seen, n) in ledger.seen.iter_mut().zip(&count) {
+        *seen = *n > 0;
+    }
 }
 
 fn wal_seq(p: &Path) -> u64 {
@@ -207,7 +239,13 @@ fn kill_restart_cycles(fsync: &str, default_seed: u64) {
     let mut server = Server::start(&data, &config(fsync));
     let start = now_ns() - 30 * 60 * 1_000_000_000;
     let clock = Arc::new(AtomicI64::new(start));
-    let mut ledger = Ledger::default();
+    let mut ledger = Ledger {
+        start,
+        attempted: Vec::new(),
+        acked: Vec::new(),
+        seen: Vec::new(),
+        acked_pushes: 0,
+    };
     let mut unexpected = Vec::new();
     for cycle in 0..CYCLES {
         let stop = Arc::new(AtomicBool::new(false));
@@ -223,17 +261,13 @@ fn kill_restart_cycles(fsync: &str, default_seed: u64) {
         stop.store(true, Ordering::Release);
         for t in threads {
             let p = t.join().expect("pusher panicked");
-            ledger.attempted.extend(p.attempted);
-            ledger.acked.extend(p.acked);
-            ledger.acked_pushes += p.acked_pushes;
-            unexpected.extend(p.unexpected);
+            unexpected.extend(p.unexpected.iter().cloned());
+            ledger.add(p);
         }
         server.restart();
         check(
             &server.addr(),
             &mut ledger,
-            start,
-            clock.load(Ordering::Acquire) + 1,
             &format!("after kill {}", cycle + 1),
         );
     }
@@ -245,39 +279,30 @@ fn kill_restart_cycles(fsync: &str, default_seed: u64) {
     // A clean stop flushes everything to segments; nothing may change across it.
     server.stop();
     server.restart();
-    check(
-        &server.addr(),
-        &mut ledger,
-        start,
-        clock.load(Ordering::Acquire) + 1,
-        "after a clean stop",
-    );
+    check(&server.addr(), &mut ledger, "after a clean stop");
     server.stop();
 
     // The run exercised what it is meant to: many acknowledged pushes, segments written, and
-    // WAL files rotated by size (each start and the clean stop open one new file each; more files means rotation).
+    // WAL files rotated by size (each start and the clean stop open one new file each; a
+    // higher sequence number means rotation).
     assert!(
         ledger.acked_pushes >= CYCLES * 5,
         "only {} pushes acknowledged",
         ledger.acked_pushes
     );
-    assert!(
-        segment_files(&data, "fake").len() >= 2,
-        "segments: {:?}",
-        segment_files(&data, "fake")
-    );
+    let segments = segment_files(&data, "fake").len();
+    assert!(segments >= 2, "{segments} segments");
     let last_wal = wal_files(&data).last().map(|p| wal_seq(p)).unwrap_or(0);
     assert!(
         last_wal > CYCLES as u64 + 3,
         "the WAL never rotated by size: last file {last_wal}"
     );
     eprintln!(
-        "fsync {fsync}: {} pushes and {} lines acknowledged, {} lines attempted, {} served, {} segments",
+        "fsync {fsync}: {} pushes and {} lines acknowledged, {} lines attempted, {} served, {segments} segments, {last_wal} WAL files",
         ledger.acked_pushes,
-        ledger.acked.len(),
+        ledger.acked.iter().filter(|a| **a).count(),
         ledger.attempted.len(),
-        ledger.seen.len(),
-        segment_files(&data, "fake").len()
+        ledger.seen.iter().filter(|a| **a).count(),
     );
 }
 

@@ -7,6 +7,7 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use common::*;
 
@@ -112,6 +113,10 @@ enum SegDamage {
     CutLastByte,
     /// Only the 16-byte header left.
     HeaderOnly,
+    /// Nothing left.
+    Empty,
+    /// A flipped byte in the header's magic.
+    HeaderMagic,
 }
 
 impl SegDamage {
@@ -126,6 +131,8 @@ impl SegDamage {
             SegDamage::CutHalf => cut(path, len / 2),
             SegDamage::CutLastByte => cut(path, len - 1),
             SegDamage::HeaderOnly => cut(path, 16),
+            SegDamage::Empty => cut(path, 0),
+            SegDamage::HeaderMagic => flip(path, 3),
         }
     }
 }
@@ -233,14 +240,18 @@ fn damaged_segments_are_reported_and_skipped_and_the_others_served() {
     check_segment_damage(&template, &lines, &[(2, CutHalf)]);
     check_segment_damage(&template, &lines, &[(3, CutLastByte)]);
     check_segment_damage(&template, &lines, &[(1, HeaderOnly)]);
+    check_segment_damage(&template, &lines, &[(2, Empty)]);
+    check_segment_damage(&template, &lines, &[(3, HeaderMagic)]);
     check_segment_damage(&template, &lines, &[(0, FooterByte), (2, CutHalf)]);
 }
 
 /// A flipped byte inside a chunk's compressed data: the footer is intact, so the segment opens,
 /// and the block checksum catches the damage when the chunk is read. Streams stored in other
 /// segments must still be served, including by a query whose selector also matches the
-/// damaged stream.
+/// damaged stream. Today the whole query fails with 500 (`query::select_logs` returns the first
+/// block error), and nothing reports the damage until a query reads it.
 #[test]
+
 fn damaged_chunk_data_does_not_hide_other_segments() {
     let root = tempfile::tempdir().unwrap();
     let (template, lines) = four_segments(root.path());
@@ -275,6 +286,8 @@ fn damaged_chunk_data_does_not_hide_other_segments() {
 // ---- WAL ------------------------------------------------------------------------------------
 
 const PUSHES: usize = 10;
+/// Replaying ten records takes milliseconds: a start slower than this is a hang.
+const READY_LIMIT: Duration = Duration::from_secs(10);
 
 /// Record offsets and payload lengths of a WAL file (header 16 bytes, then
 /// `len u32 | crc u32 | payload`).
@@ -334,10 +347,17 @@ enum Tail {
     Append(&'static [u8]),
     /// Append a whole record whose checksum does not match.
     AppendBadCrcRecord,
+    /// An empty next WAL file, as a kill between creating a file and writing its header leaves.
+    EmptyNextFile,
+    /// A next WAL file holding only its header.
+    HeaderOnlyNextFile,
+    /// Zero the last record's payload in place: its header made it to disk, its data did not
+    /// (what a power loss can leave behind with `fsync: interval`).
+    ZeroLastPayload,
 }
 
 #[track_caller]
-fn check_torn_tail(tail: Tail) {
+fn check_torn_tail(tail: Tail, ready_limit: Duration) {
     let root = tempfile::tempdir().unwrap();
     let (data, wal, pushes) = wal_only(root.path());
     let recs = wal_records(&wal);
@@ -367,10 +387,25 @@ fn check_torn_tail(tail: Tail) {
             append(&wal, &rec);
             true
         }
+        Tail::EmptyNextFile => {
+            std::fs::write(wal.with_file_name("00000000000000000002.wal"), b"").unwrap();
+            true
+        }
+        Tail::HeaderOnlyNextFile => {
+            let header = std::fs::read(&wal).unwrap()[..16].to_vec();
+            std::fs::write(wal.with_file_name("00000000000000000002.wal"), header).unwrap();
+            true
+        }
+        Tail::ZeroLastPayload => {
+            let mut b = std::fs::read(&wal).unwrap();
+            b[last_off + 8..file_len].fill(0);
+            std::fs::write(&wal, b).unwrap();
+            false
+        }
     };
     let kept = if keeps_last { PUSHES } else { PUSHES - 1 };
     let want: BTreeSet<String> = pushes[..kept].iter().flatten().cloned().collect();
-    let mut s = Server::start(&data, CONFIG);
+    let mut s = Server::start_within(&data, CONFIG, ready_limit);
     assert_eq!(
         served(&s.addr(), ALL),
         want,
@@ -384,7 +419,7 @@ fn check_torn_tail(tail: Tail) {
     // Writes go on, and a second crash loses nothing more.
     let more = push_lines(&s.addr(), "w", 100, now_ns() - 1_000_000_000);
     s.kill();
-    s.restart();
+    s.restart_within(ready_limit);
     let mut want2 = want.clone();
     want2.extend(more);
     assert_eq!(
@@ -396,18 +431,34 @@ fn check_torn_tail(tail: Tail) {
 
 #[test]
 fn torn_wal_tail_keeps_every_record_before_it() {
-    check_torn_tail(Tail::CutInto(1));
-    check_torn_tail(Tail::CutInto(4));
-    check_torn_tail(Tail::CutInto(8));
-    check_torn_tail(Tail::CutInto(9));
-    check_torn_tail(Tail::CutMidPayload);
-    check_torn_tail(Tail::CutLastByte);
-    check_torn_tail(Tail::Append(&[0xde, 0xad, 0xbe]));
-    check_torn_tail(Tail::Append(&[0u8; 4096]));
-    // A record header claiming 1 MiB with only a few bytes behind it.
-    check_torn_tail(Tail::Append(&[0x00, 0x00, 0x10, 0x00, 1, 2, 3, 4, 5, 6, 7]));
-    check_torn_tail(Tail::Append(&[0xff; 64]));
-    check_torn_tail(Tail::AppendBadCrcRecord);
+    for tail in [
+        Tail::CutInto(1),
+        Tail::CutInto(4),
+        Tail::CutInto(8),
+        Tail::CutInto(9),
+        Tail::CutMidPayload,
+        Tail::CutLastByte,
+        Tail::Append(&[0xde, 0xad, 0xbe]),
+        Tail::Append(&[0u8; 4096]),
+        // A record header claiming 1 MiB with only a few bytes behind it.
+        Tail::Append(&[0x00, 0x00, 0x10, 0x00, 1, 2, 3, 4, 5, 6, 7]),
+        Tail::Append(&[0xff; 64]),
+        Tail::EmptyNextFile,
+        Tail::HeaderOnlyNextFile,
+    ] {
+        check_torn_tail(tail, READY_LIMIT);
+    }
+}
+
+/// A last record that is whole in length but fails its checksum. `wal::read_records` reports it
+/// as torn and then loops forever on the same offset (no `break` after `Torn`, src/wal.rs),
+/// pushing a problem per turn: the server never becomes ready and its memory grows by hundreds
+/// of MB per second. The short readiness limit keeps this test from eating the machine.
+#[test]
+
+fn wal_tail_record_with_bad_checksum_is_cut_off() {
+    check_torn_tail(Tail::AppendBadCrcRecord, Duration::from_secs(5));
+    check_torn_tail(Tail::ZeroLastPayload, Duration::from_secs(5));
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -440,7 +491,7 @@ fn check_damaged_record(record: usize, spot: Spot) {
         .filter(|(i, _)| *i != record)
         .flat_map(|(_, l)| l.iter().cloned())
         .collect();
-    let mut s = Server::start(&data, CONFIG);
+    let mut s = Server::start_within(&data, CONFIG, READY_LIMIT);
     assert_eq!(
         served(&s.addr(), ALL),
         want,
@@ -453,7 +504,7 @@ fn check_damaged_record(record: usize, spot: Spot) {
     );
     let more = push_lines(&s.addr(), "w", 100, now_ns() - 1_000_000_000);
     s.kill();
-    s.restart();
+    s.restart_within(READY_LIMIT);
     let mut want2 = want.clone();
     want2.extend(more);
     assert_eq!(
@@ -470,4 +521,34 @@ fn damaged_wal_record_is_skipped_and_the_records_around_it_served() {
     check_damaged_record(4, Spot::Crc);
     check_damaged_record(4, Spot::Kind);
     check_damaged_record(PUSHES - 2, Spot::LastByte);
+}
+
+/// A damaged length field in the middle of the last WAL file. `wal::read_records` takes a
+/// length that runs past the end of the file for a torn tail (and a wrong length that stays
+/// inside the file makes the next "record" land mid-record, which ends the same way), so
+/// replay stops there and truncates the file to the last good record: the intact records
+/// after the damaged one, all acknowledged, are deleted from disk. The module promises that a
+/// damaged record "elsewhere is reported with file and offset and skipped, and the records
+/// around it are kept".
+#[test]
+
+fn wal_length_damage_mid_file_keeps_later_records() {
+    for (byte, name) in [(3, "high byte"), (0, "low byte")] {
+        let root = tempfile::tempdir().unwrap();
+        let (data, wal, pushes) = wal_only(root.path());
+        let (off, _) = wal_records(&wal)[4];
+        flip(&wal, off + byte);
+        let want: BTreeSet<String> = pushes
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != 4)
+            .flat_map(|(_, l)| l.iter().cloned())
+            .collect();
+        let s = Server::start_within(&data, CONFIG, READY_LIMIT);
+        assert_eq!(served(&s.addr(), ALL), want, "{name} of record 4's length");
+        assert!(
+            metric(&s.addr(), "sawmill_wal_corruptions_total") >= 1.0,
+            "{name}: reported as corruption"
+        );
+    }
 }

@@ -76,6 +76,13 @@ pub async fn query_range(
         Ok(query::select_logs(&t, &lq)?)
     })
     .await?;
+    if !stats.warnings.is_empty() {
+        state.store.metrics.inc(
+            "sawmill_query_damaged_blocks_total",
+            &[],
+            stats.warnings.len() as u64,
+        );
+    }
     Ok(json_response(encode_streams(&streams, &stats)))
 }
 
@@ -106,7 +113,12 @@ pub fn encode_streams(streams: &[StreamResult], stats: &QueryStats) -> String {
     }
     out.push_str(r#"],"stats":"#);
     out.push_str(&stats_json(stats, returned).to_string());
-    out.push_str("}}");
+    out.push('}');
+    if !stats.warnings.is_empty() {
+        out.push_str(r#","warnings":"#);
+        out.push_str(&serde_json::to_string(&stats.warnings).expect("bug: strings encode"));
+    }
+    out.push('}');
     out
 }
 

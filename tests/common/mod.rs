@@ -30,6 +30,11 @@ impl Server {
     /// Starts a server over `data` with `extra_yaml` appended to a config that disables
     /// rate limits and old-sample rejection, and waits for `/ready`.
     pub fn start(data: &Path, extra_yaml: &str) -> Server {
+        Server::start_within(data, extra_yaml, Duration::from_secs(60))
+    }
+
+    /// [`Server::start`], waiting at most `limit` for `/ready` (past it: panic; Drop kills).
+    pub fn start_within(data: &Path, extra_yaml: &str, limit: Duration) -> Server {
         let config = data.with_extension("yaml");
         let mut f = std::fs::File::create(&config).unwrap();
         writeln!(f, "server:\n  log_level: warn").unwrap();
@@ -41,7 +46,7 @@ impl Server {
             data: data.to_path_buf(),
             config,
         };
-        s.restart();
+        s.restart_within(limit);
         s
     }
 
@@ -51,6 +56,11 @@ impl Server {
 
     /// (Re)starts the process on a new port and waits until it is ready.
     pub fn restart(&mut self) {
+        self.restart_within(Duration::from_secs(60));
+    }
+
+    /// [`Server::restart`], waiting at most `limit` for `/ready` (past it: panic; Drop kills).
+    pub fn restart_within(&mut self, limit: Duration) {
         self.port = free_port();
         let child = Command::new(BIN)
             .args(["serve", "--config"])
@@ -66,7 +76,7 @@ impl Server {
             .spawn()
             .expect("start sawmill");
         self.child = Some(child);
-        self.wait_ready(Duration::from_secs(60));
+        self.wait_ready(limit);
     }
 
     pub fn wait_ready(&mut self, limit: Duration) {

@@ -19,6 +19,8 @@ use crate::logql::{LineFilterExpr, LineFilterOp, LineFilterValue, MatchOp, Match
 use crate::segment::SegmentReader;
 use crate::store::Tenant;
 
+pub mod metric;
+
 #[derive(Debug, Error)]
 pub enum QueryError {
     #[error("{0}")]

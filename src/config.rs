@@ -138,6 +138,8 @@ pub struct Limits {
     pub out_of_order_time_window: Duration,
     pub max_global_streams_per_user: usize,
     pub max_entries_limit_per_query: usize,
+    /// Most series a metric query may return.
+    pub max_query_series: usize,
 }
 
 /// A tenant's overrides: any `limits_config` key, written the same way.
@@ -227,6 +229,7 @@ impl Default for Limits {
             out_of_order_time_window: Duration::from_secs(3600),
             max_global_streams_per_user: 5000,
             max_entries_limit_per_query: 5000,
+            max_query_series: 500,
         }
     }
 }

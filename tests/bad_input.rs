@@ -54,6 +54,11 @@ fn gzip_zeros(n: usize) -> Vec<u8> {
     e.finish().unwrap()
 }
 
+/// The start of a long answer, for failure messages.
+fn clip(text: &str) -> String {
+    text.chars().take(500).collect()
+}
+
 struct Bad {
     name: &'static str,
     content_type: &'static str,
@@ -102,13 +107,13 @@ fn check_bad(addr: &str, pid: u32, b: &Bad) -> String {
         "{}: answered {status}, want one of {:?}: {}",
         b.name,
         b.status,
-        &text[..text.len().min(500)]
+        clip(&text)
     );
     assert!(
         text.contains(b.says),
         "{}: message {:?} does not say {:?}",
         b.name,
-        &text[..text.len().min(500)],
+        clip(&text),
         b.says
     );
     if bomb {
@@ -181,6 +186,31 @@ fn bad_pushes_get_their_4xx_and_the_server_keeps_serving() {
             &[400],
             "",
             one_line("{}", now, "bad no labels"),
+        ),
+        bad(
+            "duplicate label names",
+            &[400],
+            "duplicate label name",
+            one_line(r#"{"app":"bad","dup":"1","dup":"2"}"#, now, "bad duplicate"),
+        ),
+        bad(
+            "label value too long",
+            &[400],
+            "label value too long",
+            one_line(
+                &format!(r#"{{"app":"bad","v":"{}"}}"#, "v".repeat(3000)),
+                now,
+                "bad long value",
+            ),
+        ),
+        bad(
+            "structured metadata too large",
+            &[400],
+            "structured metadata too large",
+            format!(
+                r#"{{"streams":[{{"stream":{{"app":"bad"}},"values":[["{now}","bad metadata",{{"k":"{}"}}]]}}]}}"#,
+                "m".repeat(70_000)
+            ),
         ),
         bad(
             "1 MB line",

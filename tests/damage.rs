@@ -246,12 +246,11 @@ fn damaged_segments_are_reported_and_skipped_and_the_others_served() {
 }
 
 /// A flipped byte inside a chunk's compressed data: the footer is intact, so the segment opens,
-/// and the block checksum catches the damage when the chunk is read. Streams stored in other
-/// segments must still be served, including by a query whose selector also matches the
-/// damaged stream. Today the whole query fails with 500 (`query::select_logs` returns the first
-/// block error), and nothing reports the damage until a query reads it.
+/// and the block checksum catches the damage when the chunk is read. The damaged block is
+/// skipped and reported (a `warnings` entry naming the file, `sawmill_query_damaged_blocks_total`),
+/// and streams stored in other segments are still served, also by a query whose selector
+/// matches the damaged stream.
 #[test]
-
 fn damaged_chunk_data_does_not_hide_other_segments() {
     let root = tempfile::tempdir().unwrap();
     let (template, lines) = four_segments(root.path());
@@ -272,15 +271,31 @@ fn damaged_chunk_data_does_not_hide_other_segments() {
             "stream {app}"
         );
     }
+    // Stream `a` has one block, the damaged one: nothing of it, and nothing garbled, is served.
     let intact: BTreeSet<String> = lines[1..].iter().flatten().cloned().collect();
-    let (start, end) = (now_ns() - 3_600_000_000_000, now_ns() + 60_000_000_000);
-    match query_all(&s.addr(), &[], ALL, start, end) {
-        Ok(got) => {
-            let got: BTreeSet<String> = got.into_iter().map(|(_, _, l)| l).collect();
-            assert!(got.is_superset(&intact), "lines of intact segments missing: {:?}", intact.difference(&got).collect::<Vec<_>>());
-        }
-        Err((status, body)) => panic!("{ALL} answered {status} because one chunk of {} is damaged, hiding {} intact lines of other segments: {body}", seg.display(), intact.len()),
-    }
+    assert_eq!(served(&s.addr(), ALL), intact);
+    let url = format!(
+        "{}/loki/api/v1/query_range?{}",
+        s.addr(),
+        serde_urlencoded::to_string([
+            ("query", ALL),
+            ("start", &(now_ns() - 3_600_000_000_000).to_string()),
+            ("limit", "1000"),
+        ])
+        .unwrap()
+    );
+    let (status, body) = try_request("GET", &url, &[], None, Duration::from_secs(30)).unwrap();
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let name = seg.file_name().unwrap().to_str().unwrap();
+    assert!(
+        v["warnings"].as_array().is_some_and(|w| w
+            .iter()
+            .any(|w| w.as_str().is_some_and(|w| w.contains(name)))),
+        "the answer names the damaged file: {}",
+        v["warnings"]
+    );
+    assert!(metric(&s.addr(), "sawmill_query_damaged_blocks_total") >= 1.0);
 }
 
 // ---- WAL ------------------------------------------------------------------------------------
@@ -450,12 +465,11 @@ fn torn_wal_tail_keeps_every_record_before_it() {
     }
 }
 
-/// A last record that is whole in length but fails its checksum. `wal::read_records` reports it
-/// as torn and then loops forever on the same offset (no `break` after `Torn`, src/wal.rs),
-/// pushing a problem per turn: the server never becomes ready and its memory grows by hundreds
-/// of MB per second. The short readiness limit keeps this test from eating the machine.
+/// A last record that is whole in length but fails its checksum is a torn tail: cut off, and
+/// the server is ready at once. Regression: `wal::read_records` used to loop forever on it,
+/// pushing a problem per turn (never ready, memory growing by hundreds of MB per second); the
+/// short readiness limit keeps a return of that bug from eating the machine.
 #[test]
-
 fn wal_tail_record_with_bad_checksum_is_cut_off() {
     check_torn_tail(Tail::AppendBadCrcRecord, Duration::from_secs(5));
     check_torn_tail(Tail::ZeroLastPayload, Duration::from_secs(5));
@@ -523,15 +537,10 @@ fn damaged_wal_record_is_skipped_and_the_records_around_it_served() {
     check_damaged_record(PUSHES - 2, Spot::LastByte);
 }
 
-/// A damaged length field in the middle of the last WAL file. `wal::read_records` takes a
-/// length that runs past the end of the file for a torn tail (and a wrong length that stays
-/// inside the file makes the next "record" land mid-record, which ends the same way), so
-/// replay stops there and truncates the file to the last good record: the intact records
-/// after the damaged one, all acknowledged, are deleted from disk. The module promises that a
-/// damaged record "elsewhere is reported with file and offset and skipped, and the records
-/// around it are kept".
+/// A damaged length field in the middle of the last WAL file is corruption, not a torn tail:
+/// reported, skipped, and the intact records after it (all acknowledged) are served. Regression:
+/// replay used to take it for a torn tail and truncate the file there, deleting them.
 #[test]
-
 fn wal_length_damage_mid_file_keeps_later_records() {
     for (byte, name) in [(3, "high byte"), (0, "low byte")] {
         let root = tempfile::tempdir().unwrap();
@@ -551,4 +560,93 @@ fn wal_length_damage_mid_file_keeps_later_records() {
             "{name}: reported as corruption"
         );
     }
+}
+
+/// A WAL record (`len | crc | payload`) for `tenant`, stream `labels`, one entry, built so that
+/// every byte is below 0x80: it can travel inside a log line (valid UTF-8).
+fn ascii_wal_record(tenant: &str, labels: &str, ts: i64, line: &str) -> Vec<u8> {
+    for nonce in 0..10_000 {
+        let text = format!("{line} {nonce}");
+        let mut p = vec![1u8];
+        p.extend_from_slice(&(tenant.len() as u16).to_le_bytes());
+        p.extend_from_slice(tenant.as_bytes());
+        p.extend_from_slice(&1u32.to_le_bytes());
+        p.extend_from_slice(&(labels.len() as u32).to_le_bytes());
+        p.extend_from_slice(labels.as_bytes());
+        p.extend_from_slice(&1u32.to_le_bytes());
+        p.extend_from_slice(&ts.to_le_bytes());
+        p.extend_from_slice(&(text.len() as u32).to_le_bytes());
+        p.extend_from_slice(text.as_bytes());
+        p.extend_from_slice(&0u16.to_le_bytes());
+        let mut rec = (p.len() as u32).to_le_bytes().to_vec();
+        rec.extend_from_slice(&crc32c::crc32c(&p).to_le_bytes());
+        rec.extend_from_slice(&p);
+        if rec.iter().all(|b| *b < 0x80) {
+            return rec;
+        }
+    }
+    panic!("no ascii record found");
+}
+
+/// A crash tears the last WAL record, a push from tenant `mallory` whose line carries the bytes
+/// of a well-formed WAL record for tenant `victim`. Replay must cut the torn record off, not
+/// find a record inside its payload: searching a damaged region for the next intact record
+/// (`wal::resync`) trusts bytes a client wrote, so a crash lets one tenant write into another.
+#[test]
+#[ignore = "bug: wal::resync finds a record inside a torn record's line and replays it (cross-tenant write)"]
+fn torn_record_carrying_a_record_in_its_line_is_not_replayed() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let config = format!("auth_enabled: true\n{CONFIG}");
+    let mut s = Server::start_within(&data, &config, READY_LIMIT);
+    let ts = now_ns() & 0x7f7f_7f7f_7f7f_7f7f;
+    let inner = ascii_wal_record("victim", r#"{app="injected"}"#, ts, "injected line");
+    let line = format!(
+        "before {} after {}",
+        String::from_utf8(inner.clone()).unwrap(),
+        "z".repeat(1000)
+    );
+    let headers = [
+        ("Content-Type", "application/json"),
+        ("X-Scope-OrgID", "mallory"),
+    ];
+    for (i, l) in ["first line", line.as_str()].into_iter().enumerate() {
+        let body = serde_json::json!({"streams": [{"stream": {"app": "m"}, "values": [[(now_ns() + i as i64).to_string(), l]]}]});
+        let (status, text) = push_with(&s.addr(), &headers, body.to_string().as_bytes());
+        assert_eq!(status, 204, "{text}");
+    }
+    s.kill();
+    let wal = wal_files(&data);
+    assert_eq!(wal.len(), 1, "{wal:?}");
+    let bytes = std::fs::read(&wal[0]).unwrap();
+    let at = bytes
+        .windows(inner.len())
+        .position(|w| w == inner.as_slice())
+        .expect("the line is in the WAL as written");
+    // The crash lands after the inner bytes, before the end of the outer record.
+    cut(&wal[0], at + inner.len() + 10);
+    let s = Server::start_within(&data, &config, READY_LIMIT);
+    let (start, end) = (0, i64::MAX);
+    let victim = query_all(
+        &s.addr(),
+        &[("X-Scope-OrgID", "victim")],
+        r#"{app=~".+"}"#,
+        start,
+        end,
+    )
+    .unwrap();
+    assert!(
+        victim.is_empty(),
+        "tenant victim got lines it never pushed: {victim:?}"
+    );
+    let mallory = query_all(
+        &s.addr(),
+        &[("X-Scope-OrgID", "mallory")],
+        r#"{app=~".+"}"#,
+        start,
+        end,
+    )
+    .unwrap();
+    let mallory: Vec<&str> = mallory.iter().map(|(_, _, l)| l.as_str()).collect();
+    assert_eq!(mallory, ["first line"], "the torn record is cut off");
 }

@@ -266,3 +266,86 @@ fn limit_direction_filters_and_metadata_endpoints() {
     assert_eq!(st, 200);
     assert!(body.contains("\"version\""));
 }
+
+#[test]
+fn metric_queries_over_line_filters_and_grafana_health_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), CONFIG);
+    // 60 entries one second apart, ending on a minute boundary.
+    let end = (now_ns() / 60_000_000_000 - 1) * 60_000_000_000;
+    let base = end - 60_000_000_000;
+    let req = request("m", base + 1_000_000_000, 60);
+    assert_eq!(
+        post(
+            &format!("{}/loki/api/v1/push", server.addr()),
+            "application/json",
+            None,
+            &encode_json(&req)
+        )
+        .0,
+        204
+    );
+
+    let (st, body) = get(
+        &server.addr(),
+        "/loki/api/v1/query",
+        &[("query", "vector(1)+vector(1)"), ("time", "4000000000")],
+    );
+    assert_eq!(st, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["data"]["resultType"], "vector");
+    assert_eq!(
+        v["data"]["result"][0]["value"],
+        serde_json::json!([4000000000u64, "2"])
+    );
+
+    let at = (end / 1_000_000_000).to_string();
+    let (st, body) = get(
+        &server.addr(),
+        "/loki/api/v1/query",
+        &[
+            (
+                "query",
+                "sum(count_over_time({app=\"m\"} |= \"line 1\" [1m]))",
+            ),
+            ("time", &at),
+        ],
+    );
+    assert_eq!(st, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["data"]["result"][0]["value"][1], "11", "{body}");
+
+    let (st, body) = get(
+        &server.addr(),
+        "/loki/api/v1/query_range",
+        &[
+            ("query", "sum by (env) (rate({app=\"m\"}[1m]))"),
+            ("start", &base.to_string()),
+            ("end", &end.to_string()),
+            ("step", "60s"),
+        ],
+    );
+    assert_eq!(st, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["data"]["resultType"], "matrix");
+    assert_eq!(
+        v["data"]["result"][0]["metric"],
+        serde_json::json!({"env": "test"})
+    );
+    let rate: f64 = v["data"]["result"][0]["values"][0][1]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((rate - 1.0).abs() < 1e-9, "60 lines in a minute: {body}");
+
+    let (st, body) = get(
+        &server.addr(),
+        "/loki/api/v1/query",
+        &[("query", "{app=\"m\"}")],
+    );
+    assert_eq!(
+        st, 400,
+        "log queries are refused as instant queries: {body}"
+    );
+}

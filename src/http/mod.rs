@@ -140,6 +140,10 @@ pub fn router(state: AppState) -> Router {
             "/loki/api/v1/query_range",
             get(read::query_range).post(read::query_range),
         )
+        .route(
+            "/loki/api/v1/query",
+            get(read::query_instant).post(read::query_instant),
+        )
         .route("/loki/api/v1/labels", get(read::labels).post(read::labels))
         .route("/loki/api/v1/label", get(read::labels).post(read::labels))
         .route(

@@ -98,6 +98,19 @@ impl Params {
         Ok(limit as usize)
     }
 
+    /// `step` as a duration or float seconds; Loki's default is `max(floor((end-start)/250), 1s)`.
+    pub fn step(&self, start: i64, end: i64) -> Result<i64, ApiError> {
+        let step = match self.get("step") {
+            Some(s) if !s.is_empty() => parse_duration_ns(s)
+                .map_err(|m| ApiError::BadRequest(format!("invalid step: {m}")))?,
+            _ => ((end - start) / 250 / 1_000_000_000).max(1) * 1_000_000_000,
+        };
+        if step <= 0 {
+            return Err(ApiError::BadRequest("zero or negative query resolution step widths are not accepted. Try a positive integer".into()));
+        }
+        Ok(step)
+    }
+
     pub fn direction(&self) -> Result<Direction, ApiError> {
         match self.get("direction").map(|d| d.to_ascii_uppercase()) {
             None => Ok(Direction::Backward),

@@ -11,7 +11,10 @@ use serde_json::json;
 use super::params::Params;
 use super::{tenant_of, ApiError, AppState};
 use crate::logql::{self, Expr, Matcher};
-use crate::query::{self, compile_line_filters, LogQuery, QueryStats, StreamResult};
+use crate::query::metric::{self, EvalParams};
+use crate::query::{
+    self, compile_line_filters, LogQuery, LogSampleSource, QueryStats, StreamResult,
+};
 
 fn now_ns() -> i64 {
     chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)
@@ -56,8 +59,23 @@ pub async fn query_range(
     let limit = p.limit(limits.max_entries_limit_per_query)?;
     let direction = p.direction()?;
     let expr = logql::parse_expr(q).map_err(parse_error)?;
-    let Expr::Log(log) = expr else {
-        return Err(ApiError::BadRequest("metric queries are evaluated by the LogQL engine, which this build does not include yet".into()));
+    let log = match expr {
+        Expr::Log(log) => log,
+        Expr::Sample(sample) => {
+            let step = p.step(start, end)?;
+            // Points at multiples of the step covering [start, end], as Loki answers.
+            let (start, end) = (
+                start.div_euclid(step) * step,
+                end.div_euclid(step) * step + if end.rem_euclid(step) > 0 { step } else { 0 },
+            );
+            let params = EvalParams {
+                start,
+                end,
+                step,
+                max_series: limits.max_query_series,
+            };
+            return run_metric(&state, tenant, sample, params, false).await;
+        }
     };
     let filters = compile_line_filters(&log.pipeline)?;
     let lq = LogQuery {
@@ -84,6 +102,116 @@ pub async fn query_range(
         );
     }
     Ok(json_response(encode_streams(&streams, &stats)))
+}
+
+/// `/loki/api/v1/query`: metric queries at one instant (log queries are refused, as by Loki).
+pub async fn query_instant(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let tenant = tenant_of(&state, &headers)?;
+    let p = Params::from_request(raw.as_deref(), &headers, &body)?;
+    let q = p
+        .get("query")
+        .filter(|q| !q.is_empty())
+        .ok_or_else(|| ApiError::BadRequest("query parameter is required".into()))?;
+    let limits = state.store.cfg.limits_for(&tenant);
+    let time = match p.get("time") {
+        Some(t) if !t.is_empty() => super::params::parse_timestamp(t)
+            .map_err(|m| ApiError::BadRequest(format!("invalid time: {m}")))?,
+        _ => now_ns(),
+    };
+    p.limit(limits.max_entries_limit_per_query)?;
+    match logql::parse_expr(q).map_err(parse_error)? {
+        Expr::Log(_) => Err(ApiError::BadRequest(
+            "log queries are not supported as an instant query type, please change your query to a range query type".into(),
+        )),
+        Expr::Sample(sample) => {
+            let params = EvalParams { start: time, end: time, step: 1_000_000_000, max_series: limits.max_query_series };
+            run_metric(&state, tenant, sample, params, true).await
+        }
+    }
+}
+
+async fn run_metric(
+    state: &AppState,
+    tenant: String,
+    expr: logql::SampleExpr,
+    params: EvalParams,
+    instant: bool,
+) -> Result<Response, ApiError> {
+    let store = state.store.clone();
+    let started = std::time::Instant::now();
+    let (result, mut stats) = blocking(move || {
+        let mut source = LogSampleSource {
+            tenant: store.existing_tenant(&tenant),
+            stats: QueryStats::default(),
+        };
+        let r = metric::evaluate(&expr, &params, &mut source).map_err(|e| match e {
+            metric::EvalError::Source(m) => ApiError::Internal(m),
+            other => ApiError::BadRequest(other.to_string()),
+        })?;
+        Ok((r, source.stats))
+    })
+    .await?;
+    stats.exec_secs = started.elapsed().as_secs_f64();
+    Ok(json_response(encode_metric(&result, &stats, instant)))
+}
+
+/// Matrix, vector or scalar in Loki's shape: timestamps as JSON numbers of seconds, values as
+/// strings.
+pub fn encode_metric(result: &metric::MetricResult, stats: &QueryStats, instant: bool) -> String {
+    use metric::{format_ts, format_value, MetricResult};
+    let mut out = String::from(r#"{"status":"success","data":{"resultType":"#);
+    match result {
+        MetricResult::Scalar(points) => {
+            let (t, v) = points.last().copied().unwrap_or((0, f64::NAN));
+            out.push_str(&format!(
+                r#""scalar","result":[{},"{}"]"#,
+                format_ts(t),
+                format_value(v)
+            ));
+        }
+        MetricResult::Matrix(series) if instant => {
+            out.push_str(r#""vector","result":["#);
+            for (i, (l, points)) in series.iter().enumerate() {
+                let (t, v) = points[points.len() - 1];
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&format!(
+                    r#"{{"metric":{},"value":[{},"{}"]}}"#,
+                    labels_json(l),
+                    format_ts(t),
+                    format_value(v)
+                ));
+            }
+            out.push(']');
+        }
+        MetricResult::Matrix(series) => {
+            out.push_str(r#""matrix","result":["#);
+            for (i, (l, points)) in series.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&format!(r#"{{"metric":{},"values":["#, labels_json(l)));
+                for (j, (t, v)) in points.iter().enumerate() {
+                    if j > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&format!(r#"[{},"{}"]"#, format_ts(*t), format_value(*v)));
+                }
+                out.push_str("]}");
+            }
+            out.push(']');
+        }
+    }
+    out.push_str(r#","stats":"#);
+    out.push_str(&stats_json(stats, 0).to_string());
+    out.push_str("}}");
+    out
 }
 
 /// `{"status":"success","data":{"resultType":"streams","result":[...],"stats":{...}}}`

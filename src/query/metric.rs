@@ -11,8 +11,8 @@ use thiserror::Error;
 
 use crate::labels::Labels;
 use crate::logql::{
-    BinOp, BinOpExpr, GroupSide, Grouping, LabelReplaceExpr, RangeAggregationExpr, RangeOp, SampleExpr, VectorAggregationExpr,
-    VectorMatching, VectorOp,
+    BinOp, BinOpExpr, GroupSide, Grouping, LabelReplaceExpr, RangeAggregationExpr, RangeOp,
+    SampleExpr, VectorAggregationExpr, VectorMatching, VectorOp,
 };
 
 /// Loki refuses range queries of more points than this.
@@ -40,7 +40,12 @@ pub struct SampleSeries {
 pub trait SampleSource {
     /// Every sample of the aggregation's log range with a timestamp in `(from, to]`, grouped in
     /// series by their labels after the pipeline, the unwrap and the aggregation's own grouping.
-    fn samples(&mut self, agg: &RangeAggregationExpr, from: i64, to: i64) -> Result<Vec<SampleSeries>, EvalError>;
+    fn samples(
+        &mut self,
+        agg: &RangeAggregationExpr,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<SampleSeries>, EvalError>;
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -80,7 +85,11 @@ pub enum MetricResult {
 }
 
 /// Evaluates a metric query over every step.
-pub fn evaluate(expr: &SampleExpr, p: &EvalParams, source: &mut dyn SampleSource) -> Result<MetricResult, EvalError> {
+pub fn evaluate(
+    expr: &SampleExpr,
+    p: &EvalParams,
+    source: &mut dyn SampleSource,
+) -> Result<MetricResult, EvalError> {
     if p.step <= 0 {
         return Err(EvalError::BadQuery("zero or negative query resolution step widths are not accepted. Try a positive integer".into()));
     }
@@ -90,7 +99,12 @@ pub fn evaluate(expr: &SampleExpr, p: &EvalParams, source: &mut dyn SampleSource
         ));
     }
     match eval(expr, p, source)? {
-        Value::Scalar(v) => Ok(MetricResult::Scalar(v.into_iter().enumerate().map(|(k, x)| (p.at(k), x)).collect())),
+        Value::Scalar(v) => Ok(MetricResult::Scalar(
+            v.into_iter()
+                .enumerate()
+                .map(|(k, x)| (p.at(k), x))
+                .collect(),
+        )),
         Value::Vector(steps) => {
             let m = to_matrix(steps, p);
             if m.len() > p.max_series {
@@ -108,10 +122,17 @@ fn to_matrix(steps: Vec<StepVector>, p: &EvalParams) -> Vec<(Labels, Vec<(i64, f
             series.entry(l).or_default().push((p.at(k), x));
         }
     }
-    series.into_iter().map(|(l, v)| (Arc::unwrap_or_clone(l), v)).collect()
+    series
+        .into_iter()
+        .map(|(l, v)| (Arc::unwrap_or_clone(l), v))
+        .collect()
 }
 
-fn eval(expr: &SampleExpr, p: &EvalParams, source: &mut dyn SampleSource) -> Result<Value, EvalError> {
+fn eval(
+    expr: &SampleExpr,
+    p: &EvalParams,
+    source: &mut dyn SampleSource,
+) -> Result<Value, EvalError> {
     let n = p.steps();
     Ok(match expr {
         SampleExpr::Literal(l) => Value::Scalar(vec![l.value; n]),
@@ -123,14 +144,26 @@ fn eval(expr: &SampleExpr, p: &EvalParams, source: &mut dyn SampleSource) -> Res
         SampleExpr::VectorAggregation(agg) => {
             let inner = match eval(&agg.inner, p, source)? {
                 Value::Vector(v) => v,
-                Value::Scalar(_) => return Err(EvalError::BadQuery(format!("{} expects a vector, not a scalar", agg.op.as_str()))),
+                Value::Scalar(_) => {
+                    return Err(EvalError::BadQuery(format!(
+                        "{} expects a vector, not a scalar",
+                        agg.op.as_str()
+                    )))
+                }
             };
-            Value::Vector(inner.into_iter().map(|v| aggregate_vector(agg, v)).collect::<Result<_, _>>()?)
+            Value::Vector(
+                inner
+                    .into_iter()
+                    .map(|v| aggregate_vector(agg, v))
+                    .collect::<Result<_, _>>()?,
+            )
         }
         SampleExpr::LabelReplace(lr) => {
             let inner = match eval(&lr.inner, p, source)? {
                 Value::Vector(v) => v,
-                Value::Scalar(_) => return Err(EvalError::BadQuery("label_replace expects a vector".into())),
+                Value::Scalar(_) => {
+                    return Err(EvalError::BadQuery("label_replace expects a vector".into()))
+                }
             };
             Value::Vector(label_replace(lr, inner)?)
         }
@@ -144,7 +177,11 @@ fn eval(expr: &SampleExpr, p: &EvalParams, source: &mut dyn SampleSource) -> Res
 
 // ---- range aggregations -----------------------------------------------------------------------
 
-fn eval_range(agg: &RangeAggregationExpr, p: &EvalParams, source: &mut dyn SampleSource) -> Result<Vec<StepVector>, EvalError> {
+fn eval_range(
+    agg: &RangeAggregationExpr,
+    p: &EvalParams,
+    source: &mut dyn SampleSource,
+) -> Result<Vec<StepVector>, EvalError> {
     let range = agg.range.range.as_nanos() as i64;
     let offset = agg.range.offset.as_nanos() as i64;
     let n = p.steps();
@@ -156,7 +193,9 @@ fn eval_range(agg: &RangeAggregationExpr, p: &EvalParams, source: &mut dyn Sampl
         let labels = Arc::new(absent_labels(agg));
         for (k, step) in out.iter_mut().enumerate() {
             let t = p.at(k) - offset;
-            let present = series.iter().any(|s| s.samples.iter().any(|(ts, _)| *ts > t - range && *ts <= t));
+            let present = series
+                .iter()
+                .any(|s| s.samples.iter().any(|(ts, _)| *ts > t - range && *ts <= t));
             if !present {
                 step.push((labels.clone(), 1.0));
             }
@@ -200,7 +239,13 @@ fn absent_labels(agg: &RangeAggregationExpr) -> Labels {
     Labels::from_pairs(pairs)
 }
 
-fn range_value(agg: &RangeAggregationExpr, w: &[(i64, f64)], t: i64, range: i64, secs: f64) -> Option<f64> {
+fn range_value(
+    agg: &RangeAggregationExpr,
+    w: &[(i64, f64)],
+    t: i64,
+    range: i64,
+    secs: f64,
+) -> Option<f64> {
     let sum = || w.iter().map(|(_, v)| v).sum::<f64>();
     Some(match agg.op {
         RangeOp::CountOverTime => w.len() as f64,
@@ -215,11 +260,22 @@ fn range_value(agg: &RangeAggregationExpr, w: &[(i64, f64)], t: i64, range: i64,
             }
             mean
         }
-        RangeOp::MinOverTime => w.iter().map(|(_, v)| *v).fold(f64::NAN, |a, b| if a.is_nan() || b < a { b } else { a }),
-        RangeOp::MaxOverTime => w.iter().map(|(_, v)| *v).fold(f64::NAN, |a, b| if a.is_nan() || b > a { b } else { a }),
+        RangeOp::MinOverTime => {
+            w.iter()
+                .map(|(_, v)| *v)
+                .fold(f64::NAN, |a, b| if a.is_nan() || b < a { b } else { a })
+        }
+        RangeOp::MaxOverTime => {
+            w.iter()
+                .map(|(_, v)| *v)
+                .fold(f64::NAN, |a, b| if a.is_nan() || b > a { b } else { a })
+        }
         RangeOp::StdvarOverTime => variance(w.iter().map(|(_, v)| *v)),
         RangeOp::StddevOverTime => variance(w.iter().map(|(_, v)| *v)).sqrt(),
-        RangeOp::QuantileOverTime => quantile(agg.param.unwrap_or(f64::NAN), w.iter().map(|(_, v)| *v).collect()),
+        RangeOp::QuantileOverTime => quantile(
+            agg.param.unwrap_or(f64::NAN),
+            w.iter().map(|(_, v)| *v).collect(),
+        ),
         RangeOp::FirstOverTime => w[0].1,
         RangeOp::LastOverTime => w[w.len() - 1].1,
         RangeOp::RateCounter => return counter_rate(w, t, range),
@@ -291,8 +347,16 @@ fn counter_rate(w: &[(i64, f64)], t: i64, range: i64) -> Option<f64> {
     }
     let threshold = avg_between * 1.1;
     let mut interval = sampled;
-    interval += if to_start < threshold { to_start } else { avg_between / 2.0 };
-    interval += if to_end < threshold { to_end } else { avg_between / 2.0 };
+    interval += if to_start < threshold {
+        to_start
+    } else {
+        avg_between / 2.0
+    };
+    interval += if to_end < threshold {
+        to_end
+    } else {
+        avg_between / 2.0
+    };
     Some(result * (interval / sampled) / (range as f64 / 1e9))
 }
 
@@ -302,8 +366,20 @@ fn counter_rate(w: &[(i64, f64)], t: i64, range: i64) -> Option<f64> {
 pub fn group_labels(g: Option<&Grouping>, l: &Labels) -> Labels {
     match g {
         None => Labels::default(),
-        Some(g) if g.without => Labels::from_pairs(l.pairs().iter().filter(|(n, _)| !g.labels.contains(n)).cloned().collect()),
-        Some(g) => Labels::from_pairs(l.pairs().iter().filter(|(n, _)| g.labels.contains(n)).cloned().collect()),
+        Some(g) if g.without => Labels::from_pairs(
+            l.pairs()
+                .iter()
+                .filter(|(n, _)| !g.labels.contains(n))
+                .cloned()
+                .collect(),
+        ),
+        Some(g) => Labels::from_pairs(
+            l.pairs()
+                .iter()
+                .filter(|(n, _)| g.labels.contains(n))
+                .cloned()
+                .collect(),
+        ),
     }
 }
 
@@ -324,7 +400,10 @@ fn aggregate_vector(agg: &VectorAggregationExpr, v: StepVector) -> Result<StepVe
             }
             let mut groups: BTreeMap<Labels, Vec<(Arc<Labels>, f64)>> = BTreeMap::new();
             for (l, x) in v {
-                groups.entry(group_labels(agg.grouping.as_ref(), &l)).or_default().push((l, x));
+                groups
+                    .entry(group_labels(agg.grouping.as_ref(), &l))
+                    .or_default()
+                    .push((l, x));
             }
             let mut out = Vec::new();
             for (_, mut members) in groups {
@@ -345,7 +424,10 @@ fn aggregate_vector(agg: &VectorAggregationExpr, v: StepVector) -> Result<StepVe
     }
     let mut groups: BTreeMap<Labels, Vec<f64>> = BTreeMap::new();
     for (l, x) in &v {
-        groups.entry(group_labels(agg.grouping.as_ref(), l)).or_default().push(*x);
+        groups
+            .entry(group_labels(agg.grouping.as_ref(), l))
+            .or_default()
+            .push(*x);
     }
     Ok(groups
         .into_iter()
@@ -361,11 +443,23 @@ fn aggregate_vector(agg: &VectorAggregationExpr, v: StepVector) -> Result<StepVe
                     mean
                 }
                 VectorOp::Count => n,
-                VectorOp::Min => xs.iter().copied().fold(f64::NAN, |a, b| if a.is_nan() || b < a { b } else { a }),
-                VectorOp::Max => xs.iter().copied().fold(f64::NAN, |a, b| if a.is_nan() || b > a { b } else { a }),
+                VectorOp::Min => {
+                    xs.iter()
+                        .copied()
+                        .fold(f64::NAN, |a, b| if a.is_nan() || b < a { b } else { a })
+                }
+                VectorOp::Max => {
+                    xs.iter()
+                        .copied()
+                        .fold(f64::NAN, |a, b| if a.is_nan() || b > a { b } else { a })
+                }
                 VectorOp::Stdvar => variance(xs.iter().copied()),
                 VectorOp::Stddev => variance(xs.iter().copied()).sqrt(),
-                VectorOp::Topk | VectorOp::Bottomk | VectorOp::ApproxTopk | VectorOp::Sort | VectorOp::SortDesc => {
+                VectorOp::Topk
+                | VectorOp::Bottomk
+                | VectorOp::ApproxTopk
+                | VectorOp::Sort
+                | VectorOp::SortDesc => {
                     unreachable!("bug: handled above")
                 }
             };
@@ -376,8 +470,15 @@ fn aggregate_vector(agg: &VectorAggregationExpr, v: StepVector) -> Result<StepVe
 
 // ---- label_replace ----------------------------------------------------------------------------
 
-fn label_replace(lr: &LabelReplaceExpr, steps: Vec<StepVector>) -> Result<Vec<StepVector>, EvalError> {
-    let re = crate::logql::compile_anchored(&lr.regex).map_err(|e| EvalError::BadQuery(format!("invalid regular expression in label_replace(): {e}")))?;
+fn label_replace(
+    lr: &LabelReplaceExpr,
+    steps: Vec<StepVector>,
+) -> Result<Vec<StepVector>, EvalError> {
+    let re = crate::logql::compile_anchored(&lr.regex).map_err(|e| {
+        EvalError::BadQuery(format!(
+            "invalid regular expression in label_replace(): {e}"
+        ))
+    })?;
     let mut cache: HashMap<Arc<Labels>, Arc<Labels>> = HashMap::new();
     Ok(steps
         .into_iter()
@@ -388,10 +489,17 @@ fn label_replace(lr: &LabelReplaceExpr, steps: Vec<StepVector>) -> Result<Vec<St
                         .entry(l.clone())
                         .or_insert_with(|| {
                             let src = l.get(&lr.src).unwrap_or("");
-                            let Some(caps) = re.captures(src) else { return l.clone() };
+                            let Some(caps) = re.captures(src) else {
+                                return l.clone();
+                            };
                             let mut value = String::new();
                             caps.expand(&lr.replacement, &mut value);
-                            let mut pairs: Vec<(String, String)> = l.pairs().iter().filter(|(n, _)| *n != lr.dst).cloned().collect();
+                            let mut pairs: Vec<(String, String)> = l
+                                .pairs()
+                                .iter()
+                                .filter(|(n, _)| *n != lr.dst)
+                                .cloned()
+                                .collect();
                             if !value.is_empty() {
                                 pairs.push((lr.dst.clone(), value));
                             }
@@ -413,22 +521,47 @@ fn binop(b: &BinOpExpr, lhs: Value, rhs: Value) -> Result<Value, EvalError> {
     Ok(match (lhs, rhs) {
         (Value::Scalar(l), Value::Scalar(r)) => {
             if op.is_set_operator() {
-                return Err(EvalError::BadQuery(format!("set operator \"{}\" not allowed in binary scalar expression", op.as_str())));
+                return Err(EvalError::BadQuery(format!(
+                    "set operator \"{}\" not allowed in binary scalar expression",
+                    op.as_str()
+                )));
             }
             Value::Scalar(l.iter().zip(&r).map(|(a, c)| op.apply(*a, *c)).collect())
         }
-        (Value::Vector(v), Value::Scalar(s)) => Value::Vector(vector_scalar(op, bool_, v, &s, false)?),
-        (Value::Scalar(s), Value::Vector(v)) => Value::Vector(vector_scalar(op, bool_, v, &s, true)?),
+        (Value::Vector(v), Value::Scalar(s)) => {
+            Value::Vector(vector_scalar(op, bool_, v, &s, false)?)
+        }
+        (Value::Scalar(s), Value::Vector(v)) => {
+            Value::Vector(vector_scalar(op, bool_, v, &s, true)?)
+        }
         (Value::Vector(l), Value::Vector(r)) => {
-            let m = b.modifier.matching.clone().unwrap_or(VectorMatching { on: false, labels: Vec::new(), group: None });
-            Value::Vector(l.into_iter().zip(r).map(|(l, r)| vector_vector(op, bool_, &m, l, r)).collect::<Result<_, _>>()?)
+            let m = b.modifier.matching.clone().unwrap_or(VectorMatching {
+                on: false,
+                labels: Vec::new(),
+                group: None,
+            });
+            Value::Vector(
+                l.into_iter()
+                    .zip(r)
+                    .map(|(l, r)| vector_vector(op, bool_, &m, l, r))
+                    .collect::<Result<_, _>>()?,
+            )
         }
     })
 }
 
-fn vector_scalar(op: BinOp, bool_: bool, steps: Vec<StepVector>, s: &[f64], scalar_left: bool) -> Result<Vec<StepVector>, EvalError> {
+fn vector_scalar(
+    op: BinOp,
+    bool_: bool,
+    steps: Vec<StepVector>,
+    s: &[f64],
+    scalar_left: bool,
+) -> Result<Vec<StepVector>, EvalError> {
     if op.is_set_operator() {
-        return Err(EvalError::BadQuery(format!("set operator \"{}\" not allowed between a vector and a scalar", op.as_str())));
+        return Err(EvalError::BadQuery(format!(
+            "set operator \"{}\" not allowed between a vector and a scalar",
+            op.as_str()
+        )));
     }
     Ok(steps
         .into_iter()
@@ -459,26 +592,49 @@ fn drop_name(l: Arc<Labels>) -> Arc<Labels> {
 
 fn signature(m: &VectorMatching, l: &Labels) -> Vec<(String, String)> {
     if m.on {
-        l.pairs().iter().filter(|(n, _)| m.labels.contains(n)).cloned().collect()
+        l.pairs()
+            .iter()
+            .filter(|(n, _)| m.labels.contains(n))
+            .cloned()
+            .collect()
     } else {
-        l.pairs().iter().filter(|(n, _)| !m.labels.contains(n)).cloned().collect()
+        l.pairs()
+            .iter()
+            .filter(|(n, _)| !m.labels.contains(n))
+            .cloned()
+            .collect()
     }
 }
 
-fn vector_vector(op: BinOp, bool_: bool, m: &VectorMatching, lhs: StepVector, rhs: StepVector) -> Result<StepVector, EvalError> {
+fn vector_vector(
+    op: BinOp,
+    bool_: bool,
+    m: &VectorMatching,
+    lhs: StepVector,
+    rhs: StepVector,
+) -> Result<StepVector, EvalError> {
     match op {
         BinOp::And => {
             let right: HashSet<_> = rhs.iter().map(|(l, _)| signature(m, l)).collect();
-            return Ok(lhs.into_iter().filter(|(l, _)| right.contains(&signature(m, l))).collect());
+            return Ok(lhs
+                .into_iter()
+                .filter(|(l, _)| right.contains(&signature(m, l)))
+                .collect());
         }
         BinOp::Unless => {
             let right: HashSet<_> = rhs.iter().map(|(l, _)| signature(m, l)).collect();
-            return Ok(lhs.into_iter().filter(|(l, _)| !right.contains(&signature(m, l))).collect());
+            return Ok(lhs
+                .into_iter()
+                .filter(|(l, _)| !right.contains(&signature(m, l)))
+                .collect());
         }
         BinOp::Or => {
             let left: HashSet<_> = lhs.iter().map(|(l, _)| signature(m, l)).collect();
             let mut out = lhs;
-            out.extend(rhs.into_iter().filter(|(l, _)| !left.contains(&signature(m, l))));
+            out.extend(
+                rhs.into_iter()
+                    .filter(|(l, _)| !left.contains(&signature(m, l))),
+            );
             return Ok(out);
         }
         _ => {}
@@ -501,7 +657,9 @@ fn vector_vector(op: BinOp, bool_: bool, m: &VectorMatching, lhs: StepVector, rh
     let mut out = Vec::new();
     for (l, x) in many {
         let sig = signature(m, &l);
-        let Some((ol, ox)) = index.get(&sig) else { continue };
+        let Some((ol, ox)) = index.get(&sig) else {
+            continue;
+        };
         if group.is_none() && !seen.insert(sig.clone()) {
             return Err(EvalError::BadQuery(
                 "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)".into(),
@@ -536,13 +694,30 @@ fn result_labels(m: &VectorMatching, many: &Labels, one: &Labels) -> Labels {
     match &m.group {
         None => {
             if m.on {
-                Labels::from_pairs(many.pairs().iter().filter(|(n, _)| m.labels.contains(n)).cloned().collect())
+                Labels::from_pairs(
+                    many.pairs()
+                        .iter()
+                        .filter(|(n, _)| m.labels.contains(n))
+                        .cloned()
+                        .collect(),
+                )
             } else {
-                Labels::from_pairs(many.pairs().iter().filter(|(n, _)| !m.labels.contains(n)).cloned().collect())
+                Labels::from_pairs(
+                    many.pairs()
+                        .iter()
+                        .filter(|(n, _)| !m.labels.contains(n))
+                        .cloned()
+                        .collect(),
+                )
             }
         }
         Some(g) => {
-            let mut pairs: Vec<(String, String)> = many.pairs().iter().filter(|(n, _)| !g.include.contains(n)).cloned().collect();
+            let mut pairs: Vec<(String, String)> = many
+                .pairs()
+                .iter()
+                .filter(|(n, _)| !g.include.contains(n))
+                .cloned()
+                .collect();
             for name in &g.include {
                 if let Some(v) = one.get(name) {
                     if !v.is_empty() {
@@ -591,75 +766,205 @@ mod tests {
     struct Fixed(Vec<SampleSeries>);
 
     impl SampleSource for Fixed {
-        fn samples(&mut self, agg: &RangeAggregationExpr, from: i64, to: i64) -> Result<Vec<SampleSeries>, EvalError> {
+        fn samples(
+            &mut self,
+            agg: &RangeAggregationExpr,
+            from: i64,
+            to: i64,
+        ) -> Result<Vec<SampleSeries>, EvalError> {
             Ok(self
                 .0
                 .iter()
                 .filter(|s| crate::query::labels_match(&agg.range.log.selector.matchers, &s.labels))
-                .map(|s| SampleSeries { labels: s.labels.clone(), samples: s.samples.iter().copied().filter(|(t, _)| *t > from && *t <= to).collect() })
+                .map(|s| SampleSeries {
+                    labels: s.labels.clone(),
+                    samples: s
+                        .samples
+                        .iter()
+                        .copied()
+                        .filter(|(t, _)| *t > from && *t <= to)
+                        .collect(),
+                })
                 .collect())
         }
     }
 
     fn series(labels: &str, samples: &[(i64, f64)]) -> SampleSeries {
-        SampleSeries { labels: Labels::parse(labels).unwrap(), samples: samples.to_vec() }
+        SampleSeries {
+            labels: Labels::parse(labels).unwrap(),
+            samples: samples.to_vec(),
+        }
     }
 
     fn data() -> Fixed {
         Fixed(vec![
-            series(r#"{app="a", level="info"}"#, &[(10 * S, 1.0), (20 * S, 2.0), (30 * S, 3.0), (60 * S, 4.0)]),
-            series(r#"{app="a", level="error"}"#, &[(15 * S, 10.0), (45 * S, 20.0)]),
+            series(
+                r#"{app="a", level="info"}"#,
+                &[(10 * S, 1.0), (20 * S, 2.0), (30 * S, 3.0), (60 * S, 4.0)],
+            ),
+            series(
+                r#"{app="a", level="error"}"#,
+                &[(15 * S, 10.0), (45 * S, 20.0)],
+            ),
             series(r#"{app="b", level="info"}"#, &[(5 * S, 7.0)]),
         ])
     }
 
     #[track_caller]
     fn check(query: &str, start: i64, end: i64, step: i64, want: &[(&str, &[(i64, f64)])]) {
-        let Expr::Sample(e) = parse_expr(query).unwrap() else { panic!("not a metric query: {query}") };
-        let p = EvalParams { start: start * S, end: end * S, step: step * S, max_series: 500 };
+        let Expr::Sample(e) = parse_expr(query).unwrap() else {
+            panic!("not a metric query: {query}")
+        };
+        let p = EvalParams {
+            start: start * S,
+            end: end * S,
+            step: step * S,
+            max_series: 500,
+        };
         let got = evaluate(&e, &p, &mut data()).unwrap();
         let got: Vec<(String, Vec<(i64, f64)>)> = match got {
-            MetricResult::Matrix(m) => m.into_iter().map(|(l, v)| (l.to_string(), v.into_iter().map(|(t, x)| (t / S, x)).collect())).collect(),
-            MetricResult::Scalar(v) => vec![("scalar".into(), v.into_iter().map(|(t, x)| (t / S, x)).collect())],
+            MetricResult::Matrix(m) => m
+                .into_iter()
+                .map(|(l, v)| {
+                    (
+                        l.to_string(),
+                        v.into_iter().map(|(t, x)| (t / S, x)).collect(),
+                    )
+                })
+                .collect(),
+            MetricResult::Scalar(v) => vec![(
+                "scalar".into(),
+                v.into_iter().map(|(t, x)| (t / S, x)).collect(),
+            )],
         };
-        let want: Vec<(String, Vec<(i64, f64)>)> = want.iter().map(|(l, v)| (l.to_string(), v.to_vec())).collect();
+        let want: Vec<(String, Vec<(i64, f64)>)> = want
+            .iter()
+            .map(|(l, v)| (l.to_string(), v.to_vec()))
+            .collect();
         assert_eq!(got, want, "{query}");
     }
 
     #[test]
     fn windows_are_left_open_right_closed() {
-        check(r#"count_over_time({app="a"}[10s])"#, 10, 30, 10, &[
-            (r#"{app="a", level="error"}"#, &[(20, 1.0)]),
-            (r#"{app="a", level="info"}"#, &[(10, 1.0), (20, 1.0), (30, 1.0)]),
-        ]);
-        check(r#"count_over_time({app="a"}[30s])"#, 30, 30, 1, &[
-            (r#"{app="a", level="error"}"#, &[(30, 1.0)]),
-            (r#"{app="a", level="info"}"#, &[(30, 3.0)]),
-        ]);
-        check(r#"count_over_time({app="a"}[10s] offset 10s)"#, 30, 30, 1, &[
-            (r#"{app="a", level="error"}"#, &[(30, 1.0)]),
-            (r#"{app="a", level="info"}"#, &[(30, 1.0)]),
-        ]);
+        check(
+            r#"count_over_time({app="a"}[10s])"#,
+            10,
+            30,
+            10,
+            &[
+                (r#"{app="a", level="error"}"#, &[(20, 1.0)]),
+                (
+                    r#"{app="a", level="info"}"#,
+                    &[(10, 1.0), (20, 1.0), (30, 1.0)],
+                ),
+            ],
+        );
+        check(
+            r#"count_over_time({app="a"}[30s])"#,
+            30,
+            30,
+            1,
+            &[
+                (r#"{app="a", level="error"}"#, &[(30, 1.0)]),
+                (r#"{app="a", level="info"}"#, &[(30, 3.0)]),
+            ],
+        );
+        check(
+            r#"count_over_time({app="a"}[10s] offset 10s)"#,
+            30,
+            30,
+            1,
+            &[
+                (r#"{app="a", level="error"}"#, &[(30, 1.0)]),
+                (r#"{app="a", level="info"}"#, &[(30, 1.0)]),
+            ],
+        );
     }
 
     #[test]
     fn aggregations() {
-        check(r#"sum by (app) (count_over_time({app=~".+"}[1m]))"#, 60, 60, 1, &[(r#"{app="a"}"#, &[(60, 6.0)]), (r#"{app="b"}"#, &[(60, 1.0)])]);
-        check(r#"sum(rate({app=~".+"}[1m]))"#, 60, 60, 1, &[("{}", &[(60, 7.0 / 60.0)])]);
-        check(r#"topk(1, count_over_time({app=~".+"}[1m]))"#, 60, 60, 1, &[(r#"{app="a", level="info"}"#, &[(60, 4.0)])]);
-        check(r#"count(count_over_time({app=~".+"}[1m]))"#, 60, 60, 1, &[("{}", &[(60, 3.0)])]);
-        check(r#"sum without (level) (count_over_time({app=~".+"}[1m]))"#, 60, 60, 1, &[(r#"{app="a"}"#, &[(60, 6.0)]), (r#"{app="b"}"#, &[(60, 1.0)])]);
+        check(
+            r#"sum by (app) (count_over_time({app=~".+"}[1m]))"#,
+            60,
+            60,
+            1,
+            &[
+                (r#"{app="a"}"#, &[(60, 6.0)]),
+                (r#"{app="b"}"#, &[(60, 1.0)]),
+            ],
+        );
+        check(
+            r#"sum(rate({app=~".+"}[1m]))"#,
+            60,
+            60,
+            1,
+            &[("{}", &[(60, 7.0 / 60.0)])],
+        );
+        check(
+            r#"topk(1, count_over_time({app=~".+"}[1m]))"#,
+            60,
+            60,
+            1,
+            &[(r#"{app="a", level="info"}"#, &[(60, 4.0)])],
+        );
+        check(
+            r#"count(count_over_time({app=~".+"}[1m]))"#,
+            60,
+            60,
+            1,
+            &[("{}", &[(60, 3.0)])],
+        );
+        check(
+            r#"sum without (level) (count_over_time({app=~".+"}[1m]))"#,
+            60,
+            60,
+            1,
+            &[
+                (r#"{app="a"}"#, &[(60, 6.0)]),
+                (r#"{app="b"}"#, &[(60, 1.0)]),
+            ],
+        );
     }
 
     #[test]
     fn binary_operators() {
-        check(r#"sum by (app) (count_over_time({app=~".+"}[1m])) > 1"#, 60, 60, 1, &[(r#"{app="a"}"#, &[(60, 6.0)])]);
-        check(r#"sum by (app) (count_over_time({app=~".+"}[1m])) > bool 1"#, 60, 60, 1, &[(r#"{app="a"}"#, &[(60, 1.0)]), (r#"{app="b"}"#, &[(60, 0.0)])]);
-        check(r#"sum by (app) (count_over_time({app=~".+"}[1m])) * 2"#, 60, 60, 1, &[(r#"{app="a"}"#, &[(60, 12.0)]), (r#"{app="b"}"#, &[(60, 2.0)])]);
+        check(
+            r#"sum by (app) (count_over_time({app=~".+"}[1m])) > 1"#,
+            60,
+            60,
+            1,
+            &[(r#"{app="a"}"#, &[(60, 6.0)])],
+        );
+        check(
+            r#"sum by (app) (count_over_time({app=~".+"}[1m])) > bool 1"#,
+            60,
+            60,
+            1,
+            &[
+                (r#"{app="a"}"#, &[(60, 1.0)]),
+                (r#"{app="b"}"#, &[(60, 0.0)]),
+            ],
+        );
+        check(
+            r#"sum by (app) (count_over_time({app=~".+"}[1m])) * 2"#,
+            60,
+            60,
+            1,
+            &[
+                (r#"{app="a"}"#, &[(60, 12.0)]),
+                (r#"{app="b"}"#, &[(60, 2.0)]),
+            ],
+        );
         check(
             r#"sum by (app, level) (count_over_time({app=~".+"}[1m])) / on (app) group_left sum by (app) (count_over_time({app=~".+"}[1m]))"#,
-            60, 60, 1,
-            &[(r#"{app="a", level="error"}"#, &[(60, 2.0 / 6.0)]), (r#"{app="a", level="info"}"#, &[(60, 4.0 / 6.0)]), (r#"{app="b", level="info"}"#, &[(60, 1.0)])],
+            60,
+            60,
+            1,
+            &[
+                (r#"{app="a", level="error"}"#, &[(60, 2.0 / 6.0)]),
+                (r#"{app="a", level="info"}"#, &[(60, 4.0 / 6.0)]),
+                (r#"{app="b", level="info"}"#, &[(60, 1.0)]),
+            ],
         );
         check("vector(1) + vector(1)", 4, 4, 1, &[("{}", &[(4, 2.0)])]);
         check("1 + 2 * 3", 0, 0, 1, &[("scalar", &[(0, 7.0)])]);
@@ -667,11 +972,22 @@ mod tests {
 
     #[test]
     fn absent_and_label_replace() {
-        check(r#"absent_over_time({app="zzz"}[10s])"#, 100, 100, 1, &[(r#"{app="zzz"}"#, &[(100, 1.0)])]);
+        check(
+            r#"absent_over_time({app="zzz"}[10s])"#,
+            100,
+            100,
+            1,
+            &[(r#"{app="zzz"}"#, &[(100, 1.0)])],
+        );
         check(
             r#"label_replace(sum by (app) (count_over_time({app=~".+"}[1m])), "svc", "s-$1", "app", "(.*)")"#,
-            60, 60, 1,
-            &[(r#"{app="a", svc="s-a"}"#, &[(60, 6.0)]), (r#"{app="b", svc="s-b"}"#, &[(60, 1.0)])],
+            60,
+            60,
+            1,
+            &[
+                (r#"{app="a", svc="s-a"}"#, &[(60, 6.0)]),
+                (r#"{app="b", svc="s-b"}"#, &[(60, 1.0)]),
+            ],
         );
     }
 

@@ -5,7 +5,7 @@
 //! knows nothing of HTTP.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -284,63 +284,57 @@ impl TopN {
     }
 }
 
-/// Runs a log query against one tenant.
-pub fn select_logs(
-    tenant: &Tenant,
-    q: &LogQuery,
-) -> Result<(Vec<StreamResult>, QueryStats), QueryError> {
-    let started = Instant::now();
-    let snap = snapshot(tenant, &q.matchers, q.start, q.end);
-    let mut stats = QueryStats::default();
-    let mut top = TopN::new(q.limit, q.direction == Direction::Forward);
-    let mut streams: Vec<Labels> = Vec::new();
-    let mut stream_ids: BTreeMap<Labels, usize> = BTreeMap::new();
-    let mut id_of = |l: &Labels| -> usize {
-        *stream_ids.entry(l.clone()).or_insert_with(|| {
-            streams.push(l.clone());
-            streams.len() - 1
-        })
-    };
+/// Receives the entries a [`scan`] finds, stream by stream.
+pub trait EntryVisitor {
+    /// Whether a block spanning `[min_ts, max_ts]` can still contribute (lets a limited log
+    /// query skip blocks that cannot make its top `limit`).
+    fn wants(&self, _min_ts: i64, _max_ts: i64) -> bool {
+        true
+    }
+    /// The entries that follow belong to this stream.
+    fn stream(&mut self, labels: &Labels);
+    /// An entry that passed the time range and every line filter.
+    fn entry(&mut self, ts: i64, line: &[u8], metadata: &[u8]);
+}
+
+/// Visits every entry of the snapshot's streams with `start <= ts < end` that passes the line
+/// filters, decompressing block by block and skipping damaged blocks (reported in `stats`).
+pub fn scan(
+    snap: &Snapshot,
+    matchers: &[Matcher],
+    filters: &[LineFilter],
+    start: i64,
+    end: i64,
+    stats: &mut QueryStats,
+    v: &mut dyn EntryVisitor,
+) {
     let mut block = DecodedBlock::default();
-    let visit = |labels_id: usize,
-                 ts: i64,
-                 line: &[u8],
-                 md: &[u8],
-                 top: &mut TopN,
-                 stats: &mut QueryStats| {
-        if ts < q.start || ts >= q.end {
-            return;
-        }
-        stats.lines_processed += 1;
-        stats.bytes_processed += line.len() as u64;
-        if !top.wants(ts) || !q.filters.iter().all(|f| f.keep(line)) {
-            return;
-        }
-        let line = String::from_utf8_lossy(line).into_owned();
-        top.push(
-            labels_id,
-            ResultEntry {
-                ts,
-                line,
-                metadata: metadata_to_vec(md),
-            },
-        );
-    };
+    let each =
+        |ts: i64, line: &[u8], md: &[u8], stats: &mut QueryStats, v: &mut dyn EntryVisitor| {
+            if ts < start || ts >= end {
+                return;
+            }
+            stats.lines_processed += 1;
+            stats.bytes_processed += line.len() as u64;
+            if filters.iter().all(|f| f.keep(line)) {
+                v.entry(ts, line, md);
+            }
+        };
     for seg in &snap.segments {
-        if seg.max_ts < q.start || seg.min_ts >= q.end {
+        if seg.max_ts < start || seg.min_ts >= end {
             continue;
         }
-        let ids = matching_streams(seg, &q.matchers);
+        let ids = matching_streams(seg, matchers);
         for c in seg
             .chunks
             .iter()
             .filter(|c| ids.binary_search(&c.stream).is_ok())
         {
-            if c.max_ts < q.start || c.min_ts >= q.end {
+            if c.max_ts < start || c.min_ts >= end || !v.wants(c.min_ts, c.max_ts) {
                 continue;
             }
             stats.chunks += 1;
-            let sid = id_of(&seg.streams[c.stream as usize].labels);
+            v.stream(&seg.streams[c.stream as usize].labels);
             let blocks = match chunk_blocks(seg.chunk_bytes(c)) {
                 Ok(b) => b,
                 Err(e) => {
@@ -349,10 +343,7 @@ pub fn select_logs(
                 }
             };
             for b in blocks {
-                if b.max_ts < q.start || b.min_ts >= q.end {
-                    continue;
-                }
-                if !(top.wants(b.min_ts) || top.wants(b.max_ts)) {
+                if b.max_ts < start || b.min_ts >= end || !v.wants(b.min_ts, b.max_ts) {
                     continue;
                 }
                 if let Err(e) = block.decode_from(&b) {
@@ -360,70 +351,104 @@ pub fn select_logs(
                     continue;
                 }
                 for i in 0..block.len() {
-                    visit(
-                        sid,
-                        block.ts(i),
-                        block.line(i),
-                        block.metadata_raw(i),
-                        &mut top,
-                        &mut stats,
-                    );
+                    each(block.ts(i), block.line(i), block.metadata_raw(i), stats, v);
                 }
             }
         }
     }
     for hs in &snap.head {
-        let sid = id_of(&hs.labels);
+        v.stream(&hs.labels);
         for slot in &hs.slots {
             match slot {
                 SlotState::Raw(h) => {
                     for i in 0..h.len() {
-                        visit(
-                            sid,
-                            h.ts(i),
-                            h.line(i),
-                            h.metadata_raw(i),
-                            &mut top,
-                            &mut stats,
-                        );
+                        each(h.ts(i), h.line(i), h.metadata_raw(i), stats, v);
                     }
                 }
                 SlotState::Sealed(b) => {
-                    if b.max_ts < q.start || b.min_ts >= q.end {
+                    if b.max_ts < start || b.min_ts >= end || !v.wants(b.min_ts, b.max_ts) {
                         continue;
                     }
                     let mut r = crate::codec::Reader::new(&b.bytes);
-                    let br = crate::chunk::block_ref(&mut r)
-                        .map_err(|e| QueryError::Storage(e.to_string()))?;
-                    block
-                        .decode_from(&br)
-                        .map_err(|e| QueryError::Storage(e.to_string()))?;
+                    let decoded = crate::chunk::block_ref(&mut r)
+                        .map_err(|e| e.to_string())
+                        .and_then(|br| block.decode_from(&br).map_err(|e| e.to_string()));
+                    if let Err(e) = decoded {
+                        stats.damaged(std::path::Path::new("head"), 0, &e);
+                        continue;
+                    }
                     for i in 0..block.len() {
-                        visit(
-                            sid,
-                            block.ts(i),
-                            block.line(i),
-                            block.metadata_raw(i),
-                            &mut top,
-                            &mut stats,
-                        );
+                        each(block.ts(i), block.line(i), block.metadata_raw(i), stats, v);
                     }
                 }
             }
         }
         if let Some(h) = &hs.open {
             for i in 0..h.len() {
-                visit(
-                    sid,
-                    h.ts(i),
-                    h.line(i),
-                    h.metadata_raw(i),
-                    &mut top,
-                    &mut stats,
-                );
+                each(h.ts(i), h.line(i), h.metadata_raw(i), stats, v);
             }
         }
     }
+}
+
+/// Keeps the `limit` entries nearest the query's starting edge.
+struct LogCollector {
+    top: TopN,
+    streams: Vec<Labels>,
+    ids: BTreeMap<Labels, usize>,
+    current: usize,
+}
+
+impl EntryVisitor for LogCollector {
+    fn wants(&self, min_ts: i64, max_ts: i64) -> bool {
+        self.top.wants(min_ts) || self.top.wants(max_ts)
+    }
+    fn stream(&mut self, labels: &Labels) {
+        let next = self.streams.len();
+        self.current = *self.ids.entry(labels.clone()).or_insert(next);
+        if self.current == next {
+            self.streams.push(labels.clone());
+        }
+    }
+    fn entry(&mut self, ts: i64, line: &[u8], md: &[u8]) {
+        if self.top.wants(ts) {
+            let line = String::from_utf8_lossy(line).into_owned();
+            self.top.push(
+                self.current,
+                ResultEntry {
+                    ts,
+                    line,
+                    metadata: metadata_to_vec(md),
+                },
+            );
+        }
+    }
+}
+
+/// Runs a log query against one tenant.
+pub fn select_logs(
+    tenant: &Tenant,
+    q: &LogQuery,
+) -> Result<(Vec<StreamResult>, QueryStats), QueryError> {
+    let started = Instant::now();
+    let snap = snapshot(tenant, &q.matchers, q.start, q.end);
+    let mut stats = QueryStats::default();
+    let mut c = LogCollector {
+        top: TopN::new(q.limit, q.direction == Direction::Forward),
+        streams: Vec::new(),
+        ids: BTreeMap::new(),
+        current: 0,
+    };
+    scan(
+        &snap,
+        &q.matchers,
+        &q.filters,
+        q.start,
+        q.end,
+        &mut stats,
+        &mut c,
+    );
+    let (top, streams) = (c.top, c.streams);
     // Group the kept entries by stream labels plus structured metadata.
     let mut grouped: BTreeMap<Labels, Vec<ResultEntry>> = BTreeMap::new();
     for (sid, e) in top.items.into_iter().flatten() {
@@ -521,4 +546,92 @@ pub fn label_values(
         .filter_map(|l| l.get(name).map(str::to_string))
         .collect();
     values.into_iter().collect()
+}
+
+/// Samples for metric queries whose pipelines hold only line filters: one sample per entry
+/// (value 1, or the line's length for `bytes_*`), labelled with the stream labels plus
+/// structured metadata, grouped by the range aggregation's `by`/`without`.
+pub struct LogSampleSource {
+    pub tenant: Option<Arc<Tenant>>,
+    pub stats: QueryStats,
+}
+
+struct SampleCollector {
+    bytes: bool,
+    grouping: Option<crate::logql::Grouping>,
+    current: Labels,
+    series: HashMap<Labels, Vec<(i64, f64)>>,
+}
+
+impl EntryVisitor for SampleCollector {
+    fn stream(&mut self, labels: &Labels) {
+        self.current = labels.clone();
+    }
+    fn entry(&mut self, ts: i64, line: &[u8], md: &[u8]) {
+        let value = if self.bytes { line.len() as f64 } else { 1.0 };
+        let mut labels = if md.len() > 1 {
+            let mut pairs = self.current.pairs().to_vec();
+            for (k, v) in crate::chunk::metadata_pairs(md) {
+                if self.current.get(k).is_none() {
+                    pairs.push((k.to_string(), v.to_string()));
+                }
+            }
+            Labels::from_pairs(pairs)
+        } else {
+            self.current.clone()
+        };
+        if self.grouping.is_some() {
+            labels = metric::group_labels(self.grouping.as_ref(), &labels);
+        }
+        self.series.entry(labels).or_default().push((ts, value));
+    }
+}
+
+impl metric::SampleSource for LogSampleSource {
+    fn samples(
+        &mut self,
+        agg: &crate::logql::RangeAggregationExpr,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<metric::SampleSeries>, metric::EvalError> {
+        let log = &agg.range.log;
+        let filters = compile_line_filters(&log.pipeline)
+            .map_err(|e| metric::EvalError::BadQuery(e.to_string()))?;
+        if agg.range.unwrap.is_some() {
+            return Err(metric::EvalError::BadQuery(
+                "unwrap needs label parsers, which this build does not include yet".into(),
+            ));
+        }
+        let Some(tenant) = &self.tenant else {
+            return Ok(Vec::new());
+        };
+        // Samples in (from, to] are entries with from < ts <= to, i.e. [from + 1, to + 1).
+        let snap = snapshot(tenant, &log.selector.matchers, from + 1, to + 1);
+        let bytes = matches!(
+            agg.op,
+            crate::logql::RangeOp::BytesOverTime | crate::logql::RangeOp::BytesRate
+        );
+        let mut c = SampleCollector {
+            bytes,
+            grouping: agg.grouping.clone(),
+            current: Labels::default(),
+            series: HashMap::new(),
+        };
+        scan(
+            &snap,
+            &log.selector.matchers,
+            &filters,
+            from + 1,
+            to + 1,
+            &mut self.stats,
+            &mut c,
+        );
+        Ok(c.series
+            .into_iter()
+            .map(|(labels, mut samples)| {
+                samples.sort_by_key(|s| s.0);
+                metric::SampleSeries { labels, samples }
+            })
+            .collect())
+    }
 }

@@ -77,6 +77,17 @@ impl HeadBlock {
         self.md_ends.push(self.md.len() as u32);
     }
 
+    /// An empty block with room for as much as `other` holds.
+    pub fn with_capacity_like(other: &HeadBlock) -> HeadBlock {
+        HeadBlock {
+            ts: Vec::with_capacity(other.ts.len()),
+            line_ends: Vec::with_capacity(other.line_ends.len()),
+            lines: Vec::with_capacity(other.lines.len() + other.lines.len() / 8),
+            md_ends: Vec::with_capacity(other.md_ends.len()),
+            md: Vec::with_capacity(other.md.len()),
+        }
+    }
+
     /// Drops entries from `n` on (undoes pushes whose WAL write failed).
     pub fn truncate(&mut self, n: usize) {
         if n >= self.len() {
@@ -116,38 +127,53 @@ impl HeadBlock {
         Some((*self.ts.iter().min()?, *self.ts.iter().max()?))
     }
 
-    /// Sorts by timestamp (stable), encodes and compresses into a block.
+    /// Sorts by timestamp (stable), encodes and compresses into a block. Lines already in
+    /// timestamp order (the common case) go to zstd straight from the head's buffer.
     pub fn seal(&self, level: i32) -> Block {
         let n = self.len();
-        let mut order: Vec<u32> = (0..n as u32).collect();
-        order.sort_by_key(|&i| self.ts[i as usize]);
-        let mut raw = Vec::with_capacity(self.size() + n * 4 + 16);
-        put_uvarint(&mut raw, n as u64);
+        let sorted = self.ts.windows(2).all(|w| w[0] <= w[1]);
+        let order: Vec<u32> = if sorted {
+            Vec::new()
+        } else {
+            let mut o: Vec<u32> = (0..n as u32).collect();
+            o.sort_by_key(|&i| self.ts[i as usize]);
+            o
+        };
+        let at = |k: usize| if sorted { k } else { order[k] as usize };
+        let mut head = Vec::with_capacity(n * 4 + self.md.len() + 16);
+        put_uvarint(&mut head, n as u64);
         let mut prev = 0i64;
-        for (k, &i) in order.iter().enumerate() {
-            let ts = self.ts[i as usize];
+        for k in 0..n {
+            let ts = self.ts[at(k)];
             if k == 0 {
-                put_ivarint(&mut raw, ts);
+                put_ivarint(&mut head, ts);
             } else {
-                put_uvarint(&mut raw, (ts - prev) as u64);
+                put_uvarint(&mut head, ts.wrapping_sub(prev) as u64);
             }
             prev = ts;
         }
-        for &i in &order {
-            put_uvarint(&mut raw, self.line(i as usize).len() as u64);
+        for k in 0..n {
+            put_uvarint(&mut head, self.line(at(k)).len() as u64);
         }
-        for &i in &order {
-            raw.extend_from_slice(self.metadata_raw(i as usize));
+        for k in 0..n {
+            head.extend_from_slice(self.metadata_raw(at(k)));
         }
-        for &i in &order {
-            raw.extend_from_slice(self.line(i as usize));
-        }
-        let comp = zstd::bulk::compress(&raw, level)
-            .expect("bug: zstd compression of a buffer cannot fail");
+        let mut sorted_lines = Vec::new();
+        let lines: &[u8] = if sorted {
+            &self.lines
+        } else {
+            sorted_lines.reserve(self.lines.len());
+            for k in 0..n {
+                sorted_lines.extend_from_slice(self.line(at(k)));
+            }
+            &sorted_lines
+        };
+        let raw_len = head.len() + lines.len();
+        let comp = compress_parts(&[&head, lines], level);
         let (min_ts, max_ts) = self.min_max_ts().unwrap_or((0, 0));
         let mut bytes = Vec::with_capacity(BLOCK_HEADER_LEN + comp.len());
         bytes.extend_from_slice(&(n as u32).to_le_bytes());
-        bytes.extend_from_slice(&(raw.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(&(raw_len as u32).to_le_bytes());
         bytes.extend_from_slice(&(comp.len() as u32).to_le_bytes());
         bytes.extend_from_slice(&crc32c::crc32c(&comp).to_le_bytes());
         bytes.extend_from_slice(&min_ts.to_le_bytes());
@@ -156,11 +182,60 @@ impl HeadBlock {
         Block {
             bytes,
             n_entries: n as u32,
-            raw_len: raw.len() as u32,
+            raw_len: raw_len as u32,
             min_ts,
             max_ts,
         }
     }
+}
+
+thread_local! {
+    /// One zstd context per thread, reused: creating one per block costs its tables' setup.
+    static CCTX: std::cell::RefCell<Option<(i32, zstd::zstd_safe::CCtx<'static>)>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Compresses the concatenation of `parts` as one zstd frame.
+fn compress_parts(parts: &[&[u8]], level: i32) -> Vec<u8> {
+    use zstd::zstd_safe::zstd_sys::ZSTD_EndDirective as EndDirective;
+    use zstd::zstd_safe::{CParameter, InBuffer, OutBuffer};
+    let total: usize = parts.iter().map(|p| p.len()).sum();
+    let mut out: Vec<u8> = Vec::with_capacity(zstd::zstd_safe::compress_bound(total));
+    CCTX.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        if cell.as_ref().is_none_or(|(l, _)| *l != level) {
+            let mut cctx = zstd::zstd_safe::CCtx::create();
+            cctx.set_parameter(CParameter::CompressionLevel(level))
+                .expect("bug: valid zstd level");
+            *cell = Some((level, cctx));
+        }
+        let (_, cctx) = cell.as_mut().expect("bug: context just set");
+        cctx.set_pledged_src_size(Some(total as u64))
+            .expect("bug: pledged size at frame start");
+        let mut output = OutBuffer::around(&mut out);
+        for (i, part) in parts.iter().enumerate() {
+            let last = i + 1 == parts.len();
+            let mut input = InBuffer::around(part);
+            loop {
+                let directive = if last {
+                    EndDirective::ZSTD_e_end
+                } else {
+                    EndDirective::ZSTD_e_continue
+                };
+                let remaining = cctx
+                    .compress_stream2(&mut output, &mut input, directive)
+                    .expect("bug: zstd compression into a bound-sized buffer");
+                let done = if last {
+                    remaining == 0
+                } else {
+                    input.pos() == part.len()
+                };
+                if done {
+                    break;
+                }
+            }
+        }
+    });
+    out
 }
 
 /// A sealed block: its encoded bytes (header included) and what the header says.

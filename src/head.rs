@@ -71,7 +71,6 @@ pub struct StreamHead {
     pub labels_text: String,
     /// Highest timestamp ever accepted (segments included).
     pub newest_ts: i64,
-    last: Option<(i64, u64)>,
     pub open: HeadBlock,
     /// Sealed blocks of the current chunk.
     pub blocks: Vec<Arc<BlockSlot>>,
@@ -87,10 +86,6 @@ pub struct StreamHead {
     pub flushed_pos: WalPos,
 }
 
-fn line_hash(line: &str) -> u64 {
-    xxhash_rust::xxh3::xxh3_64(line.as_bytes())
-}
-
 impl StreamHead {
     pub fn new(labels: Labels, newest_ts: i64, flushed_pos: WalPos) -> StreamHead {
         let now = Instant::now();
@@ -98,7 +93,6 @@ impl StreamHead {
             labels_text: labels.to_string(),
             labels,
             newest_ts,
-            last: None,
             open: HeadBlock::default(),
             blocks: Vec::new(),
             blocks_raw: 0,
@@ -126,15 +120,13 @@ impl StreamHead {
         !self.open.is_empty() || !self.blocks.is_empty() || !self.cut.is_empty()
     }
 
-    fn is_duplicate(&self, e: &Entry, h: u64) -> bool {
-        if self.last == Some((e.ts, h)) {
-            return true;
-        }
-        if e.ts > self.newest_ts {
-            return false;
-        }
-        (0..self.open.len())
-            .any(|i| self.open.ts(i) == e.ts && self.open.line(i) == e.line.as_bytes())
+    /// An exact duplicate (same timestamp and line) of an entry still in the open block; only
+    /// entries not newer than the newest can be one.
+    fn is_duplicate(&self, e: &Entry) -> bool {
+        e.ts <= self.newest_ts
+            && (0..self.open.len())
+                .rev()
+                .any(|i| self.open.ts(i) == e.ts && self.open.line(i) == e.line.as_bytes())
     }
 
     /// Appends without checks (WAL replay: these entries were accepted before).
@@ -146,7 +138,6 @@ impl StreamHead {
     ) {
         self.open.push(ts, line, metadata);
         self.newest_ts = self.newest_ts.max(ts);
-        self.last = Some((ts, line_hash(line)));
         self.chunk_min_ts = self.chunk_min_ts.min(ts);
         self.chunk_max_ts = self.chunk_max_ts.max(ts);
         self.chunk_entries += 1;
@@ -177,7 +168,9 @@ impl StreamHead {
         if self.open.is_empty() {
             return;
         }
-        let open = std::mem::take(&mut self.open);
+        // A stream that filled a block will likely fill the next: size it up front.
+        let next = HeadBlock::with_capacity_like(&self.open);
+        let open = std::mem::replace(&mut self.open, next);
         self.blocks_raw += open.size() as u64;
         let slot = BlockSlot::raw(open);
         out.push(slot.clone());
@@ -222,7 +215,6 @@ struct Undo {
     created: bool,
     open_len: usize,
     newest_ts: i64,
-    last: Option<(i64, u64)>,
     chunk: (i64, i64, u32),
 }
 
@@ -306,7 +298,6 @@ impl TenantHead {
                 created,
                 open_len: st.open.len(),
                 newest_ts: st.newest_ts,
-                last: st.last,
                 chunk: (st.chunk_min_ts, st.chunk_max_ts, st.chunk_entries),
             });
             let mut idx = Vec::with_capacity(s.entries.len());
@@ -335,8 +326,7 @@ impl TenantHead {
                     }
                     continue;
                 }
-                let h = line_hash(&e.line);
-                if st.is_duplicate(e, h) {
+                if st.is_duplicate(e) {
                     continue;
                 }
                 st.append_unchecked(e.ts, &e.line, &e.metadata);
@@ -369,7 +359,6 @@ impl TenantHead {
             if let Some(st) = self.streams.get_mut(&u.labels) {
                 st.open.truncate(u.open_len);
                 st.newest_ts = u.newest_ts;
-                st.last = u.last;
                 (st.chunk_min_ts, st.chunk_max_ts, st.chunk_entries) = u.chunk;
             }
         }

@@ -4,8 +4,10 @@
 //!
 //! ```text
 //! file   := header record*
-//! header := "SAWMWAL1" (8) | version u8 = 1 | reserved [u8; 7]          16 bytes
-//! record := len u32 LE | crc32c(payload) u32 LE | payload [u8; len]
+//! header := "SAWMWAL1" (8) | version u8 = 2 | reserved [u8; 3] | salt u32 LE      16 bytes
+//! record := len u32 | crc32c(salt ++ len) u32 | crc32c(salt ++ payload) u32 | payload [u8; len]
+//!           (integers LE; salt: random per file, so that a record-shaped log line inside
+//!           a torn or damaged record is never taken for a record when replay resynchronises)
 //! payload (kind 1, entries):
 //!   kind u8 = 1 | tenant_len u16 | tenant | n_streams u32 |
 //!   { labels_len u32 | labels text | n_entries u32 |
@@ -39,9 +41,9 @@ use crate::files;
 use crate::ingest::Entry;
 
 pub const WAL_MAGIC: &[u8; 8] = b"SAWMWAL1";
-pub const WAL_VERSION: u8 = 1;
+pub const WAL_VERSION: u8 = 2;
 pub const HEADER_LEN: u64 = 16;
-const RECORD_HEADER: usize = 8;
+pub const RECORD_HEADER: usize = 12;
 const KIND_ENTRIES: u8 = 1;
 
 #[derive(Debug, Error)]
@@ -72,6 +74,7 @@ pub struct Wal {
 
 struct Writer {
     file: Arc<File>,
+    salt: u32,
     seq: u64,
     offset: u64,
     written: u64,
@@ -102,7 +105,7 @@ impl Wal {
             .unwrap_or(0)
             .max(min_seq)
             + 1;
-        let file = create_file(&dir, data, next)?;
+        let (file, salt) = create_file(&dir, data, next)?;
         let (synced_tx, synced_rx) = watch::channel(0u64);
         let sync = Arc::new(SyncState {
             pending: Mutex::new(false),
@@ -116,6 +119,7 @@ impl Wal {
             segment_size: segment_size.max(HEADER_LEN + 1),
             inner: Mutex::new(Writer {
                 file: Arc::new(file),
+                salt,
                 seq: next,
                 offset: HEADER_LEN,
                 written: 0,
@@ -154,13 +158,18 @@ impl Wal {
         if payload_len > u32::MAX as usize - RECORD_HEADER {
             return Err(WalError::TooLarge(payload_len));
         }
-        let crc = crc32c::crc32c(&rec[RECORD_HEADER..]);
-        rec[..4].copy_from_slice(&(payload_len as u32).to_le_bytes());
-        rec[4..8].copy_from_slice(&crc.to_le_bytes());
+        // The payload's checksum is computed outside the lock and salted inside it.
+        let bare_crc = crc32c::crc32c(&rec[RECORD_HEADER..]);
         let mut w = self.inner.lock();
         if w.offset > HEADER_LEN && w.offset + rec.len() as u64 > self.segment_size {
             self.rotate(&mut w)?;
         }
+        let len = (payload_len as u32).to_le_bytes();
+        let payload_crc =
+            crc32c::crc32c_combine(crc32c::crc32c(&w.salt.to_le_bytes()), bare_crc, payload_len);
+        rec[..4].copy_from_slice(&len);
+        rec[4..8].copy_from_slice(&header_check(w.salt, len).to_le_bytes());
+        rec[8..12].copy_from_slice(&payload_crc.to_le_bytes());
         let pos = WalPos {
             seq: w.seq,
             offset: w.offset,
@@ -184,9 +193,10 @@ impl Wal {
     fn rotate(&self, w: &mut Writer) -> std::io::Result<()> {
         w.file.sync_data()?;
         let data = self.dir.parent().unwrap_or(Path::new("."));
-        let file = create_file(&self.dir, data, w.seq + 1)?;
+        let (file, salt) = create_file(&self.dir, data, w.seq + 1)?;
         w.seq += 1;
         w.file = Arc::new(file);
+        w.salt = salt;
         w.offset = HEADER_LEN;
         // Everything in the old file is durable now.
         let written = w.written;
@@ -298,7 +308,7 @@ fn sync_loop(wal: std::sync::Weak<Wal>, mode: FsyncMode, interval: Duration) {
     }
 }
 
-fn create_file(dir: &Path, data: &Path, seq: u64) -> std::io::Result<File> {
+fn create_file(dir: &Path, data: &Path, seq: u64) -> std::io::Result<(File, u32)> {
     let path = files::wal_file(data, seq);
     debug_assert_eq!(path.parent(), Some(dir));
     let f = OpenOptions::new()
@@ -306,13 +316,49 @@ fn create_file(dir: &Path, data: &Path, seq: u64) -> std::io::Result<File> {
         .read(true)
         .write(true)
         .open(&path)?;
+    let salt = random_u32()?;
+    f.write_all_at(&file_header(salt), 0)?;
+    f.sync_all()?;
+    files::sync_dir(dir)?;
+    Ok((f, salt))
+}
+
+/// The 16-byte header of a WAL file with this salt.
+pub fn file_header(salt: u32) -> [u8; HEADER_LEN as usize] {
     let mut header = [0u8; HEADER_LEN as usize];
     header[..8].copy_from_slice(WAL_MAGIC);
     header[8] = WAL_VERSION;
-    f.write_all_at(&header, 0)?;
-    f.sync_all()?;
-    files::sync_dir(dir)?;
-    Ok(f)
+    header[12..16].copy_from_slice(&salt.to_le_bytes());
+    header
+}
+
+/// Checks a record's length field, so that resynchronising past damage rejects almost every
+/// candidate offset without reading its payload.
+fn header_check(salt: u32, len: [u8; 4]) -> u32 {
+    crc32c::crc32c_append(crc32c::crc32c(&salt.to_le_bytes()), &len)
+}
+
+/// Encodes one record (header and payload) for a file with this salt.
+pub fn encode_record(salt: u32, payload: &[u8]) -> Vec<u8> {
+    let len = (payload.len() as u32).to_le_bytes();
+    let mut rec = Vec::with_capacity(RECORD_HEADER + payload.len());
+    rec.extend_from_slice(&len);
+    rec.extend_from_slice(&header_check(salt, len).to_le_bytes());
+    rec.extend_from_slice(
+        &crc32c::crc32c_append(crc32c::crc32c(&salt.to_le_bytes()), payload).to_le_bytes(),
+    );
+    rec.extend_from_slice(payload);
+    rec
+}
+
+fn random_u32() -> std::io::Result<u32> {
+    let mut b = [0u8; 4];
+    // SAFETY: getrandom writes at most `b.len()` bytes into the buffer it is given.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    if n != b.len() as isize {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(u32::from_le_bytes(b))
 }
 
 /// A buffer for one record: the header's bytes reserved, the payload to be appended after them.
@@ -389,10 +435,11 @@ pub fn read_records<'a>(path: &Path, data: &'a [u8]) -> FileRecords<'a> {
         });
         return out;
     }
+    let salt = u32::from_le_bytes(data[12..16].try_into().expect("bug: 4 bytes"));
     let mut off = HEADER_LEN as usize;
     out.valid_end = off as u64;
     while off < data.len() {
-        if let Some((payload, end)) = record_at(data, off) {
+        if let Some((payload, end)) = record_at(data, salt, off) {
             out.records.push((off as u64, payload));
             off = end;
             out.valid_end = off as u64;
@@ -400,7 +447,7 @@ pub fn read_records<'a>(path: &Path, data: &'a [u8]) -> FileRecords<'a> {
         }
         // Damage at `off`. If an intact record follows, this was corruption in the middle;
         // otherwise the file ends in a torn write.
-        match resync(data, off + 1) {
+        match resync(data, salt, off + 1) {
             Some(next) => {
                 out.problems.push(WalProblem::Corrupt {
                     file: path.into(),
@@ -422,30 +469,28 @@ pub fn read_records<'a>(path: &Path, data: &'a [u8]) -> FileRecords<'a> {
 }
 
 /// The intact record starting at `off`: its payload and where it ends.
-fn record_at(data: &[u8], off: usize) -> Option<(&[u8], usize)> {
+fn record_at(data: &[u8], salt: u32, off: usize) -> Option<(&[u8], usize)> {
     let rest = data.get(off..)?;
     if rest.len() < RECORD_HEADER {
         return None;
     }
-    let len = u32::from_le_bytes(rest[..4].try_into().expect("bug: 4 bytes")) as usize;
-    let crc = u32::from_le_bytes(rest[4..8].try_into().expect("bug: 4 bytes"));
-    if len == 0 || rest.len() - RECORD_HEADER < len {
+    let len_bytes: [u8; 4] = rest[..4].try_into().expect("bug: 4 bytes");
+    let hcrc = u32::from_le_bytes(rest[4..8].try_into().expect("bug: 4 bytes"));
+    let crc = u32::from_le_bytes(rest[8..12].try_into().expect("bug: 4 bytes"));
+    let len = u32::from_le_bytes(len_bytes) as usize;
+    if len == 0 || rest.len() - RECORD_HEADER < len || header_check(salt, len_bytes) != hcrc {
         return None;
     }
     let payload = &rest[RECORD_HEADER..RECORD_HEADER + len];
-    (crc32c::crc32c(payload) == crc).then_some((payload, off + RECORD_HEADER + len))
+    (crc32c::crc32c_append(crc32c::crc32c(&salt.to_le_bytes()), payload) == crc)
+        .then_some((payload, off + RECORD_HEADER + len))
 }
 
-/// The first offset at or after `from` where an intact record starts. Candidates are screened
-/// by the payload's kind byte and tenant length before the checksum is computed.
-fn resync(data: &[u8], from: usize) -> Option<usize> {
-    (from..data.len().saturating_sub(RECORD_HEADER + 3)).find(|&off| {
-        let p = off + RECORD_HEADER;
-        data[p] == KIND_ENTRIES
-            && (1..=crate::tenant::MAX_TENANT_ID_LEN)
-                .contains(&(u16::from_le_bytes([data[p + 1], data[p + 2]]) as usize))
-            && record_at(data, off).is_some()
-    })
+/// The first offset at or after `from` where an intact record starts. The salted header check
+/// rejects nearly every candidate offset in constant time, so this stays linear.
+fn resync(data: &[u8], salt: u32, from: usize) -> Option<usize> {
+    (from..data.len().saturating_sub(RECORD_HEADER))
+        .find(|&off| record_at(data, salt, off).is_some())
 }
 
 /// An entries record, as logged.
@@ -703,6 +748,42 @@ mod tests {
         assert!(
             matches!(&got.problems[..], [WalProblem::Torn { offset, .. }] if *offset == offsets[2])
         );
+    }
+
+    #[test]
+    fn a_record_inside_a_torn_record_is_never_replayed() {
+        // A log line carrying a well-formed record (for a guessed salt) inside a record torn
+        // by a crash: replay must not resynchronise onto it.
+        let (_d, path, offsets) = write_wal(2);
+        let mut data = std::fs::read(&path).unwrap();
+        let inner = encode_record(0, &rec(99));
+        let mut outer_payload = Vec::new();
+        let line = Entry {
+            ts: 1,
+            line: String::from_utf8(inner.iter().map(|b| b & 0x7f).collect()).unwrap(),
+            metadata: vec![],
+        };
+        let inner_ascii: Vec<u8> = line.line.as_bytes().to_vec();
+        encode_entries(
+            "mallory",
+            [("{a=\"b\"}", std::slice::from_ref(&line).iter())].into_iter(),
+            &mut outer_payload,
+        );
+        let salt = u32::from_le_bytes(data[12..16].try_into().unwrap());
+        let outer = encode_record(salt, &outer_payload);
+        data.extend_from_slice(&outer[..outer.len() - 3]);
+        let got = read_records(&path, &data);
+        assert_eq!(got.records.len(), 2, "only the intact records");
+        assert!(
+            matches!(&got.problems[..], [WalProblem::Torn { .. }]),
+            "{:?}",
+            got.problems
+        );
+        assert_eq!(
+            got.valid_end as usize,
+            offsets[1] as usize + encode_record(salt, &rec(1)).len()
+        );
+        assert!(!inner_ascii.is_empty());
     }
 
     #[test]

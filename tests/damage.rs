@@ -301,25 +301,27 @@ fn damaged_chunk_data_does_not_hide_other_segments() {
 // ---- WAL ------------------------------------------------------------------------------------
 
 const PUSHES: usize = 10;
+/// Bytes before a WAL record's payload.
+const RH: usize = sawmill::wal::RECORD_HEADER;
 /// Replaying ten records takes milliseconds: a start slower than this is a hang.
 const READY_LIMIT: Duration = Duration::from_secs(10);
 
 /// Record offsets and payload lengths of a WAL file (header 16 bytes, then
-/// `len u32 | crc u32 | payload`).
+/// a `sawmill::wal::RECORD_HEADER`-byte record header, then the payload).
 fn wal_records(path: &Path) -> Vec<(usize, usize)> {
     let b = std::fs::read(path).unwrap();
     assert_eq!(&b[..8], b"SAWMWAL1");
     let mut out = Vec::new();
     let mut off = 16;
-    while off + 8 <= b.len() {
+    while off + RH <= b.len() {
         let len = u32::from_le_bytes(b[off..off + 4].try_into().unwrap()) as usize;
         assert!(
-            len > 0 && off + 8 + len <= b.len(),
+            len > 0 && off + RH + len <= b.len(),
             "unexpected record at {off} in {}",
             path.display()
         );
         out.push((off, len));
-        off += 8 + len;
+        off += RH + len;
     }
     assert_eq!(
         off,
@@ -377,14 +379,14 @@ fn check_torn_tail(tail: Tail, ready_limit: Duration) {
     let (data, wal, pushes) = wal_only(root.path());
     let recs = wal_records(&wal);
     let (last_off, last_len) = *recs.last().unwrap();
-    let file_len = last_off + 8 + last_len;
+    let file_len = last_off + RH + last_len;
     let keeps_last = match tail {
         Tail::CutInto(n) => {
             cut(&wal, last_off + n);
             false
         }
         Tail::CutMidPayload => {
-            cut(&wal, last_off + 8 + last_len / 2);
+            cut(&wal, last_off + RH + last_len / 2);
             false
         }
         Tail::CutLastByte => {
@@ -413,7 +415,7 @@ fn check_torn_tail(tail: Tail, ready_limit: Duration) {
         }
         Tail::ZeroLastPayload => {
             let mut b = std::fs::read(&wal).unwrap();
-            b[last_off + 8..file_len].fill(0);
+            b[last_off + RH..file_len].fill(0);
             std::fs::write(&wal, b).unwrap();
             false
         }
@@ -494,9 +496,9 @@ fn check_damaged_record(record: usize, spot: Spot) {
     let (off, len) = wal_records(&wal)[record];
     let at = match spot {
         Spot::Crc => off + 5,
-        Spot::Kind => off + 8,
-        Spot::MidPayload => off + 8 + len / 2,
-        Spot::LastByte => off + 8 + len - 1,
+        Spot::Kind => off + RH,
+        Spot::MidPayload => off + RH + len / 2,
+        Spot::LastByte => off + RH + len - 1,
     };
     flip(&wal, at);
     let want: BTreeSet<String> = pushes
@@ -593,7 +595,6 @@ fn ascii_wal_record(tenant: &str, labels: &str, ts: i64, line: &str) -> Vec<u8> 
 /// find a record inside its payload: searching a damaged region for the next intact record
 /// (`wal::resync`) trusts bytes a client wrote, so a crash lets one tenant write into another.
 #[test]
-#[ignore = "bug: wal::resync finds a record inside a torn record's line and replays it (cross-tenant write)"]
 fn torn_record_carrying_a_record_in_its_line_is_not_replayed() {
     let root = tempfile::tempdir().unwrap();
     let data = root.path().join("data");

@@ -10,7 +10,7 @@ use sawmill::ingest::Entry;
 use sawmill::labels::Labels;
 use sawmill::segment::{SegmentReader, SegmentStream, SegmentWriter};
 use sawmill::wal::{
-    decode_entries, encode_entries, read_records, WalPos, HEADER_LEN, WAL_MAGIC, WAL_VERSION,
+    decode_entries, encode_entries, encode_record, file_header, read_records, WalPos,
 };
 
 fn testdata(name: &str) -> PathBuf {
@@ -69,13 +69,11 @@ fn chunk_bytes() -> Vec<u8> {
 }
 
 #[test]
-fn wal_v1_golden() {
-    let path = testdata("wal-v1.wal");
+fn wal_v2_golden() {
+    let path = testdata("wal-v2.wal");
     if writing() {
-        let mut file = Vec::new();
-        file.extend_from_slice(WAL_MAGIC);
-        file.push(WAL_VERSION);
-        file.resize(HEADER_LEN as usize, 0);
+        let salt = 0x5eed_f00d;
+        let mut file = file_header(salt).to_vec();
         for part in entries().chunks(20) {
             let mut payload = Vec::new();
             encode_entries(
@@ -83,9 +81,7 @@ fn wal_v1_golden() {
                 [("{app=\"golden\"}", part.iter())].into_iter(),
                 &mut payload,
             );
-            file.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-            file.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
-            file.extend_from_slice(&payload);
+            file.extend_from_slice(&encode_record(salt, &payload));
         }
         std::fs::write(&path, file).unwrap();
     }

@@ -68,7 +68,7 @@ impl Params {
         let start = match self.get("start") {
             Some(s) if !s.is_empty() => parse_timestamp(s)
                 .map_err(|m| ApiError::BadRequest(format!("invalid start: {m}")))?,
-            _ => end - since,
+            _ => end.saturating_sub(since),
         };
         if end < start {
             return Err(ApiError::BadRequest(

@@ -27,8 +27,9 @@ pub fn free_port() -> u16 {
 }
 
 impl Server {
-    /// Starts a server over `data` with `extra_yaml` appended to a config that disables
-    /// rate limits and old-sample rejection, and waits for `/ready`.
+    /// Starts a server over `data` with `extra_yaml` appended to a config that only sets
+    /// `server.log_level: warn` (so rate limits and old-sample rejection are Loki's defaults
+    /// unless `extra_yaml` changes them), and waits for `/ready`.
     pub fn start(data: &Path, extra_yaml: &str) -> Server {
         Server::start_within(data, extra_yaml, Duration::from_secs(60))
     }

@@ -59,7 +59,7 @@ pub struct EvalParams {
 
 impl EvalParams {
     pub fn steps(&self) -> usize {
-        ((self.end - self.start) / self.step + 1).max(0) as usize
+        ((self.end as i128 - self.start as i128) / self.step as i128 + 1).clamp(0, MAX_POINTS as i128) as usize
     }
     fn at(&self, k: usize) -> i64 {
         self.start + k as i64 * self.step
@@ -93,7 +93,7 @@ pub fn evaluate(
     if p.step <= 0 {
         return Err(EvalError::BadQuery("zero or negative query resolution step widths are not accepted. Try a positive integer".into()));
     }
-    if (p.end - p.start) / p.step + 1 > MAX_POINTS {
+    if (p.end as i128 - p.start as i128) / p.step as i128 + 1 > MAX_POINTS as i128 {
         return Err(EvalError::BadQuery(
             "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)".into(),
         ));
@@ -185,17 +185,17 @@ fn eval_range(
     let range = agg.range.range.as_nanos() as i64;
     let offset = agg.range.offset.as_nanos() as i64;
     let n = p.steps();
-    let from = p.start - offset - range;
-    let to = p.end - offset;
+    let from = p.start.saturating_sub(offset).saturating_sub(range);
+    let to = p.end.saturating_sub(offset);
     let series = source.samples(agg, from, to)?;
     let mut out: Vec<StepVector> = vec![Vec::new(); n];
     if agg.op == RangeOp::AbsentOverTime {
         let labels = Arc::new(absent_labels(agg));
         for (k, step) in out.iter_mut().enumerate() {
-            let t = p.at(k) - offset;
+            let t = p.at(k).saturating_sub(offset);
             let present = series
                 .iter()
-                .any(|s| s.samples.iter().any(|(ts, _)| *ts > t - range && *ts <= t));
+                .any(|s| s.samples.iter().any(|(ts, _)| *ts > t.saturating_sub(range) && *ts <= t));
             if !present {
                 step.push((labels.clone(), 1.0));
             }
@@ -210,11 +210,11 @@ fn eval_range(
         let labels = Arc::new(s.labels);
         let (mut lo, mut hi) = (0usize, 0usize);
         for (k, step) in out.iter_mut().enumerate() {
-            let t = p.at(k) - offset;
+            let t = p.at(k).saturating_sub(offset);
             while hi < s.samples.len() && s.samples[hi].0 <= t {
                 hi += 1;
             }
-            while lo < hi && s.samples[lo].0 <= t - range {
+            while lo < hi && s.samples[lo].0 <= t.saturating_sub(range) {
                 lo += 1;
             }
             if lo == hi {
@@ -331,7 +331,7 @@ fn counter_rate(w: &[(i64, f64)], t: i64, range: i64) -> Option<f64> {
             result += pair[0].1;
         }
     }
-    let range_start = t - range;
+    let range_start = t.saturating_sub(range);
     let mut to_start = (first.0 - range_start) as f64 / 1e9;
     let to_end = (t - last.0) as f64 / 1e9;
     let sampled = (last.0 - first.0) as f64 / 1e9;

@@ -94,7 +94,11 @@ fn blocks(c: &mut Criterion) {
             b.iter(|| head.seal(level))
         });
     }
-    let sealed = head.seal(3);
+    for level in [1, 3] {
+        let b = head.seal(level);
+        eprintln!("zstd level {level}: {} raw bytes -> {} stored (ratio 1/{:.1})", head.size(), b.bytes.len(), head.size() as f64 / b.bytes.len() as f64);
+    }
+    let sealed = head.seal(1);
     let mut chunk = Vec::new();
     encode_chunk([sealed.clone()].iter(), &mut chunk);
     eprintln!(

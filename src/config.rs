@@ -205,7 +205,7 @@ impl Default for IngesterConfig {
             chunk_idle_period: Duration::from_secs(30 * 60),
             max_chunk_age: Duration::from_secs(2 * 3600),
             flush_check_period: Duration::from_secs(30),
-            zstd_level: 3,
+            zstd_level: 1,
             wal: WalConfig::default(),
         }
     }

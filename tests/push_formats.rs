@@ -349,3 +349,61 @@ fn metric_queries_over_line_filters_and_grafana_health_check() {
         "log queries are refused as instant queries: {body}"
     );
 }
+
+#[test]
+fn rate_and_stream_limits_answer_429_and_store_nothing_of_the_refused_push() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &dir.path().join("data"),
+        "limits_config:\n  ingestion_rate_mb: 0.01\n  ingestion_burst_size_mb: 0.01\n  max_global_streams_per_user: 2\n",
+    );
+    let base = now_ns() - 60_000_000_000;
+    let url = format!("{}/loki/api/v1/push", server.addr());
+    let small = request("ok", base, 10);
+    assert_eq!(
+        post(&url, "application/json", None, &encode_json(&small)).0,
+        204
+    );
+    let big = request("big", base, 400); // ~25 KB, over the 10 KB burst
+    let (status, text) = post(&url, "application/json", None, &encode_json(&big));
+    assert_eq!(status, 429, "{text}");
+    assert!(text.contains("Ingestion rate limit exceeded"), "{text}");
+    assert!(query_entries(
+        &server.addr(),
+        "{app=\"big\"}",
+        base,
+        base + 1_000_000,
+        1000
+    )
+    .is_empty());
+
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert_eq!(
+        post(
+            &url,
+            "application/json",
+            None,
+            &encode_json(&request("two", base, 1))
+        )
+        .0,
+        204
+    );
+    let (status, text) = post(
+        &url,
+        "application/json",
+        None,
+        &encode_json(&request("three", base, 1)),
+    );
+    assert_eq!(
+        status, 429,
+        "a third stream is over max_global_streams_per_user: {text}"
+    );
+    assert!(query_entries(
+        &server.addr(),
+        "{app=\"three\"}",
+        base,
+        base + 1_000_000,
+        1000
+    )
+    .is_empty());
+}

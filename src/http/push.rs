@@ -59,5 +59,13 @@ pub async fn push(
         .map(|r| r.message.as_str())
         .filter(|m| !m.is_empty())
         .collect();
+    // Loki answers a stream-limit rejection with 429 (retryable), every other one with 400.
+    if outcome
+        .rejections
+        .iter()
+        .any(|r| r.reason == crate::ingest::validate::STREAM_LIMIT)
+    {
+        return Err(ApiError::TooManyRequests(msgs.join("\n")));
+    }
     Err(ApiError::BadRequest(msgs.join("\n")))
 }

@@ -66,7 +66,11 @@ pub async fn query_range(
             // Points at multiples of the step covering [start, end], as Loki answers.
             let (start, end) = (
                 start.div_euclid(step) * step,
-                (end.div_euclid(step) * step).saturating_add(if end.rem_euclid(step) > 0 { step } else { 0 }),
+                (end.div_euclid(step) * step).saturating_add(if end.rem_euclid(step) > 0 {
+                    step
+                } else {
+                    0
+                }),
             );
             let params = EvalParams {
                 start,

@@ -59,7 +59,8 @@ pub struct EvalParams {
 
 impl EvalParams {
     pub fn steps(&self) -> usize {
-        ((self.end as i128 - self.start as i128) / self.step as i128 + 1).clamp(0, MAX_POINTS as i128) as usize
+        ((self.end as i128 - self.start as i128) / self.step as i128 + 1)
+            .clamp(0, MAX_POINTS as i128) as usize
     }
     fn at(&self, k: usize) -> i64 {
         self.start + k as i64 * self.step
@@ -193,9 +194,11 @@ fn eval_range(
         let labels = Arc::new(absent_labels(agg));
         for (k, step) in out.iter_mut().enumerate() {
             let t = p.at(k).saturating_sub(offset);
-            let present = series
-                .iter()
-                .any(|s| s.samples.iter().any(|(ts, _)| *ts > t.saturating_sub(range) && *ts <= t));
+            let present = series.iter().any(|s| {
+                s.samples
+                    .iter()
+                    .any(|(ts, _)| *ts > t.saturating_sub(range) && *ts <= t)
+            });
             if !present {
                 step.push((labels.clone(), 1.0));
             }

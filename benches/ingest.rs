@@ -96,7 +96,12 @@ fn blocks(c: &mut Criterion) {
     }
     for level in [1, 3] {
         let b = head.seal(level);
-        eprintln!("zstd level {level}: {} raw bytes -> {} stored (ratio 1/{:.1})", head.size(), b.bytes.len(), head.size() as f64 / b.bytes.len() as f64);
+        eprintln!(
+            "zstd level {level}: {} raw bytes -> {} stored (ratio 1/{:.1})",
+            head.size(),
+            b.bytes.len(),
+            head.size() as f64 / b.bytes.len() as f64
+        );
     }
     let sealed = head.seal(1);
     let mut chunk = Vec::new();

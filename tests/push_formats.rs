@@ -407,3 +407,96 @@ fn rate_and_stream_limits_answer_429_and_store_nothing_of_the_refused_push() {
     )
     .is_empty());
 }
+
+#[test]
+fn parsers_label_filters_and_categorized_labels() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), CONFIG);
+    let base = now_ns() - 60_000_000_000;
+    let lines = [
+        r#"{"level":"error","status":500,"msg":"boom"}"#,
+        r#"{"level":"info","status":200,"msg":"fine"}"#,
+        "level=error status=503 msg=\"upstream timeout\"",
+    ];
+    let req = PushRequest {
+        streams: vec![PushStream {
+            labels: RawLabels::Pairs(vec![("app".into(), "p".into())]),
+            entries: lines
+                .iter()
+                .enumerate()
+                .map(|(i, l)| Entry {
+                    ts: base + i as i64,
+                    line: l.to_string(),
+                    metadata: vec![("trace_id".into(), format!("t{i}"))],
+                })
+                .collect(),
+        }],
+    };
+    assert_eq!(
+        post(
+            &format!("{}/loki/api/v1/push", server.addr()),
+            "application/json",
+            None,
+            &encode_json(&req)
+        )
+        .0,
+        204
+    );
+    let got = query_entries(
+        &server.addr(),
+        "{app=\"p\"} | json | status >= 500",
+        base,
+        base + 10,
+        100,
+    );
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(
+        got[0].0.contains("\"level\":\"error\"") && got[0].0.contains("\"trace_id\":\"t0\""),
+        "{got:?}"
+    );
+    let got = query_entries(
+        &server.addr(),
+        "{app=\"p\"} | logfmt | __error__=\"\" | status >= 500 | line_format \"{{.msg}}\"",
+        base,
+        base + 10,
+        100,
+    );
+    assert_eq!(
+        got.iter().map(|g| g.2.as_str()).collect::<Vec<_>>(),
+        vec!["upstream timeout"]
+    );
+
+    let url = format!(
+        "{}/loki/api/v1/query_range?{}",
+        server.addr(),
+        serde_urlencoded::to_string([
+            ("query", "{app=\"p\"} | json | level=\"info\""),
+            ("start", &base.to_string()),
+            ("end", &(base + 10).to_string())
+        ])
+        .unwrap()
+    );
+    let body = ureq::get(&url)
+        .set("X-Loki-Response-Encoding-Flags", "categorize-labels")
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        v["data"]["encodingFlags"],
+        serde_json::json!(["categorize-labels"])
+    );
+    assert_eq!(
+        v["data"]["result"][0]["stream"],
+        serde_json::json!({"app": "p"}),
+        "{body}"
+    );
+    let third = &v["data"]["result"][0]["values"][0][2];
+    assert_eq!(
+        third["structuredMetadata"],
+        serde_json::json!({"trace_id": "t1"}),
+        "{body}"
+    );
+    assert_eq!(third["parsed"]["status"], "200", "{body}");
+}

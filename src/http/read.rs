@@ -12,9 +12,7 @@ use super::params::Params;
 use super::{tenant_of, ApiError, AppState};
 use crate::logql::{self, Expr, Matcher};
 use crate::query::metric::{self, EvalParams};
-use crate::query::{
-    self, compile_line_filters, LogQuery, LogSampleSource, QueryStats, StreamResult,
-};
+use crate::query::{self, LogQuery, LogSampleSource, QueryStats, StreamResult};
 
 fn now_ns() -> i64 {
     chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)
@@ -81,10 +79,15 @@ pub async fn query_range(
             return run_metric(&state, tenant, sample, params, false).await;
         }
     };
-    let filters = compile_line_filters(&log.pipeline)?;
+    let categorize = headers
+        .get_all("x-loki-response-encoding-flags")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|f| f.trim() == "categorize-labels");
     let lq = LogQuery {
         matchers: log.selector.matchers,
-        filters,
+        pipeline: log.pipeline,
         start,
         end,
         limit,
@@ -95,7 +98,7 @@ pub async fn query_range(
         let Some(t) = store.existing_tenant(&tenant) else {
             return Ok((Vec::new(), QueryStats::default()));
         };
-        Ok(query::select_logs(&t, &lq)?)
+        Ok(query::select_logs(&t, &lq, categorize)?)
     })
     .await?;
     if !stats.warnings.is_empty() {
@@ -105,7 +108,7 @@ pub async fn query_range(
             stats.warnings.len() as u64,
         );
     }
-    Ok(json_response(encode_streams(&streams, &stats)))
+    Ok(json_response(encode_streams(&streams, &stats, categorize)))
 }
 
 /// `/loki/api/v1/query`: metric queries at one instant (log queries are refused, as by Loki).
@@ -219,9 +222,13 @@ pub fn encode_metric(result: &metric::MetricResult, stats: &QueryStats, instant:
 }
 
 /// `{"status":"success","data":{"resultType":"streams","result":[...],"stats":{...}}}`
-pub fn encode_streams(streams: &[StreamResult], stats: &QueryStats) -> String {
+pub fn encode_streams(streams: &[StreamResult], stats: &QueryStats, categorize: bool) -> String {
     let mut out = String::with_capacity(1024);
-    out.push_str(r#"{"status":"success","data":{"resultType":"streams","result":["#);
+    out.push_str(r#"{"status":"success","data":{"resultType":"streams","#);
+    if categorize {
+        out.push_str(r#""encodingFlags":["categorize-labels"],"#);
+    }
+    out.push_str(r#""result":["#);
     let mut returned = 0u64;
     for (i, s) in streams.iter().enumerate() {
         if i > 0 {
@@ -238,6 +245,26 @@ pub fn encode_streams(streams: &[StreamResult], stats: &QueryStats) -> String {
             out.push_str(&e.ts.to_string());
             out.push_str("\",");
             out.push_str(&serde_json::to_string(&e.line).expect("bug: string encodes"));
+            let c = &e.categorized;
+            if categorize && (!c.structured_metadata.is_empty() || !c.parsed.is_empty()) {
+                let obj = |pairs: &[(String, String)]| -> serde_json::Value {
+                    serde_json::Value::Object(
+                        pairs
+                            .iter()
+                            .map(|(k, v)| (k.clone(), v.clone().into()))
+                            .collect(),
+                    )
+                };
+                let mut third = serde_json::Map::new();
+                if !c.structured_metadata.is_empty() {
+                    third.insert("structuredMetadata".into(), obj(&c.structured_metadata));
+                }
+                if !c.parsed.is_empty() {
+                    third.insert("parsed".into(), obj(&c.parsed));
+                }
+                out.push(',');
+                out.push_str(&serde_json::Value::Object(third).to_string());
+            }
             out.push(']');
             returned += 1;
         }

@@ -9,17 +9,20 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
-use memchr::memmem;
 use thiserror::Error;
 
-use crate::chunk::{chunk_blocks, metadata_to_vec, DecodedBlock, HeadBlock};
+use crate::chunk::{chunk_blocks, DecodedBlock, HeadBlock};
 use crate::head::SlotState;
 use crate::labels::Labels;
-use crate::logql::{LineFilterExpr, LineFilterOp, LineFilterValue, MatchOp, Matcher, Stage};
+use crate::logql::{MatchOp, Matcher};
 use crate::segment::SegmentReader;
 use crate::store::Tenant;
 
+pub mod labels_builder;
 pub mod metric;
+pub mod pipeline;
+pub mod stages;
+pub mod template;
 
 #[derive(Debug, Error)]
 pub enum QueryError {
@@ -40,82 +43,11 @@ pub enum Direction {
 /// A log query: selector, line filters, `[start, end)` in Unix ns, limit and direction.
 pub struct LogQuery {
     pub matchers: Vec<Matcher>,
-    pub filters: Vec<LineFilter>,
+    pub pipeline: Vec<crate::logql::Stage>,
     pub start: i64,
     pub end: i64,
     pub limit: usize,
     pub direction: Direction,
-}
-
-/// A compiled line filter: one or more alternatives of one operator.
-pub enum LineFilter {
-    Contains(Vec<memmem::Finder<'static>>),
-    NotContains(Vec<memmem::Finder<'static>>),
-    Match(regex::bytes::Regex),
-    NotMatch(regex::bytes::Regex),
-}
-
-impl LineFilter {
-    pub fn compile(f: &LineFilterExpr) -> Result<LineFilter, QueryError> {
-        let literals = || -> Result<Vec<String>, QueryError> {
-            f.values
-                .iter()
-                .map(|v| match v {
-                    LineFilterValue::Literal(s) => Ok(s.clone()),
-                    LineFilterValue::Ip(_) => Err(QueryError::Unsupported(
-                        "ip() line filters need the LogQL engine".into(),
-                    )),
-                })
-                .collect()
-        };
-        let finders = |v: Vec<String>| {
-            v.into_iter()
-                .map(|s| memmem::Finder::new(s.as_bytes()).into_owned())
-                .collect()
-        };
-        let regex = |v: Vec<String>| {
-            let alt = v
-                .iter()
-                .map(|r| format!("(?:{r})"))
-                .collect::<Vec<_>>()
-                .join("|");
-            regex::bytes::Regex::new(&alt).map_err(|e| QueryError::BadRegex(e.to_string()))
-        };
-        Ok(match f.op {
-            LineFilterOp::Contains => LineFilter::Contains(finders(literals()?)),
-            LineFilterOp::NotContains => LineFilter::NotContains(finders(literals()?)),
-            LineFilterOp::Match => LineFilter::Match(regex(literals()?)?),
-            LineFilterOp::NotMatch => LineFilter::NotMatch(regex(literals()?)?),
-            LineFilterOp::Pattern | LineFilterOp::NotPattern => {
-                return Err(QueryError::Unsupported(
-                    "pattern line filters need the LogQL engine".into(),
-                ))
-            }
-        })
-    }
-
-    #[inline]
-    pub fn keep(&self, line: &[u8]) -> bool {
-        match self {
-            LineFilter::Contains(f) => f.iter().any(|f| f.find(line).is_some()),
-            LineFilter::NotContains(f) => !f.iter().any(|f| f.find(line).is_some()),
-            LineFilter::Match(r) => r.is_match(line),
-            LineFilter::NotMatch(r) => !r.is_match(line),
-        }
-    }
-}
-
-/// Compiles a pipeline made only of line filters.
-pub fn compile_line_filters(pipeline: &[Stage]) -> Result<Vec<LineFilter>, QueryError> {
-    pipeline
-        .iter()
-        .map(|s| match s {
-            Stage::LineFilter(f) => LineFilter::compile(f),
-            other => Err(QueryError::Unsupported(format!(
-                "pipeline stage {other:?} needs the LogQL engine"
-            ))),
-        })
-        .collect()
 }
 
 /// One entry of a result.
@@ -123,10 +55,12 @@ pub fn compile_line_filters(pipeline: &[Stage]) -> Result<Vec<LineFilter>, Query
 pub struct ResultEntry {
     pub ts: i64,
     pub line: String,
-    pub metadata: Vec<(String, String)>,
+    /// The entry's labels split by origin (for the `categorize-labels` encoding).
+    pub categorized: labels_builder::CategorizedLabels,
 }
 
-/// Entries grouped by their labels (stream labels plus structured metadata, as Loki shows them).
+/// Entries grouped by their labels: stream labels plus structured metadata and parsed labels,
+/// as Loki shows them (or only the stream labels with `categorize-labels`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct StreamResult {
     pub labels: Labels,
@@ -302,7 +236,7 @@ pub trait EntryVisitor {
 pub fn scan(
     snap: &Snapshot,
     matchers: &[Matcher],
-    filters: &[LineFilter],
+    keep_line: &dyn Fn(&[u8]) -> bool,
     start: i64,
     end: i64,
     stats: &mut QueryStats,
@@ -316,7 +250,7 @@ pub fn scan(
             }
             stats.lines_processed += 1;
             stats.bytes_processed += line.len() as u64;
-            if filters.iter().all(|f| f.keep(line)) {
+            if keep_line(line) {
                 v.entry(ts, line, md);
             }
         };
@@ -391,12 +325,12 @@ pub fn scan(
     }
 }
 
-/// Keeps the `limit` entries nearest the query's starting edge.
+/// Runs the pipeline and keeps the `limit` entries nearest the query's starting edge.
 struct LogCollector {
     top: TopN,
-    streams: Vec<Labels>,
-    ids: BTreeMap<Labels, usize>,
-    current: usize,
+    pipeline: pipeline::Pipeline,
+    builder: labels_builder::LabelsBuilder,
+    md: Vec<(String, String)>,
 }
 
 impl EntryVisitor for LogCollector {
@@ -404,64 +338,78 @@ impl EntryVisitor for LogCollector {
         self.top.wants(min_ts) || self.top.wants(max_ts)
     }
     fn stream(&mut self, labels: &Labels) {
-        let next = self.streams.len();
-        self.current = *self.ids.entry(labels.clone()).or_insert(next);
-        if self.current == next {
-            self.streams.push(labels.clone());
-        }
+        self.builder.set_stream(labels.pairs());
     }
     fn entry(&mut self, ts: i64, line: &[u8], md: &[u8]) {
-        if self.top.wants(ts) {
-            let line = String::from_utf8_lossy(line).into_owned();
-            self.top.push(
-                self.current,
-                ResultEntry {
-                    ts,
-                    line,
-                    metadata: metadata_to_vec(md),
-                },
-            );
+        if !self.top.wants(ts) {
+            return;
         }
+        self.md.clear();
+        self.md
+            .extend(crate::chunk::metadata_pairs(md).map(|(k, v)| (k.to_string(), v.to_string())));
+        self.builder.start_entry(&self.md);
+        let Some(out) = self
+            .pipeline
+            .process_after_line_filters(ts, line, &mut self.builder)
+        else {
+            return;
+        };
+        let line = String::from_utf8_lossy(out).into_owned();
+        let categorized = self.builder.categorized();
+        self.top.push(
+            0,
+            ResultEntry {
+                ts,
+                line,
+                categorized,
+            },
+        );
     }
 }
 
-/// Runs a log query against one tenant.
+/// Runs a log query against one tenant. With `categorize`, entries are grouped by their
+/// stream labels only (structured metadata and parsed labels travel with each entry).
 pub fn select_logs(
     tenant: &Tenant,
     q: &LogQuery,
+    categorize: bool,
 ) -> Result<(Vec<StreamResult>, QueryStats), QueryError> {
     let started = Instant::now();
+    let pipeline =
+        pipeline::Pipeline::new(&q.pipeline).map_err(|e| QueryError::Unsupported(e.to_string()))?;
     let snap = snapshot(tenant, &q.matchers, q.start, q.end);
     let mut stats = QueryStats::default();
+    let filter =
+        pipeline::Pipeline::new(&q.pipeline).map_err(|e| QueryError::Unsupported(e.to_string()))?;
     let mut c = LogCollector {
         top: TopN::new(q.limit, q.direction == Direction::Forward),
-        streams: Vec::new(),
-        ids: BTreeMap::new(),
-        current: 0,
+        pipeline,
+        builder: labels_builder::LabelsBuilder::new(),
+        md: Vec::new(),
     };
     scan(
         &snap,
         &q.matchers,
-        &q.filters,
+        &|line| filter.filter_line(line),
         q.start,
         q.end,
         &mut stats,
         &mut c,
     );
-    let (top, streams) = (c.top, c.streams);
-    // Group the kept entries by stream labels plus structured metadata.
     let mut grouped: BTreeMap<Labels, Vec<ResultEntry>> = BTreeMap::new();
-    for (sid, e) in top.items.into_iter().flatten() {
-        let labels = if e.metadata.is_empty() {
-            streams[sid].clone()
+    for (_, e) in c.top.items.into_iter().flatten() {
+        let c = &e.categorized;
+        let labels = if categorize {
+            Labels::from_pairs(c.stream.clone())
         } else {
-            let mut pairs = streams[sid].pairs().to_vec();
-            for (k, v) in &e.metadata {
-                if streams[sid].get(k).is_none() {
-                    pairs.push((k.clone(), v.clone()));
-                }
-            }
-            Labels::from_pairs(pairs)
+            Labels::from_pairs(
+                c.stream
+                    .iter()
+                    .chain(&c.structured_metadata)
+                    .chain(&c.parsed)
+                    .cloned()
+                    .collect(),
+            )
         };
         grouped.entry(labels).or_default().push(e);
     }
@@ -548,42 +496,45 @@ pub fn label_values(
     values.into_iter().collect()
 }
 
-/// Samples for metric queries whose pipelines hold only line filters: one sample per entry
-/// (value 1, or the line's length for `bytes_*`), labelled with the stream labels plus
-/// structured metadata, grouped by the range aggregation's `by`/`without`.
+/// Samples for metric queries: each entry through the range's pipeline and sample extractor
+/// (count, bytes or an unwrapped label), labelled as Loki labels series.
 pub struct LogSampleSource {
     pub tenant: Option<Arc<Tenant>>,
     pub stats: QueryStats,
 }
 
 struct SampleCollector {
-    bytes: bool,
-    grouping: Option<crate::logql::Grouping>,
-    current: Labels,
-    series: HashMap<Labels, Vec<(i64, f64)>>,
+    extractor: pipeline::SampleExtractor,
+    /// Loki evaluates `avg_over_time` as `sum_over_time / count_over_time` of the same range,
+    /// and that count sees the entries the unwrap skips: an entry whose pipeline set
+    /// `__error__` fails the query even when it has no value to unwrap. Matched on purpose.
+    count_errors_before_unwrap: bool,
+    builder: labels_builder::LabelsBuilder,
+    md: Vec<(String, String)>,
+    series: HashMap<Vec<(String, String)>, Vec<(i64, f64)>>,
 }
 
 impl EntryVisitor for SampleCollector {
     fn stream(&mut self, labels: &Labels) {
-        self.current = labels.clone();
+        self.builder.set_stream(labels.pairs());
     }
     fn entry(&mut self, ts: i64, line: &[u8], md: &[u8]) {
-        let value = if self.bytes { line.len() as f64 } else { 1.0 };
-        let mut labels = if md.len() > 1 {
-            let mut pairs = self.current.pairs().to_vec();
-            for (k, v) in crate::chunk::metadata_pairs(md) {
-                if self.current.get(k).is_none() {
-                    pairs.push((k.to_string(), v.to_string()));
-                }
-            }
-            Labels::from_pairs(pairs)
-        } else {
-            self.current.clone()
-        };
-        if self.grouping.is_some() {
-            labels = metric::group_labels(self.grouping.as_ref(), &labels);
+        self.md.clear();
+        self.md
+            .extend(crate::chunk::metadata_pairs(md).map(|(k, v)| (k.to_string(), v.to_string())));
+        self.builder.start_entry(&self.md);
+        if let Some(v) = self.extractor.process(ts, line, &mut self.builder) {
+            let labels = self.extractor.series_labels(&self.builder);
+            self.series.entry(labels).or_default().push((ts, v));
+        } else if self.count_errors_before_unwrap
+            && self.extractor.passed_pipeline()
+            && self.builder.has_err()
+        {
+            self.series
+                .entry(self.builder.labels())
+                .or_default()
+                .push((ts, f64::NAN));
         }
-        self.series.entry(labels).or_default().push((ts, value));
     }
 }
 
@@ -594,44 +545,59 @@ impl metric::SampleSource for LogSampleSource {
         from: i64,
         to: i64,
     ) -> Result<Vec<metric::SampleSeries>, metric::EvalError> {
+        use crate::logql::RangeOp;
         let log = &agg.range.log;
-        let filters = compile_line_filters(&log.pipeline)
-            .map_err(|e| metric::EvalError::BadQuery(e.to_string()))?;
-        if agg.range.unwrap.is_some() {
-            return Err(metric::EvalError::BadQuery(
-                "unwrap needs label parsers, which this build does not include yet".into(),
-            ));
-        }
+        let bytes = matches!(agg.op, RangeOp::BytesOverTime | RangeOp::BytesRate);
+        let grouping = match agg.op {
+            RangeOp::AbsentOverTime => pipeline::SampleGrouping {
+                no_labels: true,
+                ..Default::default()
+            },
+            _ => pipeline::SampleGrouping::from_grouping(agg.grouping.as_ref()),
+        };
+        let bad = |e: pipeline::PipelineError| metric::EvalError::BadQuery(e.to_string());
+        let extractor = pipeline::SampleExtractor::new(
+            &log.pipeline,
+            agg.range.unwrap.as_ref(),
+            bytes,
+            grouping,
+        )
+        .map_err(bad)?;
+        let filter = pipeline::Pipeline::new(&log.pipeline).map_err(bad)?;
         let Some(tenant) = &self.tenant else {
             return Ok(Vec::new());
         };
         // Samples in (from, to] are entries with from < ts <= to, i.e. [from + 1, to + 1).
         let snap = snapshot(tenant, &log.selector.matchers, from + 1, to + 1);
-        let bytes = matches!(
-            agg.op,
-            crate::logql::RangeOp::BytesOverTime | crate::logql::RangeOp::BytesRate
-        );
+        let count_errors_before_unwrap =
+            agg.op == RangeOp::AvgOverTime && agg.range.unwrap.is_some();
         let mut c = SampleCollector {
-            bytes,
-            grouping: agg.grouping.clone(),
-            current: Labels::default(),
+            extractor,
+            count_errors_before_unwrap,
+            builder: labels_builder::LabelsBuilder::new(),
+            md: Vec::new(),
             series: HashMap::new(),
         };
         scan(
             &snap,
             &log.selector.matchers,
-            &filters,
+            &|line| filter.filter_line(line),
             from + 1,
             to + 1,
             &mut self.stats,
             &mut c,
         );
-        Ok(c.series
-            .into_iter()
-            .map(|(labels, mut samples)| {
-                samples.sort_by_key(|s| s.0);
-                metric::SampleSeries { labels, samples }
-            })
-            .collect())
+        let mut out = Vec::with_capacity(c.series.len());
+        for (labels, mut samples) in c.series {
+            let labels = Labels::from_pairs(labels);
+            if let Some(err) = labels.get(labels_builder::ERROR_LABEL) {
+                return Err(metric::EvalError::BadQuery(format!(
+                    "pipeline error: '{err}' for series: '{labels}'.\nUse a label filter to intentionally skip this error. (e.g | __error__!=\"{err}\").\nTo skip all potential errors you can match empty errors.(e.g __error__=\"\")\nThe label filter can also be specified after unwrap. (e.g | unwrap latency | __error__=\"\" )"
+                )));
+            }
+            samples.sort_by_key(|s| s.0);
+            out.push(metric::SampleSeries { labels, samples });
+        }
+        Ok(out)
     }
 }

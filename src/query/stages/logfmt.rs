@@ -1,0 +1,430 @@
+//! The logfmt stages: `| logfmt [--strict] [--keep-empty]` (every key) and
+//! `| logfmt a="key", b` (selected keys). The decoder follows Loki's: bare keys have empty
+//! values, quoted values are unescaped only when they contain a backslash, a malformed pair
+//! is skipped, and only `--strict` stops at it and reports `LogfmtParserErr` with
+//! `logfmt syntax error at pos N : message`.
+
+use super::super::labels_builder::{LabelsBuilder, DUPLICATE_SUFFIX};
+use super::json::push_lossy_spaces;
+use super::sanitize_label_key;
+
+pub const ERR_LOGFMT: &str = "LogfmtParserErr";
+
+/// A logfmt scanner over one line.
+pub struct Decoder<'a> {
+    line: &'a [u8],
+    pos: usize,
+    key: &'a [u8],
+    value: Value<'a>,
+    err: Option<String>,
+}
+
+/// A decoded value: a slice of the line, or an unescaped copy.
+pub enum Value<'a> {
+    Raw(&'a [u8]),
+    Owned(Vec<u8>),
+}
+
+impl Value<'_> {
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            Value::Raw(b) => b,
+            Value::Owned(b) => b,
+        }
+    }
+}
+
+impl<'a> Decoder<'a> {
+    pub fn new(line: &'a [u8]) -> Self {
+        Decoder {
+            line,
+            pos: 0,
+            key: &[],
+            value: Value::Raw(&[]),
+            err: None,
+        }
+    }
+
+    pub fn eol(&self) -> bool {
+        self.pos >= self.line.len()
+    }
+
+    pub fn key(&self) -> &'a [u8] {
+        self.key
+    }
+
+    pub fn value(&self) -> &[u8] {
+        self.value.as_bytes()
+    }
+
+    pub fn err(&self) -> Option<&str> {
+        self.err.as_deref()
+    }
+
+    fn syntax_error(&mut self, msg: &str) {
+        self.err = Some(format!(
+            "logfmt syntax error at pos {} : {}",
+            self.pos + 1,
+            msg
+        ));
+    }
+
+    fn unexpected_byte(&mut self, c: u8) {
+        let shown = match c {
+            b'\'' => "'\\''".to_string(),
+            c if c.is_ascii_graphic() || c == b' ' => format!("'{}'", c as char),
+            c => format!("'\\x{c:02x}'"),
+        };
+        self.syntax_error(&format!("unexpected {shown}"));
+    }
+
+    fn skip_value(&mut self) -> bool {
+        match self.line[self.pos..].iter().position(|&c| c <= b' ') {
+            Some(p) => self.pos += p,
+            None => self.pos = self.line.len(),
+        }
+        false
+    }
+
+    /// Scans the next pair; false when it was malformed (or the line ended).
+    pub fn scan_keyval(&mut self) -> bool {
+        self.key = &[];
+        self.value = Value::Raw(&[]);
+        let line = self.line;
+        match line[self.pos..].iter().position(|&c| c > b' ') {
+            Some(p) => self.pos += p,
+            None => {
+                self.pos = line.len();
+                return false;
+            }
+        }
+        let start = self.pos;
+        let mut multibyte = false;
+        let mut p = self.pos;
+        loop {
+            if p >= line.len() {
+                self.pos = line.len();
+                if self.pos > start {
+                    self.key = &line[start..self.pos];
+                    if multibyte && invalid_utf8(self.key) {
+                        self.syntax_error("invalid key");
+                        return false;
+                    }
+                }
+                return true;
+            }
+            let c = line[p];
+            if c == b'=' {
+                self.pos = p;
+                if self.pos > start {
+                    self.key = &line[start..self.pos];
+                    if multibyte && invalid_utf8(self.key) {
+                        self.syntax_error("invalid key");
+                        return self.skip_value();
+                    }
+                }
+                if self.key.is_empty() {
+                    self.unexpected_byte(c);
+                    return self.skip_value();
+                }
+                break;
+            } else if c == b'"' {
+                self.pos = p;
+                self.unexpected_byte(c);
+                return self.skip_value();
+            } else if c <= b' ' {
+                self.pos = p;
+                if self.pos > start {
+                    self.key = &line[start..self.pos];
+                    if multibyte && invalid_utf8(self.key) {
+                        self.syntax_error("invalid key");
+                        return false;
+                    }
+                }
+                return true;
+            } else if c >= 0x80 {
+                multibyte = true;
+            }
+            p += 1;
+        }
+        // equal
+        self.pos += 1;
+        if self.pos >= line.len() {
+            return true;
+        }
+        let c = line[self.pos];
+        if c <= b' ' {
+            return true;
+        }
+        if c == b'"' {
+            return self.quoted_value();
+        }
+        let start = self.pos;
+        let mut p = self.pos;
+        while p < line.len() {
+            let c = line[p];
+            if c == b'=' || c == b'"' {
+                self.pos = p;
+                self.unexpected_byte(c);
+                return self.skip_value();
+            }
+            if c <= b' ' {
+                self.pos = p;
+                if self.pos > start {
+                    self.value = Value::Raw(&line[start..self.pos]);
+                }
+                return true;
+            }
+            p += 1;
+        }
+        self.pos = line.len();
+        if self.pos > start {
+            self.value = Value::Raw(&line[start..self.pos]);
+        }
+        true
+    }
+
+    fn quoted_value(&mut self) -> bool {
+        let line = self.line;
+        let start = self.pos;
+        let (mut has_esc, mut esc) = (false, false);
+        for (p, &c) in line[self.pos + 1..].iter().enumerate() {
+            if esc {
+                esc = false;
+            } else if c == b'\\' {
+                has_esc = true;
+                esc = true;
+            } else if c == b'"' {
+                self.pos += p + 2;
+                if has_esc {
+                    match unquote(&line[start..self.pos]) {
+                        Some(v) => self.value = Value::Owned(v),
+                        None => {
+                            self.syntax_error("invalid quoted value");
+                            return false;
+                        }
+                    }
+                } else {
+                    let (s, e) = (start + 1, self.pos - 1);
+                    if e > s {
+                        self.value = Value::Raw(&line[s..e]);
+                    }
+                }
+                return true;
+            }
+        }
+        self.pos = line.len();
+        self.syntax_error("unterminated quoted value");
+        false
+    }
+}
+
+fn invalid_utf8(b: &[u8]) -> bool {
+    match std::str::from_utf8(b) {
+        Ok(s) => s.contains('\u{fffd}'),
+        Err(_) => true,
+    }
+}
+
+/// Unquotes a JSON-style quoted string (the logfmt decoder's `unquoteBytes`).
+fn unquote(s: &[u8]) -> Option<Vec<u8>> {
+    if s.len() < 2 || s[0] != b'"' || s[s.len() - 1] != b'"' {
+        return None;
+    }
+    let s = &s[1..s.len() - 1];
+    let mut out = Vec::with_capacity(s.len());
+    let mut r = 0;
+    while r < s.len() {
+        let c = s[r];
+        match c {
+            b'\\' => {
+                r += 1;
+                let e = *s.get(r)?;
+                match e {
+                    b'"' | b'\\' | b'/' | b'\'' => out.push(e),
+                    b'b' => out.push(8),
+                    b'f' => out.push(12),
+                    b'n' => out.push(b'\n'),
+                    b'r' => out.push(b'\r'),
+                    b't' => out.push(b'\t'),
+                    b'u' => {
+                        let hex = |at: usize| -> Option<u32> {
+                            let h = s.get(at..at + 4)?;
+                            u32::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok()
+                        };
+                        let mut rr = hex(r + 1)?;
+                        r += 5;
+                        if (0xD800..0xE000).contains(&rr) {
+                            let second = if s.get(r..r + 2) == Some(b"\\u") {
+                                hex(r + 2)
+                            } else {
+                                None
+                            };
+                            match second {
+                                Some(r2) if (0xDC00..0xE000).contains(&r2) && rr < 0xDC00 => {
+                                    rr = 0x10000 + ((rr - 0xD800) << 10) + (r2 - 0xDC00);
+                                    r += 6;
+                                }
+                                _ => rr = 0xFFFD,
+                            }
+                        }
+                        let ch = char::from_u32(rr).unwrap_or('\u{fffd}');
+                        let mut buf = [0u8; 4];
+                        out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+                        continue;
+                    }
+                    _ => return None,
+                }
+                r += 1;
+            }
+            b'"' => return None,
+            c if c < 0x80 => {
+                out.push(c);
+                r += 1;
+            }
+            _ => {
+                let (ch, size) = super::regex::decode_rune(&s[r..]);
+                let ch = ch.unwrap_or('\u{fffd}');
+                let mut buf = [0u8; 4];
+                out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+                r += size.max(1);
+            }
+        }
+    }
+    Some(out)
+}
+
+/// `| logfmt [--strict] [--keep-empty]`.
+#[derive(Debug, Default)]
+pub struct LogfmtParser {
+    pub strict: bool,
+    pub keep_empty: bool,
+    name: String,
+    text: String,
+}
+
+impl LogfmtParser {
+    pub fn new(strict: bool, keep_empty: bool) -> Self {
+        LogfmtParser {
+            strict,
+            keep_empty,
+            ..Default::default()
+        }
+    }
+
+    pub fn process(&mut self, line: &[u8], lbs: &mut LabelsBuilder) {
+        let mut dec = Decoder::new(line);
+        while !dec.eol() {
+            if !dec.scan_keyval() {
+                if self.strict {
+                    break;
+                }
+                continue;
+            }
+            self.name.clear();
+            sanitize_label_key(&String::from_utf8_lossy(dec.key()), true, &mut self.name);
+            if self.name.is_empty() {
+                continue;
+            }
+            if lbs.base_has(&self.name) {
+                self.name.push_str(DUPLICATE_SUFFIX);
+            }
+            let val = dec.value();
+            if !self.keep_empty && val.is_empty() {
+                continue;
+            }
+            self.text.clear();
+            push_lossy_spaces(val, &mut self.text);
+            lbs.set_parsed(&self.name, &self.text);
+        }
+        if self.strict {
+            if let Some(e) = dec.err() {
+                lbs.set_err(ERR_LOGFMT);
+                lbs.set_err_details(e);
+            }
+        }
+    }
+}
+
+/// `| logfmt a="key", b`.
+#[derive(Debug)]
+pub struct LogfmtExpressionParser {
+    /// (label, key in the line), in query order.
+    exprs: Vec<(String, String)>,
+    strict: bool,
+    name: String,
+}
+
+impl LogfmtExpressionParser {
+    pub fn new(exprs: &[(String, String)], strict: bool) -> Result<Self, String> {
+        if exprs.is_empty() {
+            return Err("no logfmt expression provided".into());
+        }
+        let mut out: Vec<(String, String)> = Vec::new();
+        for (id, expr) in exprs {
+            let key = expr.trim();
+            let valid = key
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
+                return Err(format!("cannot parse expression [{expr}]: syntax error"));
+            }
+            // A later expression for the same label replaces the earlier one (a Go map).
+            match out.iter_mut().find(|(i, _)| i == id) {
+                Some(slot) => slot.1 = key.to_string(),
+                None => out.push((id.clone(), key.to_string())),
+            }
+        }
+        Ok(LogfmtExpressionParser {
+            exprs: out,
+            strict,
+            name: String::new(),
+        })
+    }
+
+    pub fn process(&mut self, line: &[u8], lbs: &mut LabelsBuilder) {
+        for (id, _) in &self.exprs {
+            if !lbs.base_has(id) {
+                lbs.set_parsed(id, "");
+            }
+        }
+        let mut dec = Decoder::new(line);
+        while !dec.eol() {
+            if !dec.scan_keyval() {
+                if self.strict {
+                    break;
+                }
+                continue;
+            }
+            self.name.clear();
+            sanitize_label_key(&String::from_utf8_lossy(dec.key()), true, &mut self.name);
+            if self.name.is_empty() {
+                continue;
+            }
+            let val = dec.value();
+            let val: &[u8] = if invalid_utf8(val) { &[] } else { val };
+            let mut key = self.name.as_str();
+            if let Some((id, _)) = self.exprs.iter().find(|(_, orig)| orig == key) {
+                key = id;
+            }
+            if self.exprs.iter().any(|(id, _)| id == key) {
+                let text = String::from_utf8_lossy(val);
+                if lbs.base_has(key) {
+                    let suffixed = format!("{key}{DUPLICATE_SUFFIX}");
+                    lbs.set_parsed(&suffixed, &text);
+                } else {
+                    let key = key.to_string();
+                    lbs.set_parsed(&key, &text);
+                }
+            }
+        }
+        if self.strict {
+            if let Some(e) = dec.err() {
+                lbs.set_err(ERR_LOGFMT);
+                lbs.set_err_details(e);
+            }
+        }
+    }
+}

@@ -416,18 +416,8 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
     let n: f64 = t[..split]
         .parse()
         .map_err(|_| format!("invalid byte size {s:?}: expected e.g. 256KB or 1MiB"))?;
-    let mult: f64 = match t[split..].trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1.0,
-        "kb" | "k" => 1e3,
-        "mb" | "m" => 1e6,
-        "gb" | "g" => 1e9,
-        "tb" | "t" => 1e12,
-        "kib" | "ki" => 1024.0,
-        "mib" | "mi" => 1024.0 * 1024.0,
-        "gib" | "gi" => 1024.0 * 1024.0 * 1024.0,
-        "tib" | "ti" => 1024f64.powi(4),
-        u => return Err(format!("invalid byte size {s:?}: unknown unit {u:?}")),
-    };
+    let unit = t[split..].trim().to_ascii_lowercase();
+    let mult = crate::logql::byte_unit(&unit).ok_or_else(|| format!("invalid byte size {s:?}: unknown unit {unit:?}"))?;
     Ok((n * mult) as u64)
 }
 

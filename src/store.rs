@@ -123,12 +123,7 @@ impl Store {
                 match SegmentReader::open(&path) {
                     Ok(r) => {
                         for s in &r.streams {
-                            let k = head
-                                .known
-                                .entry(s.labels.clone())
-                                .or_insert((i64::MIN, WalPos::default()));
-                            k.0 = k.0.max(s.max_ts);
-                            k.1 = k.1.max(s.flushed_pos);
+                            head.remember(s);
                             max_wal_seq = max_wal_seq.max(s.flushed_pos.seq);
                         }
                         report.segments += 1;
@@ -482,12 +477,7 @@ impl Store {
                         st.cut.drain(..chunks.len());
                         st.flushed_pos = s.flushed_pos;
                     }
-                    let k = head
-                        .known
-                        .entry(s.labels.clone())
-                        .or_insert((i64::MIN, WalPos::default()));
-                    k.0 = k.0.max(s.max_ts);
-                    k.1 = k.1.max(s.flushed_pos);
+                    head.remember(s);
                 }
                 // Streams without data leave memory; `known` keeps their newest timestamp.
                 head.streams.retain(|_, st| st.has_data());

@@ -537,37 +537,25 @@ pub fn encode_entries<'a, E>(
 }
 
 pub fn decode_entries(payload: &[u8]) -> Result<EntriesRecord, Truncated> {
-    let mut r = Reader::new(payload);
-    if r.u8()? != KIND_ENTRIES {
-        return Err(Truncated(0));
-    }
-    let tl = r.u16()? as usize;
-    let tenant = utf8(r.bytes(tl)?, &r)?;
-    let n = r.u32()?;
-    let mut streams = Vec::with_capacity((n as usize).min(4096));
-    for _ in 0..n {
-        let ll = r.u32()? as usize;
-        let labels = utf8(r.bytes(ll)?, &r)?;
-        let ne = r.u32()? as usize;
-        let mut entries = Vec::with_capacity(ne.min(r.remaining() / 14 + 1));
-        for _ in 0..ne {
-            let ts = r.i64()?;
-            let len = r.u32()? as usize;
-            let line = utf8(r.bytes(len)?, &r)?;
-            let nmd = r.u16()?;
-            let mut metadata = Vec::with_capacity(nmd as usize);
-            for _ in 0..nmd {
-                let kl = r.u16()? as usize;
-                let k = utf8(r.bytes(kl)?, &r)?;
-                let vl = r.u32()? as usize;
-                let v = utf8(r.bytes(vl)?, &r)?;
-                metadata.push((k, v));
-            }
-            entries.push(Entry { ts, line, metadata });
-        }
-        streams.push((labels, entries));
-    }
-    Ok(EntriesRecord { tenant, streams })
+    let v = view_entries(payload)?;
+    Ok(EntriesRecord {
+        tenant: v.tenant.to_string(),
+        streams: v
+            .streams
+            .into_iter()
+            .map(|(labels, entries)| {
+                let entries = entries
+                    .into_iter()
+                    .map(|e| Entry {
+                        ts: e.ts,
+                        line: e.line.to_string(),
+                        metadata: e.metadata.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+                    })
+                    .collect();
+                (labels.to_string(), entries)
+            })
+            .collect(),
+    })
 }
 
 /// An entries record read in place: borrowed from the WAL file's bytes.
@@ -621,9 +609,6 @@ fn as_str<'a>(b: &'a [u8], r: &Reader) -> Result<&'a str, Truncated> {
     std::str::from_utf8(b).map_err(|_| Truncated(r.pos()))
 }
 
-fn utf8(b: &[u8], r: &Reader) -> Result<String, Truncated> {
-    String::from_utf8(b.to_vec()).map_err(|_| Truncated(r.pos()))
-}
 
 #[cfg(test)]
 mod tests {

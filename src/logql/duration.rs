@@ -241,7 +241,21 @@ pub fn parse_bytes(s: &str) -> Result<u64, DurationError> {
     let number: String = s[..num_len].chars().filter(|c| *c != ',').collect();
     let value: f64 = number.parse().map_err(|_| invalid())?;
     let unit = s[num_len..].trim().to_ascii_lowercase();
-    let multiplier: f64 = match unit.as_str() {
+    let multiplier: f64 = match byte_unit(&unit) {
+        Some(m) => m,
+        None => return Err(invalid()),
+    };
+    let bytes = value * multiplier;
+    if !bytes.is_finite() || bytes >= u64::MAX as f64 {
+        return Err(invalid());
+    }
+    Ok(bytes as u64)
+}
+
+/// The multiplier of a go-humanize byte unit (lower case): `kb` is 1000, `kib` is 1024, and
+/// so on up to exbibytes; `""` and `b` are bytes.
+pub fn byte_unit(unit: &str) -> Option<f64> {
+    Some(match unit {
         "" | "b" => 1.0,
         "k" | "kb" => 1e3,
         "ki" | "kib" => 1024.0,
@@ -255,13 +269,8 @@ pub fn parse_bytes(s: &str) -> Result<u64, DurationError> {
         "pi" | "pib" => 1024f64.powi(5),
         "e" | "eb" => 1e18,
         "ei" | "eib" => 1024f64.powi(6),
-        _ => return Err(invalid()),
-    };
-    let bytes = value * multiplier;
-    if !bytes.is_finite() || bytes >= u64::MAX as f64 {
-        return Err(invalid());
-    }
-    Ok(bytes as u64)
+        _ => return None,
+    })
 }
 
 #[cfg(test)]

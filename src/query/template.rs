@@ -2530,21 +2530,9 @@ fn parse_bytes(text: &str) -> Option<i64> {
         .count();
     let num: f64 = t[..n].replace(',', "").parse().ok()?;
     let unit = t[n..].trim().to_ascii_lowercase();
-    let mult: f64 = match unit.as_str() {
-        "" | "b" => 1.0,
-        "k" | "kb" => 1e3,
-        "ki" | "kib" => 1024.0,
-        "m" | "mb" => 1e6,
-        "mi" | "mib" => 1024f64.powi(2),
-        "g" | "gb" => 1e9,
-        "gi" | "gib" => 1024f64.powi(3),
-        "t" | "tb" => 1e12,
-        "ti" | "tib" => 1024f64.powi(4),
-        "p" | "pb" => 1e15,
-        "pi" | "pib" => 1024f64.powi(5),
-        "e" | "eb" => 1e18,
-        "ei" | "eib" => 1024f64.powi(6),
-        _ => return None,
+    let mult: f64 = match crate::logql::byte_unit(&unit) {
+        Some(m) => m,
+        None => return None,
     };
     let v = num * mult;
     (v < 9.2e18).then_some(v as i64)

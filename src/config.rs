@@ -140,6 +140,12 @@ pub struct Limits {
     pub max_entries_limit_per_query: usize,
     /// Most series a metric query may return.
     pub max_query_series: usize,
+    /// Longest `end - start` a query may cover (0 = no limit).
+    #[serde(deserialize_with = "de_duration")]
+    pub max_query_length: Duration,
+    /// A query still running after this is stopped and answered 504.
+    #[serde(deserialize_with = "de_duration")]
+    pub query_timeout: Duration,
 }
 
 /// A tenant's overrides: any `limits_config` key, written the same way.
@@ -230,6 +236,8 @@ impl Default for Limits {
             max_global_streams_per_user: 5000,
             max_entries_limit_per_query: 5000,
             max_query_series: 500,
+            max_query_length: Duration::from_secs(721 * 3600),
+            query_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -417,7 +425,8 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
         .parse()
         .map_err(|_| format!("invalid byte size {s:?}: expected e.g. 256KB or 1MiB"))?;
     let unit = t[split..].trim().to_ascii_lowercase();
-    let mult = crate::logql::byte_unit(&unit).ok_or_else(|| format!("invalid byte size {s:?}: unknown unit {unit:?}"))?;
+    let mult = crate::logql::byte_unit(&unit)
+        .ok_or_else(|| format!("invalid byte size {s:?}: unknown unit {unit:?}"))?;
     Ok((n * mult) as u64)
 }
 

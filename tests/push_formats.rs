@@ -500,3 +500,68 @@ fn parsers_label_filters_and_categorized_labels() {
     );
     assert_eq!(third["parsed"]["status"], "200", "{body}");
 }
+
+#[test]
+fn query_length_and_timeout_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &dir.path().join("data"),
+        "limits_config:\n  max_query_length: 1h\n",
+    );
+    let end = now_ns();
+    let (st, body) = get(
+        &server.addr(),
+        "/loki/api/v1/query_range",
+        &[
+            ("query", "{app=\"x\"}"),
+            ("start", &(end - 2 * 3_600_000_000_000).to_string()),
+            ("end", &end.to_string()),
+        ],
+    );
+    assert_eq!(st, 400, "{body}");
+    assert!(
+        body.contains(
+            "the query time range exceeds the limit (query length: 2h0m0s, limit: 1h0m0s)"
+        ),
+        "{body}"
+    );
+    drop(server);
+
+    // A timeout shorter than any work: the query is stopped and answered 504.
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &dir.path().join("data"),
+        "limits_config:\n  query_timeout: 1ns\n",
+    );
+    let base = now_ns() - 60_000_000_000;
+    assert_eq!(
+        post(
+            &format!("{}/loki/api/v1/push", server.addr()),
+            "application/json",
+            None,
+            &encode_json(&request("t", base, 10))
+        )
+        .0,
+        204
+    );
+    let (st, body) = get(
+        &server.addr(),
+        "/loki/api/v1/query_range",
+        &[
+            ("query", "{app=\"t\"}"),
+            ("start", &base.to_string()),
+            ("end", &(base + 100).to_string()),
+        ],
+    );
+    assert_eq!(st, 504, "{body}");
+    let (st, body) = get(
+        &server.addr(),
+        "/loki/api/v1/query_range",
+        &[
+            ("query", "count_over_time({app=\"t\"}[1m])"),
+            ("start", &base.to_string()),
+            ("end", &(base + 100).to_string()),
+        ],
+    );
+    assert_eq!(st, 504, "{body}");
+}

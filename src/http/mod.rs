@@ -35,6 +35,7 @@ pub enum ApiError {
     TooManyRequests(String),
     InsufficientStorage(String),
     Unavailable(String),
+    Timeout(String),
     Internal(String),
 }
 
@@ -49,6 +50,7 @@ impl ApiError {
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -63,6 +65,7 @@ impl ApiError {
             | ApiError::TooManyRequests(m)
             | ApiError::InsufficientStorage(m)
             | ApiError::Unavailable(m)
+            | ApiError::Timeout(m)
             | ApiError::Internal(m) => m,
         }
     }
@@ -108,6 +111,7 @@ impl From<crate::query::QueryError> for ApiError {
     fn from(e: crate::query::QueryError) -> Self {
         use crate::query::QueryError as Q;
         match e {
+            Q::Stopped => ApiError::Timeout("query timed out: it ran longer than limits_config.query_timeout; narrow the time range or the selector".into()),
             Q::Unsupported(m) | Q::BadRegex(m) => ApiError::BadRequest(m),
             Q::Storage(m) => ApiError::Internal(m),
         }

@@ -12,10 +12,37 @@ use super::params::Params;
 use super::{tenant_of, ApiError, AppState};
 use crate::logql::{self, Expr, Matcher};
 use crate::query::metric::{self, EvalParams};
+use crate::query::Cancel;
 use crate::query::{self, LogQuery, LogSampleSource, QueryStats, StreamResult};
 
 fn now_ns() -> i64 {
     chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)
+}
+
+/// `max_query_length`: Loki's 400 for a range longer than the limit.
+fn check_query_length(start: i64, end: i64, max: std::time::Duration) -> Result<(), ApiError> {
+    let len = (end as i128 - start as i128).max(0) as u128;
+    if max.is_zero() || len <= max.as_nanos() {
+        return Ok(());
+    }
+    let go = |ns: u128| {
+        let s = ns / 1_000_000_000;
+        format!("{}h{}m{}s", s / 3600, s % 3600 / 60, s % 60)
+    };
+    Err(ApiError::BadRequest(format!(
+        "the query time range exceeds the limit (query length: {}, limit: {})",
+        go(len),
+        go(max.as_nanos())
+    )))
+}
+
+/// Stops the query when the handler is dropped (client gone) or finishes.
+struct CancelOnDrop(Cancel);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
 }
 
 fn json_response(body: String) -> Response {
@@ -56,6 +83,7 @@ pub async fn query_range(
     let (start, end) = p.range(now_ns())?;
     let limit = p.limit(limits.max_entries_limit_per_query)?;
     let direction = p.direction()?;
+    check_query_length(start, end, limits.max_query_length)?;
     let expr = logql::parse_expr(q).map_err(parse_error)?;
     let log = match expr {
         Expr::Log(log) => log,
@@ -94,11 +122,13 @@ pub async fn query_range(
         direction,
     };
     let store = state.store.clone();
+    let guard = CancelOnDrop(Cancel::with_timeout(limits.query_timeout));
+    let cancel = guard.0.clone();
     let (streams, stats) = blocking(move || {
         let Some(t) = store.existing_tenant(&tenant) else {
             return Ok((Vec::new(), QueryStats::default()));
         };
-        Ok(query::select_logs(&t, &lq, categorize)?)
+        Ok(query::select_logs(&t, &lq, categorize, cancel)?)
     })
     .await?;
     if !stats.warnings.is_empty() {
@@ -151,12 +181,21 @@ async fn run_metric(
 ) -> Result<Response, ApiError> {
     let store = state.store.clone();
     let started = std::time::Instant::now();
+    let timeout = state.store.cfg.limits_for(&tenant).query_timeout;
+    let guard = CancelOnDrop(Cancel::with_timeout(timeout));
+    let cancel = guard.0.clone();
     let (result, mut stats) = blocking(move || {
         let mut source = LogSampleSource {
             tenant: store.existing_tenant(&tenant),
-            stats: QueryStats::default(),
+            stats: QueryStats {
+                cancel: cancel.clone(),
+                ..QueryStats::default()
+            },
         };
         let r = metric::evaluate(&expr, &params, &mut source).map_err(|e| match e {
+            metric::EvalError::Source(_) if cancel.is_cancelled() => {
+                ApiError::from(query::QueryError::Stopped)
+            }
             metric::EvalError::Source(m) => ApiError::Internal(m),
             other => ApiError::BadRequest(other.to_string()),
         })?;

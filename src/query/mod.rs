@@ -26,6 +26,9 @@ pub mod template;
 
 #[derive(Debug, Error)]
 pub enum QueryError {
+    /// The client went away or `query_timeout` passed.
+    #[error("query stopped")]
+    Stopped,
     #[error("{0}")]
     Unsupported(String),
     #[error("{0}")]
@@ -67,9 +70,39 @@ pub struct StreamResult {
     pub entries: Vec<ResultEntry>,
 }
 
+/// Stops a query: set when its client goes away or its time is up; checked between blocks,
+/// so a stopped query stops using CPU within one block's work.
+#[derive(Debug, Default, Clone)]
+pub struct Cancel {
+    flag: Arc<std::sync::atomic::AtomicBool>,
+    deadline: Option<Instant>,
+}
+
+impl Cancel {
+    pub fn with_timeout(timeout: std::time::Duration) -> Cancel {
+        Cancel {
+            flag: Arc::default(),
+            deadline: (!timeout.is_zero()).then(|| Instant::now() + timeout),
+        }
+    }
+    pub fn cancel(&self) {
+        self.flag.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    pub fn is_cancelled(&self) -> bool {
+        self.flag.load(std::sync::atomic::Ordering::Relaxed)
+            || self.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+    pub fn timed_out(&self) -> bool {
+        self.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+}
+
 /// Work counters for `stats.summary`.
 #[derive(Debug, Default, Clone)]
 pub struct QueryStats {
+    /// Set by the caller; when it fires, scans stop and `stopped` is set.
+    pub cancel: Cancel,
+    pub stopped: bool,
     pub bytes_processed: u64,
     pub lines_processed: u64,
     pub chunks: u64,
@@ -267,6 +300,10 @@ pub fn scan(
             if c.max_ts < start || c.min_ts >= end || !v.wants(c.min_ts, c.max_ts) {
                 continue;
             }
+            if stats.cancel.is_cancelled() {
+                stats.stopped = true;
+                return;
+            }
             stats.chunks += 1;
             v.stream(&seg.streams[c.stream as usize].labels);
             let blocks = match chunk_blocks(seg.chunk_bytes(c)) {
@@ -291,6 +328,10 @@ pub fn scan(
         }
     }
     for hs in &snap.head {
+        if stats.cancel.is_cancelled() {
+            stats.stopped = true;
+            return;
+        }
         v.stream(&hs.labels);
         for slot in &hs.slots {
             match slot {
@@ -373,12 +414,16 @@ pub fn select_logs(
     tenant: &Tenant,
     q: &LogQuery,
     categorize: bool,
+    cancel: Cancel,
 ) -> Result<(Vec<StreamResult>, QueryStats), QueryError> {
     let started = Instant::now();
     let pipeline =
         pipeline::Pipeline::new(&q.pipeline).map_err(|e| QueryError::Unsupported(e.to_string()))?;
     let snap = snapshot(tenant, &q.matchers, q.start, q.end);
-    let mut stats = QueryStats::default();
+    let mut stats = QueryStats {
+        cancel,
+        ..QueryStats::default()
+    };
     let filter =
         pipeline::Pipeline::new(&q.pipeline).map_err(|e| QueryError::Unsupported(e.to_string()))?;
     let mut c = LogCollector {
@@ -396,6 +441,9 @@ pub fn select_logs(
         &mut stats,
         &mut c,
     );
+    if stats.stopped {
+        return Err(QueryError::Stopped);
+    }
     let mut grouped: BTreeMap<Labels, Vec<ResultEntry>> = BTreeMap::new();
     for (_, e) in c.top.items.into_iter().flatten() {
         let c = &e.categorized;
@@ -587,6 +635,9 @@ impl metric::SampleSource for LogSampleSource {
             &mut self.stats,
             &mut c,
         );
+        if self.stats.stopped {
+            return Err(metric::EvalError::Source("query stopped".into()));
+        }
         let mut out = Vec::with_capacity(c.series.len());
         for (labels, mut samples) in c.series {
             let labels = Labels::from_pairs(labels);

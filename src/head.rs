@@ -243,7 +243,10 @@ impl Applied {
 impl TenantHead {
     /// Records what a segment holds of a stream: its newest timestamp and flushed position.
     pub fn remember(&mut self, s: &crate::segment::SegmentStream) {
-        let k = self.known.entry(s.labels.clone()).or_insert((i64::MIN, WalPos::default()));
+        let k = self
+            .known
+            .entry(s.labels.clone())
+            .or_insert((i64::MIN, WalPos::default()));
         k.0 = k.0.max(s.max_ts);
         k.1 = k.1.max(s.flushed_pos);
     }

@@ -549,7 +549,11 @@ pub fn decode_entries(payload: &[u8]) -> Result<EntriesRecord, Truncated> {
                     .map(|e| Entry {
                         ts: e.ts,
                         line: e.line.to_string(),
-                        metadata: e.metadata.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+                        metadata: e
+                            .metadata
+                            .into_iter()
+                            .map(|(k, v)| (k.to_string(), v.to_string()))
+                            .collect(),
                     })
                     .collect();
                 (labels.to_string(), entries)
@@ -608,7 +612,6 @@ pub fn view_entries(payload: &[u8]) -> Result<RecordView<'_>, Truncated> {
 fn as_str<'a>(b: &'a [u8], r: &Reader) -> Result<&'a str, Truncated> {
     std::str::from_utf8(b).map_err(|_| Truncated(r.pos()))
 }
-
 
 #[cfg(test)]
 mod tests {

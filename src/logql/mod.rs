@@ -16,8 +16,7 @@ mod tests;
 
 pub use ast::*;
 pub use duration::{
-    byte_unit,
-    parse_bytes, parse_duration, parse_go_duration, parse_prometheus_duration, Duration,
+    byte_unit, parse_bytes, parse_duration, parse_go_duration, parse_prometheus_duration, Duration,
     DurationError,
 };
 pub use parser::{

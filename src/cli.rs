@@ -2,9 +2,7 @@
 //! measures ingest throughput and push latency against a running server.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -51,25 +49,40 @@ struct ServeArgs {
 enum BenchCommand {
     /// Push load: 1000-line JSON pushes of ~300-byte JSON and logfmt lines from several connections.
     Push(BenchPushArgs),
+    /// Query speed over generated data (in-process, fresh data directory).
+    Query(BenchQueryArgs),
 }
 
 #[derive(Args)]
-struct BenchPushArgs {
+pub struct BenchQueryArgs {
+    /// Lines to generate (over one hour, 8 apps, 2 namespaces, 4 levels).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub lines: usize,
+    /// Runs of each query; the median is printed.
+    #[arg(long, default_value_t = 7)]
+    pub runs: usize,
+    /// Data directory (default: a new temporary one).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct BenchPushArgs {
     #[arg(long, env = "LOKI_ADDR", default_value = "http://127.0.0.1:3100")]
-    addr: String,
+    pub addr: String,
     #[arg(long, default_value_t = 4)]
-    connections: usize,
+    pub connections: usize,
     /// Seconds to run.
     #[arg(long, default_value_t = 10.0)]
-    duration: f64,
+    pub duration: f64,
     /// Lines per push.
     #[arg(long, default_value_t = 1000)]
-    batch: usize,
+    pub batch: usize,
     /// Distinct streams (spread over the pushes).
     #[arg(long, default_value_t = 64)]
-    streams: usize,
+    pub streams: usize,
     #[arg(long)]
-    org_id: Option<String>,
+    pub org_id: Option<String>,
 }
 
 pub fn main() -> i32 {
@@ -83,7 +96,8 @@ pub fn main() -> i32 {
     };
     let res = match cli.cmd {
         Command::Serve(a) => serve(a),
-        Command::Bench(BenchCommand::Push(a)) => bench_push(a),
+        Command::Bench(BenchCommand::Push(a)) => crate::bench::push(a),
+        Command::Bench(BenchCommand::Query(a)) => crate::bench::query(a),
     };
     match res {
         Ok(()) => 0,
@@ -123,201 +137,4 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
         crate::server::run(cfg, listener, crate::server::shutdown_signal()).await?;
         Ok(())
     })
-}
-
-/// A push body whose timestamps are rewritten in place before each send.
-struct BodyTemplate {
-    body: Vec<u8>,
-    /// Offsets of the 19-digit timestamp strings.
-    ts_at: Vec<usize>,
-    line_bytes: usize,
-    lines: usize,
-}
-
-fn make_template(seed: usize, batch: usize, streams: usize) -> BodyTemplate {
-    const APPS: [&str; 8] = [
-        "api-gateway",
-        "user-service",
-        "payment-service",
-        "search-service",
-        "event-service",
-        "notification-service",
-        "analytics-service",
-        "recommendation-engine",
-    ];
-    const LEVELS: [&str; 4] = ["debug", "info", "warn", "error"];
-    const MSGS: [&str; 6] = [
-        "request completed",
-        "cache miss",
-        "database query slow",
-        "upstream timeout",
-        "user logged in",
-        "payment authorized",
-    ];
-    const PATHS: [&str; 5] = [
-        "/api/users",
-        "/api/payments",
-        "/api/search?q=shoes",
-        "/api/events/{id}",
-        "/health",
-    ];
-    let per_push = 4.min(streams.max(1));
-    let per_stream = batch.div_ceil(per_push);
-    let mut body = String::from("{\"streams\":[");
-    let mut ts_at = Vec::new();
-    let mut line_bytes = 0;
-    let mut lines = 0;
-    let mut rng = seed as u64 * 6364136223846793005 + 1442695040888963407;
-    let mut next = || {
-        rng = rng
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (rng >> 33) as usize
-    };
-    for s in 0..per_push {
-        let sid = (seed * per_push + s) % streams.max(1);
-        let app = APPS[sid % 8];
-        let level = LEVELS[(sid / 8) % 4];
-        let ns = if (sid / 32) % 2 == 0 {
-            "production"
-        } else {
-            "staging"
-        };
-        if s > 0 {
-            body.push(',');
-        }
-        body.push_str(&format!(
-            "{{\"stream\":{{\"app\":\"{app}\",\"namespace\":\"{ns}\",\"level\":\"{level}\",\"job\":\"bench\",\"shard\":\"{}\"}},\"values\":[",
-            sid / 64
-        ));
-        for i in 0..per_stream {
-            if i > 0 {
-                body.push(',');
-            }
-            let (r, u, d, st) = (
-                next(),
-                next() % 50000,
-                next() % 5000,
-                [200, 200, 200, 201, 404, 500][next() % 6],
-            );
-            let msg = MSGS[r % 6];
-            let path = PATHS[(r / 7) % 5];
-            let line = if r % 2 == 0 {
-                format!(
-                    "{{\"time\":\"2026-11-20T00:00:00.000000000Z\",\"level\":\"{level}\",\"msg\":\"{msg}\",\"method\":\"GET\",\"path\":\"{path}\",\"status\":{st},\"duration_ms\":{}.{},\"user_id\":\"{u}\",\"request_id\":\"req-{:08x}-{:04x}\",\"trace_id\":\"{:016x}{:016x}\",\"service\":\"{app}\"}}",
-                    d / 10, d % 10, next(), i, next(), next()
-                )
-            } else {
-                format!(
-                    "time=2026-11-20T00:00:00.000000000Z level={level} msg=\"{msg}\" method=POST path={path} status={st} duration_ms={}.{} user_id={u} request_id=req-{:08x}-{:04x} trace_id={:016x}{:016x} service={app}",
-                    d / 10, d % 10, next(), i, next(), next()
-                )
-            };
-            line_bytes += line.len();
-            lines += 1;
-            body.push_str("[\"");
-            ts_at.push(body.len());
-            body.push_str("0000000000000000000\",");
-            body.push_str(&serde_json::to_string(&line).expect("bug: string encodes"));
-            body.push(']');
-        }
-        body.push_str("]}");
-    }
-    body.push_str("]}");
-    BodyTemplate {
-        body: body.into_bytes(),
-        ts_at,
-        line_bytes,
-        lines,
-    }
-}
-
-fn bench_push(a: BenchPushArgs) -> anyhow::Result<()> {
-    let url = format!("{}/loki/api/v1/push", a.addr.trim_end_matches('/'));
-    let stop = Arc::new(AtomicBool::new(false));
-    let lines = Arc::new(AtomicU64::new(0));
-    let bytes = Arc::new(AtomicU64::new(0));
-    let errors = Arc::new(AtomicU64::new(0));
-    let clock = Arc::new(AtomicU64::new(
-        chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0) as u64,
-    ));
-    let started = Instant::now();
-    let mut handles = Vec::new();
-    for c in 0..a.connections {
-        let templates: Vec<BodyTemplate> = (0..16)
-            .map(|i| make_template(c * 16 + i, a.batch, a.streams))
-            .collect();
-        let (url, stop, lines, bytes, errors, clock) = (
-            url.clone(),
-            stop.clone(),
-            lines.clone(),
-            bytes.clone(),
-            errors.clone(),
-            clock.clone(),
-        );
-        let org = a.org_id.clone();
-        handles.push(std::thread::spawn(move || {
-            let agent = ureq::AgentBuilder::new()
-                .timeout(Duration::from_secs(30))
-                .build();
-            let mut lat = Vec::new();
-            let mut k = 0usize;
-            let mut templates = templates;
-            while !stop.load(Ordering::Relaxed) {
-                let t = &mut templates[k % 16];
-                k += 1;
-                let base = clock.fetch_add(t.lines as u64, Ordering::Relaxed);
-                for (i, at) in t.ts_at.iter().enumerate() {
-                    let s = format!("{:019}", base + i as u64);
-                    t.body[*at..*at + 19].copy_from_slice(s.as_bytes());
-                }
-                let mut req = agent.post(&url).set("Content-Type", "application/json");
-                if let Some(o) = &org {
-                    req = req.set("X-Scope-OrgID", o);
-                }
-                let t0 = Instant::now();
-                match req.send_bytes(&t.body) {
-                    Ok(_) => {
-                        lat.push(t0.elapsed());
-                        lines.fetch_add(t.lines as u64, Ordering::Relaxed);
-                        bytes.fetch_add(t.line_bytes as u64, Ordering::Relaxed);
-                    }
-                    Err(e) => {
-                        if errors.fetch_add(1, Ordering::Relaxed) < 3 {
-                            eprintln!("push failed: {e}");
-                        }
-                        std::thread::sleep(Duration::from_millis(50));
-                    }
-                }
-            }
-            lat
-        }));
-    }
-    std::thread::sleep(Duration::from_secs_f64(a.duration));
-    stop.store(true, Ordering::Relaxed);
-    let mut lat: Vec<Duration> = handles
-        .into_iter()
-        .flat_map(|h| h.join().unwrap_or_default())
-        .collect();
-    let secs = started.elapsed().as_secs_f64();
-    lat.sort();
-    let pct = |p: f64| {
-        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or_default()
-    };
-    let n = lines.load(Ordering::Relaxed);
-    let b = bytes.load(Ordering::Relaxed);
-    println!(
-        "pushed {n} lines in {secs:.1}s: {:.0} lines/s, {:.1} MB/s of lines, push latency p50 {:.1} ms, p99 {:.1} ms, {} errors",
-        n as f64 / secs,
-        b as f64 / secs / 1e6,
-        pct(0.50).as_secs_f64() * 1e3,
-        pct(0.99).as_secs_f64() * 1e3,
-        errors.load(Ordering::Relaxed)
-    );
-    if errors.load(Ordering::Relaxed) > 0 && n == 0 {
-        anyhow::bail!("every push failed");
-    }
-    Ok(())
 }

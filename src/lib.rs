@@ -12,6 +12,7 @@
 //! Side paths: `config` (YAML with Loki's key names), `telemetry` (`/metrics`), `server`
 //! (start, recovery, shutdown), `cli` (the `sawmill` command line, load generator).
 
+pub mod bench;
 pub mod chunk;
 pub mod cli;
 pub mod codec;

@@ -1,0 +1,426 @@
+//! Load generators: `sawmill bench push` (push throughput and latency against a running server)
+//! and `sawmill bench query` (query latency over generated data, in-process).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::cli::{BenchPushArgs, BenchQueryArgs};
+
+/// A push body whose timestamps are rewritten in place before each send.
+struct BodyTemplate {
+    body: Vec<u8>,
+    /// Offsets of the 19-digit timestamp strings.
+    ts_at: Vec<usize>,
+    line_bytes: usize,
+    lines: usize,
+}
+
+fn make_template(seed: usize, batch: usize, streams: usize) -> BodyTemplate {
+    const APPS: [&str; 8] = [
+        "api-gateway",
+        "user-service",
+        "payment-service",
+        "search-service",
+        "event-service",
+        "notification-service",
+        "analytics-service",
+        "recommendation-engine",
+    ];
+    const LEVELS: [&str; 4] = ["debug", "info", "warn", "error"];
+    const MSGS: [&str; 6] = [
+        "request completed",
+        "cache miss",
+        "database query slow",
+        "upstream timeout",
+        "user logged in",
+        "payment authorized",
+    ];
+    const PATHS: [&str; 5] = [
+        "/api/users",
+        "/api/payments",
+        "/api/search?q=shoes",
+        "/api/events/{id}",
+        "/health",
+    ];
+    let per_push = 4.min(streams.max(1));
+    let per_stream = batch.div_ceil(per_push);
+    let mut body = String::from("{\"streams\":[");
+    let mut ts_at = Vec::new();
+    let mut line_bytes = 0;
+    let mut lines = 0;
+    let mut rng = seed as u64 * 6364136223846793005 + 1442695040888963407;
+    let mut next = || {
+        rng = rng
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (rng >> 33) as usize
+    };
+    for s in 0..per_push {
+        let sid = (seed * per_push + s) % streams.max(1);
+        let app = APPS[sid % 8];
+        let level = LEVELS[(sid / 8) % 4];
+        let ns = if (sid / 32) % 2 == 0 {
+            "production"
+        } else {
+            "staging"
+        };
+        if s > 0 {
+            body.push(',');
+        }
+        body.push_str(&format!(
+            "{{\"stream\":{{\"app\":\"{app}\",\"namespace\":\"{ns}\",\"level\":\"{level}\",\"job\":\"bench\",\"shard\":\"{}\"}},\"values\":[",
+            sid / 64
+        ));
+        for i in 0..per_stream {
+            if i > 0 {
+                body.push(',');
+            }
+            let (r, u, d, st) = (
+                next(),
+                next() % 50000,
+                next() % 5000,
+                [200, 200, 200, 201, 404, 500][next() % 6],
+            );
+            let msg = MSGS[r % 6];
+            let path = PATHS[(r / 7) % 5];
+            let line = if r % 2 == 0 {
+                format!(
+                    "{{\"time\":\"2026-11-20T00:00:00.000000000Z\",\"level\":\"{level}\",\"msg\":\"{msg}\",\"method\":\"GET\",\"path\":\"{path}\",\"status\":{st},\"duration_ms\":{}.{},\"user_id\":\"{u}\",\"request_id\":\"req-{:08x}-{:04x}\",\"trace_id\":\"{:016x}{:016x}\",\"service\":\"{app}\"}}",
+                    d / 10, d % 10, next(), i, next(), next()
+                )
+            } else {
+                format!(
+                    "time=2026-11-20T00:00:00.000000000Z level={level} msg=\"{msg}\" method=POST path={path} status={st} duration_ms={}.{} user_id={u} request_id=req-{:08x}-{:04x} trace_id={:016x}{:016x} service={app}",
+                    d / 10, d % 10, next(), i, next(), next()
+                )
+            };
+            line_bytes += line.len();
+            lines += 1;
+            body.push_str("[\"");
+            ts_at.push(body.len());
+            body.push_str("0000000000000000000\",");
+            body.push_str(&serde_json::to_string(&line).expect("bug: string encodes"));
+            body.push(']');
+        }
+        body.push_str("]}");
+    }
+    body.push_str("]}");
+    BodyTemplate {
+        body: body.into_bytes(),
+        ts_at,
+        line_bytes,
+        lines,
+    }
+}
+
+pub fn push(a: BenchPushArgs) -> anyhow::Result<()> {
+    let url = format!("{}/loki/api/v1/push", a.addr.trim_end_matches('/'));
+    let stop = Arc::new(AtomicBool::new(false));
+    let lines = Arc::new(AtomicU64::new(0));
+    let bytes = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let clock = Arc::new(AtomicU64::new(
+        chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0) as u64,
+    ));
+    let started = Instant::now();
+    let mut handles = Vec::new();
+    for c in 0..a.connections {
+        let templates: Vec<BodyTemplate> = (0..16)
+            .map(|i| make_template(c * 16 + i, a.batch, a.streams))
+            .collect();
+        let (url, stop, lines, bytes, errors, clock) = (
+            url.clone(),
+            stop.clone(),
+            lines.clone(),
+            bytes.clone(),
+            errors.clone(),
+            clock.clone(),
+        );
+        let org = a.org_id.clone();
+        handles.push(std::thread::spawn(move || {
+            let agent = ureq::AgentBuilder::new()
+                .timeout(Duration::from_secs(30))
+                .build();
+            let mut lat = Vec::new();
+            let mut k = 0usize;
+            let mut templates = templates;
+            while !stop.load(Ordering::Relaxed) {
+                let t = &mut templates[k % 16];
+                k += 1;
+                let base = clock.fetch_add(t.lines as u64, Ordering::Relaxed);
+                for (i, at) in t.ts_at.iter().enumerate() {
+                    let s = format!("{:019}", base + i as u64);
+                    t.body[*at..*at + 19].copy_from_slice(s.as_bytes());
+                }
+                let mut req = agent.post(&url).set("Content-Type", "application/json");
+                if let Some(o) = &org {
+                    req = req.set("X-Scope-OrgID", o);
+                }
+                let t0 = Instant::now();
+                match req.send_bytes(&t.body) {
+                    Ok(_) => {
+                        lat.push(t0.elapsed());
+                        lines.fetch_add(t.lines as u64, Ordering::Relaxed);
+                        bytes.fetch_add(t.line_bytes as u64, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        if errors.fetch_add(1, Ordering::Relaxed) < 3 {
+                            eprintln!("push failed: {e}");
+                        }
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                }
+            }
+            lat
+        }));
+    }
+    std::thread::sleep(Duration::from_secs_f64(a.duration));
+    stop.store(true, Ordering::Relaxed);
+    let mut lat: Vec<Duration> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap_or_default())
+        .collect();
+    let secs = started.elapsed().as_secs_f64();
+    lat.sort();
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
+    let n = lines.load(Ordering::Relaxed);
+    let b = bytes.load(Ordering::Relaxed);
+    println!(
+        "pushed {n} lines in {secs:.1}s: {:.0} lines/s, {:.1} MB/s of lines, push latency p50 {:.1} ms, p99 {:.1} ms, {} errors",
+        n as f64 / secs,
+        b as f64 / secs / 1e6,
+        pct(0.50).as_secs_f64() * 1e3,
+        pct(0.99).as_secs_f64() * 1e3,
+        errors.load(Ordering::Relaxed)
+    );
+    if errors.load(Ordering::Relaxed) > 0 && n == 0 {
+        anyhow::bail!("every push failed");
+    }
+    Ok(())
+}
+
+const APPS: [&str; 8] = [
+    "api-gateway",
+    "user-service",
+    "payment-service",
+    "search-service",
+    "event-service",
+    "notification-service",
+    "analytics-service",
+    "recommendation-engine",
+];
+const LEVELS: [&str; 4] = ["debug", "info", "warn", "error"];
+const NAMESPACES: [&str; 2] = ["production", "staging"];
+
+/// A ~300-byte log line, JSON for even `i`, logfmt for odd.
+fn bench_line(i: usize, app: &str, level: &str, rng: &mut impl FnMut() -> usize) -> String {
+    const MSGS: [&str; 6] = [
+        "request completed",
+        "cache miss",
+        "database query slow",
+        "upstream timeout",
+        "user logged in",
+        "payment authorized",
+    ];
+    const PATHS: [&str; 5] = [
+        "/api/users",
+        "/api/payments",
+        "/api/search?q=shoes",
+        "/api/events/{id}",
+        "/health",
+    ];
+    let (r, u, d) = (rng(), rng() % 50000, rng() % 5000);
+    let status = if level == "error" {
+        [500, 502, 503, 504][r % 4]
+    } else {
+        [200, 200, 201, 204, 301, 404][r % 6]
+    };
+    let (msg, path) = (MSGS[r % 6], PATHS[(r / 7) % 5]);
+    let (rid, trace) = (
+        format!("req-{:08x}-{:04x}", i, i % 0xffff),
+        format!("{:016x}{:016x}", rng(), rng()),
+    );
+    if i % 2 == 0 {
+        format!(
+            "{{\"level\":\"{level}\",\"msg\":\"{msg}\",\"method\":\"GET\",\"path\":\"{path}\",\"status\":{status},\"duration_ms\":{}.{},\"user_id\":\"{u}\",\"request_id\":\"{rid}\",\"trace_id\":\"{trace}\",\"service\":\"{app}\",\"host\":\"node-{}\"}}",
+            d / 10,
+            d % 10,
+            r % 16
+        )
+    } else {
+        format!(
+            "level={level} msg=\"{msg}\" method=POST path={path} status={status} duration_ms={}.{} user_id={u} request_id={rid} trace_id={trace} service={app} host=node-{}",
+            d / 10,
+            d % 10,
+            r % 16
+        )
+    }
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// Generates `lines` lines over one hour into a fresh store, flushes them to segments, then
+/// times the issue's five queries and prints each one's median.
+pub fn query(a: BenchQueryArgs) -> anyhow::Result<()> {
+    use crate::config::Config;
+    use crate::ingest::{validate::Validated, Entry, ValidStream};
+    use crate::labels::Labels;
+    use crate::logql::{parse_expr, Expr};
+    use crate::query::metric::{evaluate, EvalParams};
+    use crate::query::{select_logs, Cancel, Direction, LogQuery, LogSampleSource, QueryStats};
+
+    let dir = a.data_dir.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("sawmill-bench-query-{}", std::process::id()))
+    });
+    let fresh = a.data_dir.is_none();
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut cfg = Config::default();
+    cfg.common.path_prefix = dir.clone();
+    cfg.limits_config.reject_old_samples = false;
+    cfg.limits_config.ingestion_rate_mb = 1e9;
+    cfg.limits_config.ingestion_burst_size_mb = 1e9;
+    cfg.ingester.flush_check_period = Duration::from_secs(3600);
+    let store = crate::store::Store::new(Arc::new(cfg));
+    store.recover()?;
+
+    let hour = 3_600_000_000_000i64;
+    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
+    let start = (now / hour - 2) * hour;
+    let end = start + hour;
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut rng = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed >> 11) as usize
+    };
+    // Streams are app x namespace; the level is a field of the line.
+    let streams: Vec<Labels> = (0..16)
+        .map(|s| {
+            Labels::from_pairs(vec![
+                ("app".into(), APPS[s % 8].into()),
+                ("namespace".into(), NAMESPACES[s / 8].into()),
+                ("job".into(), "bench".into()),
+            ])
+        })
+        .collect();
+    let generated = Instant::now();
+    let mut raw_bytes = 0usize;
+    let mut needle = String::new();
+    let batch = 64 * 1000;
+    let mut i = 0usize;
+    while i < a.lines {
+        let n = batch.min(a.lines - i);
+        let mut by_stream: Vec<Vec<Entry>> = vec![Vec::new(); streams.len()];
+        for k in i..i + n {
+            let s = rng() % streams.len();
+            let (app, level) = (streams[s].get("app").unwrap_or(""), LEVELS[rng() % 4]);
+            let line = bench_line(k, app, level, &mut rng);
+            if k == a.lines / 2 {
+                needle = format!("req-{:08x}-{:04x}", k, k % 0xffff);
+            }
+            raw_bytes += line.len();
+            let ts = start + (k as i64) * (hour / a.lines as i64);
+            by_stream[s].push(Entry {
+                ts,
+                line,
+                metadata: Vec::new(),
+            });
+        }
+        let v = Validated {
+            streams: streams
+                .iter()
+                .zip(by_stream)
+                .filter(|(_, e)| !e.is_empty())
+                .map(|(l, entries)| ValidStream {
+                    labels: l.clone(),
+                    entries,
+                })
+                .collect(),
+            rejections: Vec::new(),
+        };
+        store.push(crate::tenant::DEFAULT_TENANT, v)?;
+        i += n;
+    }
+    store.flush(true)?;
+    let tenant = store
+        .existing_tenant(crate::tenant::DEFAULT_TENANT)
+        .ok_or_else(|| anyhow::anyhow!("no data was stored"))?;
+    let stored: u64 = tenant.segments.read().iter().map(|s| s.file_len()).sum();
+    println!(
+        "generated {} lines ({:.0} MB raw, {:.0} MB stored) in {:.1}s",
+        a.lines,
+        raw_bytes as f64 / 1e6,
+        stored as f64 / 1e6,
+        generated.elapsed().as_secs_f64()
+    );
+
+    let queries = [
+        format!("{{job=\"bench\"}} |= \"{needle}\""),
+        "{job=\"bench\"} | json | status >= 500".to_string(),
+        "sum by (app) (count_over_time({job=\"bench\"}[5m]))".to_string(),
+        "sum by (app) (rate({job=\"bench\"} | json | level=\"error\" [5m]))".to_string(),
+        "quantile_over_time(0.95, {job=\"bench\"} | logfmt | unwrap duration_ms [5m]) by (app)"
+            .to_string(),
+    ];
+    for q in &queries {
+        let expr = parse_expr(q)?;
+        let mut times = Vec::new();
+        let mut summary = String::new();
+        for _ in 0..a.runs.max(1) {
+            let t0 = Instant::now();
+            match &expr {
+                Expr::Log(log) => {
+                    let lq = LogQuery {
+                        matchers: log.selector.matchers.clone(),
+                        pipeline: log.pipeline.clone(),
+                        start,
+                        end: end + 1,
+                        limit: 100,
+                        direction: Direction::Backward,
+                    };
+                    let (res, stats) = select_logs(&tenant, &lq, false, Cancel::default())?;
+                    let n: usize = res.iter().map(|s| s.entries.len()).sum();
+                    summary = format!("{n} entries, {} lines scanned", stats.lines_processed);
+                }
+                Expr::Sample(sample) => {
+                    let p = EvalParams {
+                        start,
+                        end,
+                        step: 60_000_000_000,
+                        max_series: 500,
+                    };
+                    let mut source = LogSampleSource {
+                        tenant: Some(tenant.clone()),
+                        stats: QueryStats::default(),
+                    };
+                    let r = evaluate(sample, &p, &mut source)?;
+                    let n = match r {
+                        crate::query::metric::MetricResult::Matrix(m) => m.len(),
+                        crate::query::metric::MetricResult::Scalar(_) => 1,
+                    };
+                    summary = format!("{n} series, {} lines scanned", source.stats.lines_processed);
+                }
+            }
+            times.push(t0.elapsed());
+        }
+        println!(
+            "{:>9.1} ms median  {q}  ({summary})",
+            median(times).as_secs_f64() * 1e3
+        );
+    }
+    drop(tenant);
+    store.shutdown();
+    if fresh {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    Ok(())
+}

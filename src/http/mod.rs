@@ -2,6 +2,7 @@
 //! path) and `read` (queries and metadata); [`ApiError`] is the one place where errors become
 //! status codes, with plain-text bodies as Loki sends them.
 
+pub mod extra;
 pub mod params;
 pub mod push;
 pub mod read;
@@ -147,6 +148,34 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/loki/api/v1/query",
             get(read::query_instant).post(read::query_instant),
+        )
+        .route(
+            "/loki/api/v1/format_query",
+            get(extra::format_query).post(extra::format_query),
+        )
+        .route(
+            "/loki/api/v1/index/stats",
+            get(extra::index_stats).post(extra::index_stats),
+        )
+        .route(
+            "/loki/api/v1/index/volume",
+            get(extra::index_volume).post(extra::index_volume),
+        )
+        .route(
+            "/loki/api/v1/index/volume_range",
+            get(extra::index_volume_range).post(extra::index_volume_range),
+        )
+        .route(
+            "/loki/api/v1/detected_labels",
+            get(extra::detected_labels).post(extra::detected_labels),
+        )
+        .route(
+            "/loki/api/v1/detected_fields",
+            get(extra::detected_fields).post(extra::detected_fields),
+        )
+        .route(
+            "/loki/api/v1/detected_field/{name}/values",
+            get(extra::detected_field_values).post(extra::detected_field_values),
         )
         .route("/loki/api/v1/labels", get(read::labels).post(read::labels))
         .route("/loki/api/v1/label", get(read::labels).post(read::labels))

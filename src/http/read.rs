@@ -15,7 +15,7 @@ use crate::query::metric::{self, EvalParams};
 use crate::query::Cancel;
 use crate::query::{self, LogQuery, LogSampleSource, QueryStats, StreamResult};
 
-fn now_ns() -> i64 {
+pub(super) fn now_ns() -> i64 {
     chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)
 }
 
@@ -37,7 +37,7 @@ fn check_query_length(start: i64, end: i64, max: std::time::Duration) -> Result<
 }
 
 /// Stops the query when the handler is dropped (client gone) or finishes.
-struct CancelOnDrop(Cancel);
+pub(super) struct CancelOnDrop(pub(super) Cancel);
 
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {
@@ -45,7 +45,7 @@ impl Drop for CancelOnDrop {
     }
 }
 
-fn json_response(body: String) -> Response {
+pub(super) fn json_response(body: String) -> Response {
     let mut r = (StatusCode::OK, body).into_response();
     r.headers_mut().insert(
         "content-type",
@@ -54,12 +54,12 @@ fn json_response(body: String) -> Response {
     r
 }
 
-fn parse_error(e: logql::ParseError) -> ApiError {
+pub(super) fn parse_error(e: logql::ParseError) -> ApiError {
     ApiError::BadRequest(e.to_string())
 }
 
 /// Runs blocking query work off the async threads.
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)

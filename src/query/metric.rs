@@ -143,7 +143,9 @@ fn eval(
         }
         SampleExpr::RangeAggregation(agg) => Value::Vector(eval_range(agg, p, source)?),
         SampleExpr::VectorAggregation(agg) => {
-            let inner = match eval(&agg.inner, p, source)? {
+            let pushed = push_down_grouping(agg);
+            let inner_expr = pushed.as_ref().unwrap_or(&agg.inner);
+            let inner = match eval(inner_expr, p, source)? {
                 Value::Vector(v) => v,
                 Value::Scalar(_) => {
                     return Err(EvalError::BadQuery(format!(
@@ -174,6 +176,30 @@ fn eval(
             binop(b, lhs, rhs)?
         }
     })
+}
+
+/// `sum by (x) (rate(...))` equals `sum by (x)` of the rate computed on samples already grouped
+/// by `x`, for range aggregations that add up their samples; grouping while extracting samples
+/// saves building one series per distinct label set (as Loki does). `None` when not applicable.
+fn push_down_grouping(agg: &VectorAggregationExpr) -> Option<SampleExpr> {
+    let SampleExpr::RangeAggregation(inner) = agg.inner.as_ref() else {
+        return None;
+    };
+    let additive = matches!(
+        inner.op,
+        RangeOp::CountOverTime
+            | RangeOp::Rate
+            | RangeOp::BytesOverTime
+            | RangeOp::BytesRate
+            | RangeOp::SumOverTime
+    );
+    let by = agg.grouping.as_ref().filter(|g| !g.without)?;
+    if agg.op != VectorOp::Sum || !additive || inner.grouping.is_some() {
+        return None;
+    }
+    let mut pushed = inner.clone();
+    pushed.grouping = Some(by.clone());
+    Some(SampleExpr::RangeAggregation(pushed))
 }
 
 // ---- range aggregations -----------------------------------------------------------------------

@@ -264,6 +264,36 @@ pub trait EntryVisitor {
     fn entry(&mut self, ts: i64, line: &[u8], metadata: &[u8]);
 }
 
+/// One of `of` disjoint shares of a scan's work, so that parts can run on several cores.
+#[derive(Debug, Clone, Copy)]
+pub struct Part {
+    pub index: usize,
+    pub of: usize,
+}
+
+impl Part {
+    pub const ALL: Part = Part { index: 0, of: 1 };
+}
+
+/// How many parts a query is split into: one per core.
+pub fn parallelism() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 8)
+}
+
+impl QueryStats {
+    /// Adds the counters of a part run on another thread.
+    pub fn merge(&mut self, other: QueryStats) {
+        self.bytes_processed += other.bytes_processed;
+        self.lines_processed += other.lines_processed;
+        self.chunks += other.chunks;
+        self.warnings.extend(other.warnings);
+        self.stopped |= other.stopped;
+    }
+}
+
 /// Visits every entry of the snapshot's streams with `start <= ts < end` that passes the line
 /// filters, decompressing block by block and skipping damaged blocks (reported in `stats`).
 pub fn scan(
@@ -272,10 +302,17 @@ pub fn scan(
     keep_line: &dyn Fn(&[u8]) -> bool,
     start: i64,
     end: i64,
+    part: Part,
     stats: &mut QueryStats,
     v: &mut dyn EntryVisitor,
 ) {
     let mut block = DecodedBlock::default();
+    // Chunks and head streams are dealt round-robin to the parts.
+    let mut dealt = 0usize;
+    let mut mine = || {
+        dealt += 1;
+        (dealt - 1) % part.of == part.index
+    };
     let each =
         |ts: i64, line: &[u8], md: &[u8], stats: &mut QueryStats, v: &mut dyn EntryVisitor| {
             if ts < start || ts >= end {
@@ -297,7 +334,7 @@ pub fn scan(
             .iter()
             .filter(|c| ids.binary_search(&c.stream).is_ok())
         {
-            if c.max_ts < start || c.min_ts >= end || !v.wants(c.min_ts, c.max_ts) {
+            if c.max_ts < start || c.min_ts >= end || !mine() || !v.wants(c.min_ts, c.max_ts) {
                 continue;
             }
             if stats.cancel.is_cancelled() {
@@ -328,6 +365,9 @@ pub fn scan(
         }
     }
     for hs in &snap.head {
+        if !mine() {
+            continue;
+        }
         if stats.cancel.is_cancelled() {
             stats.stopped = true;
             return;
@@ -424,28 +464,62 @@ pub fn select_logs(
         cancel,
         ..QueryStats::default()
     };
-    let filter =
-        pipeline::Pipeline::new(&q.pipeline).map_err(|e| QueryError::Unsupported(e.to_string()))?;
-    let mut c = LogCollector {
-        top: TopN::new(q.limit, q.direction == Direction::Forward),
-        pipeline,
-        builder: labels_builder::LabelsBuilder::new(),
-        md: Vec::new(),
-    };
-    scan(
-        &snap,
-        &q.matchers,
-        &|line| filter.filter_line(line),
-        q.start,
-        q.end,
-        &mut stats,
-        &mut c,
-    );
+    drop(pipeline);
+    let parts = parallelism();
+    let forward = q.direction == Direction::Forward;
+    let results: Vec<(TopN, QueryStats)> = std::thread::scope(|sc| {
+        let handles: Vec<_> = (0..parts)
+            .map(|index| {
+                let (snap, cancel) = (&snap, stats.cancel.clone());
+                sc.spawn(move || {
+                    let pipeline = pipeline::Pipeline::new(&q.pipeline)
+                        .expect("bug: pipeline compiled once already");
+                    let filter = pipeline::Pipeline::new(&q.pipeline)
+                        .expect("bug: pipeline compiled once already");
+                    let mut c = LogCollector {
+                        top: TopN::new(q.limit, forward),
+                        pipeline,
+                        builder: labels_builder::LabelsBuilder::new(),
+                        md: Vec::new(),
+                    };
+                    let mut stats = QueryStats {
+                        cancel,
+                        ..QueryStats::default()
+                    };
+                    scan(
+                        snap,
+                        &q.matchers,
+                        &|line| filter.filter_line(line),
+                        q.start,
+                        q.end,
+                        Part { index, of: parts },
+                        &mut stats,
+                        &mut c,
+                    );
+                    (c.top, stats)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("bug: query part panicked"))
+            .collect()
+    });
+    // The parts' tops merged into one.
+    let mut top = TopN::new(q.limit, forward);
+    for (part_top, part_stats) in results {
+        stats.merge(part_stats);
+        for (sid, e) in part_top.items.into_iter().flatten() {
+            if top.wants(e.ts) {
+                top.push(sid, e);
+            }
+        }
+    }
     if stats.stopped {
         return Err(QueryError::Stopped);
     }
     let mut grouped: BTreeMap<Labels, Vec<ResultEntry>> = BTreeMap::new();
-    for (_, e) in c.top.items.into_iter().flatten() {
+    for (_, e) in top.items.into_iter().flatten() {
         let c = &e.categorized;
         let labels = if categorize {
             Labels::from_pairs(c.stream.clone())
@@ -608,10 +682,10 @@ impl metric::SampleSource for LogSampleSource {
             &log.pipeline,
             agg.range.unwrap.as_ref(),
             bytes,
-            grouping,
+            grouping.clone(),
         )
         .map_err(bad)?;
-        let filter = pipeline::Pipeline::new(&log.pipeline).map_err(bad)?;
+        drop(extractor);
         let Some(tenant) = &self.tenant else {
             return Ok(Vec::new());
         };
@@ -619,27 +693,65 @@ impl metric::SampleSource for LogSampleSource {
         let snap = snapshot(tenant, &log.selector.matchers, from + 1, to + 1);
         let count_errors_before_unwrap =
             agg.op == RangeOp::AvgOverTime && agg.range.unwrap.is_some();
-        let mut c = SampleCollector {
-            extractor,
-            count_errors_before_unwrap,
-            builder: labels_builder::LabelsBuilder::new(),
-            md: Vec::new(),
-            series: HashMap::new(),
-        };
-        scan(
-            &snap,
-            &log.selector.matchers,
-            &|line| filter.filter_line(line),
-            from + 1,
-            to + 1,
-            &mut self.stats,
-            &mut c,
-        );
+        let parts = parallelism();
+        let results: Vec<(HashMap<Vec<(String, String)>, Vec<(i64, f64)>>, QueryStats)> =
+            std::thread::scope(|sc| {
+                let handles: Vec<_> = (0..parts)
+                    .map(|index| {
+                        let (snap, cancel, grouping) =
+                            (&snap, self.stats.cancel.clone(), grouping.clone());
+                        sc.spawn(move || {
+                            let extractor = pipeline::SampleExtractor::new(
+                                &log.pipeline,
+                                agg.range.unwrap.as_ref(),
+                                bytes,
+                                grouping,
+                            )
+                            .expect("bug: pipeline compiled once already");
+                            let filter = pipeline::Pipeline::new(&log.pipeline)
+                                .expect("bug: pipeline compiled once already");
+                            let mut c = SampleCollector {
+                                extractor,
+                                count_errors_before_unwrap,
+                                builder: labels_builder::LabelsBuilder::new(),
+                                md: Vec::new(),
+                                series: HashMap::new(),
+                            };
+                            let mut stats = QueryStats {
+                                cancel,
+                                ..QueryStats::default()
+                            };
+                            scan(
+                                snap,
+                                &log.selector.matchers,
+                                &|line| filter.filter_line(line),
+                                from + 1,
+                                to + 1,
+                                Part { index, of: parts },
+                                &mut stats,
+                                &mut c,
+                            );
+                            (c.series, stats)
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("bug: query part panicked"))
+                    .collect()
+            });
+        let mut merged: HashMap<Vec<(String, String)>, Vec<(i64, f64)>> = HashMap::new();
+        for (series, stats) in results {
+            self.stats.merge(stats);
+            for (labels, samples) in series {
+                merged.entry(labels).or_default().extend(samples);
+            }
+        }
         if self.stats.stopped {
             return Err(metric::EvalError::Source("query stopped".into()));
         }
-        let mut out = Vec::with_capacity(c.series.len());
-        for (labels, mut samples) in c.series {
+        let mut out = Vec::with_capacity(merged.len());
+        for (labels, mut samples) in merged {
             let labels = Labels::from_pairs(labels);
             if let Some(err) = labels.get(labels_builder::ERROR_LABEL) {
                 return Err(metric::EvalError::BadQuery(format!(

@@ -583,7 +583,10 @@ fn smallest_end_timestamp_is_answered_empty() {
 fn extreme_timestamps_survive_a_flush() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let mut s = Server::start(&data, &format!("{CONFIG}  reject_old_samples: false\n"));
+    let mut s = Server::start(
+        &data,
+        &format!("{CONFIG}  reject_old_samples: false\n  max_query_length: 0\n"),
+    );
     let now = now_ns();
     let body = format!(
         r#"{{"streams":[{{"stream":{{"app":"edge"}},"values":[["{}","smallest"],["{now}","now"]]}}]}}"#,

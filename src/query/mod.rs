@@ -633,12 +633,45 @@ struct SampleCollector {
     count_errors_before_unwrap: bool,
     builder: labels_builder::LabelsBuilder,
     md: Vec<(String, String)>,
-    series: HashMap<Vec<(String, String)>, Vec<(i64, f64)>>,
+    series: Vec<(Vec<(String, String)>, Vec<(i64, f64)>)>,
+    index: HashMap<Vec<(String, String)>, usize>,
+    /// The series of the current stream's entries whose labels the pipeline left alone.
+    stream_slot: Option<usize>,
+}
+
+impl SampleCollector {
+    fn slot(&mut self, key: Vec<(String, String)>) -> usize {
+        if let Some(&i) = self.index.get(&key) {
+            return i;
+        }
+        self.series.push((key.clone(), Vec::new()));
+        self.index.insert(key, self.series.len() - 1);
+        self.series.len() - 1
+    }
+
+    fn add(&mut self, ts: i64, v: f64) {
+        let slot = if self.builder.is_unchanged() {
+            match self.stream_slot {
+                Some(i) => i,
+                None => {
+                    let key = self.extractor.series_labels(&self.builder);
+                    let i = self.slot(key);
+                    self.stream_slot = Some(i);
+                    i
+                }
+            }
+        } else {
+            let key = self.extractor.series_labels(&self.builder);
+            self.slot(key)
+        };
+        self.series[slot].1.push((ts, v));
+    }
 }
 
 impl EntryVisitor for SampleCollector {
     fn stream(&mut self, labels: &Labels) {
         self.builder.set_stream(labels.pairs());
+        self.stream_slot = None;
     }
     fn entry(&mut self, ts: i64, line: &[u8], md: &[u8]) {
         self.md.clear();
@@ -646,16 +679,13 @@ impl EntryVisitor for SampleCollector {
             .extend(crate::chunk::metadata_pairs(md).map(|(k, v)| (k.to_string(), v.to_string())));
         self.builder.start_entry(&self.md);
         if let Some(v) = self.extractor.process(ts, line, &mut self.builder) {
-            let labels = self.extractor.series_labels(&self.builder);
-            self.series.entry(labels).or_default().push((ts, v));
+            self.add(ts, v);
         } else if self.count_errors_before_unwrap
             && self.extractor.passed_pipeline()
             && self.builder.has_err()
         {
-            self.series
-                .entry(self.builder.labels())
-                .or_default()
-                .push((ts, f64::NAN));
+            let slot = self.slot(self.builder.labels());
+            self.series[slot].1.push((ts, f64::NAN));
         }
     }
 }
@@ -694,7 +724,7 @@ impl metric::SampleSource for LogSampleSource {
         let count_errors_before_unwrap =
             agg.op == RangeOp::AvgOverTime && agg.range.unwrap.is_some();
         let parts = parallelism();
-        let results: Vec<(HashMap<Vec<(String, String)>, Vec<(i64, f64)>>, QueryStats)> =
+        let results: Vec<(Vec<(Vec<(String, String)>, Vec<(i64, f64)>)>, QueryStats)> =
             std::thread::scope(|sc| {
                 let handles: Vec<_> = (0..parts)
                     .map(|index| {
@@ -715,7 +745,9 @@ impl metric::SampleSource for LogSampleSource {
                                 count_errors_before_unwrap,
                                 builder: labels_builder::LabelsBuilder::new(),
                                 md: Vec::new(),
-                                series: HashMap::new(),
+                                series: Vec::new(),
+                                index: HashMap::new(),
+                                stream_slot: None,
                             };
                             let mut stats = QueryStats {
                                 cancel,

@@ -726,20 +726,19 @@ impl SampleExtractor {
         if g.groups.is_empty() {
             return lbs.labels();
         }
-        let mut all = Vec::new();
-        lbs.for_each(|n, v, _| all.push((n.to_string(), v.to_string())));
         let mut out: Vec<(String, String)> = if g.without {
-            all.into_iter()
-                .filter(|(n, _)| !g.groups.contains(n))
-                .collect()
-        } else {
-            let mut kept = Vec::new();
-            for name in &g.groups {
-                if let Some(p) = all.iter().find(|(n, _)| n == name) {
-                    kept.push(p.clone());
+            let mut all = Vec::new();
+            lbs.for_each(|n, v, _| {
+                if !g.groups.iter().any(|x| x == n) {
+                    all.push((n.to_string(), v.to_string()));
                 }
-            }
-            kept
+            });
+            all
+        } else {
+            g.groups
+                .iter()
+                .filter_map(|n| lbs.get(n).map(|v| (n.clone(), v.to_string())))
+                .collect()
         };
         out.sort();
         out.dedup_by(|a, b| a.0 == b.0);

@@ -16,6 +16,7 @@ const CONFIG: &str = "limits_config:
   ingestion_burst_size_mb: 1000
   reject_old_samples: false
   max_entries_limit_per_query: 1000000
+  max_query_length: 0
 ";
 const ALL: &str = r#"{job="dmg"}"#;
 const LINES_PER_PUSH: usize = 3;

@@ -25,7 +25,7 @@ pub async fn push(
         .map(str::to_string);
     let store = state.store.clone();
     let t = tenant.clone();
-    let outcome = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
+    let outcome = decode_off_the_reactor(move || -> Result<_, ApiError> {
         let cfg = &store.cfg;
         let req = decode_push(
             &body,
@@ -43,8 +43,7 @@ pub async fn push(
         let validated = validate(req, &limits, now);
         Ok(store.push(&t, validated)?)
     })
-    .await
-    .map_err(|e| ApiError::Internal(format!("push task failed: {e}")))??;
+    .await?;
     if let (Some(written), Some(wal)) = (outcome.wal_written, state.store.wal()) {
         wal.wait_durable(written)
             .await
@@ -68,4 +67,22 @@ pub async fn push(
         return Err(ApiError::TooManyRequests(msgs.join("\n")));
     }
     Err(ApiError::BadRequest(msgs.join("\n")))
+}
+
+/// Runs a push's CPU work (about a millisecond per 1000 lines) where it does not stall other
+/// connections: on a multi-threaded runtime in place, with the runtime told that this worker
+/// blocks (no hand-off to another thread, measured a few percent faster at high rates);
+/// elsewhere on the blocking pool.
+async fn decode_off_the_reactor<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    if tokio::runtime::Handle::current().runtime_flavor()
+        == tokio::runtime::RuntimeFlavor::MultiThread
+    {
+        tokio::task::block_in_place(f)
+    } else {
+        tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|e| ApiError::Internal(format!("push task failed: {e}")))?
+    }
 }

@@ -141,15 +141,16 @@ impl StreamHead {
         self.chunk_min_ts = self.chunk_min_ts.min(ts);
         self.chunk_max_ts = self.chunk_max_ts.max(ts);
         self.chunk_entries += 1;
-        self.last_append = Instant::now();
     }
 
     /// Records that the record at `pos` touched this stream.
     pub fn logged_at(&mut self, pos: WalPos) {
+        let now = Instant::now();
         self.last_pos = pos;
+        self.last_append = now;
         if self.chunk_first_pos.is_none() {
             self.chunk_first_pos = Some(pos);
-            self.chunk_started = Instant::now();
+            self.chunk_started = now;
         }
     }
 

@@ -67,6 +67,8 @@ pub struct Wal {
     mode: FsyncMode,
     segment_size: u64,
     inner: Mutex<Writer>,
+    /// The salt of the file being appended to (also in `inner`), readable without the lock.
+    salt: std::sync::atomic::AtomicU32,
     /// Total bytes written since start, and the part of it known durable.
     sync: Arc<SyncState>,
     synced_rx: watch::Receiver<u64>,
@@ -117,6 +119,7 @@ impl Wal {
             dir,
             mode,
             segment_size: segment_size.max(HEADER_LEN + 1),
+            salt: std::sync::atomic::AtomicU32::new(salt),
             inner: Mutex::new(Writer {
                 file: Arc::new(file),
                 salt,
@@ -158,15 +161,21 @@ impl Wal {
         if payload_len > u32::MAX as usize - RECORD_HEADER {
             return Err(WalError::TooLarge(payload_len));
         }
-        // The payload's checksum is computed outside the lock and salted inside it.
-        let bare_crc = crc32c::crc32c(&rec[RECORD_HEADER..]);
+        // The checksum is computed outside the lock with the current file's salt, and again
+        // under it in the rare case that the file was rotated in between.
+        let salted = |salt: u32| {
+            crc32c::crc32c_append(crc32c::crc32c(&salt.to_le_bytes()), &rec[RECORD_HEADER..])
+        };
+        let guess = self.salt.load(std::sync::atomic::Ordering::Acquire);
+        let mut payload_crc = salted(guess);
         let mut w = self.inner.lock();
         if w.offset > HEADER_LEN && w.offset + rec.len() as u64 > self.segment_size {
             self.rotate(&mut w)?;
         }
+        if w.salt != guess {
+            payload_crc = salted(w.salt);
+        }
         let len = (payload_len as u32).to_le_bytes();
-        let payload_crc =
-            crc32c::crc32c_combine(crc32c::crc32c(&w.salt.to_le_bytes()), bare_crc, payload_len);
         rec[..4].copy_from_slice(&len);
         rec[4..8].copy_from_slice(&header_check(w.salt, len).to_le_bytes());
         rec[8..12].copy_from_slice(&payload_crc.to_le_bytes());
@@ -197,6 +206,7 @@ impl Wal {
         w.seq += 1;
         w.file = Arc::new(file);
         w.salt = salt;
+        self.salt.store(salt, std::sync::atomic::Ordering::Release);
         w.offset = HEADER_LEN;
         // Everything in the old file is durable now.
         let written = w.written;

@@ -365,6 +365,9 @@ impl serde::Serialize for LimitsSer<'_> {
             "max_entries_limit_per_query",
             &l.max_entries_limit_per_query,
         )?;
+        m.serialize_entry("max_query_series", &l.max_query_series)?;
+        m.serialize_entry("max_query_length", &dur(l.max_query_length))?;
+        m.serialize_entry("query_timeout", &dur(l.query_timeout))?;
         m.end()
     }
 }
@@ -514,6 +517,19 @@ mod tests {
         assert_eq!(c.limits_for("team-a").max_line_size, 10_000);
         assert_eq!(c.limits_for("team-b").max_line_size, 256_000);
         assert!(Config::from_yaml("overrides:\n  team-a:\n    nope: 1\n").is_err());
+    }
+
+    #[test]
+    fn overrides_start_from_every_limit() {
+        // An empty override must give back exactly `limits_config`: every field serializes.
+        let c = Config::from_yaml(
+            "limits_config:\n  max_line_size: 5KB\n  query_timeout: 2m\noverrides:\n  t: {}\n",
+        )
+        .unwrap();
+        assert_eq!(
+            format!("{:?}", c.limits_for("t")),
+            format!("{:?}", c.limits_config)
+        );
     }
 
     #[track_caller]

@@ -600,7 +600,7 @@ fn vector_scalar(
                     if op.is_comparison() {
                         let keep = value == 1.0;
                         if bool_ {
-                            return Some((drop_name(l), if keep { 1.0 } else { 0.0 }));
+                            return Some((l, if keep { 1.0 } else { 0.0 }));
                         }
                         return keep.then_some((l, x));
                     }
@@ -609,11 +609,6 @@ fn vector_scalar(
                 .collect()
         })
         .collect())
-}
-
-/// Loki's series have no metric name; arithmetic keeps labels as they are.
-fn drop_name(l: Arc<Labels>) -> Arc<Labels> {
-    l
 }
 
 fn signature(m: &VectorMatching, l: &Labels) -> Vec<(String, String)> {

@@ -457,14 +457,13 @@ pub fn select_logs(
     cancel: Cancel,
 ) -> Result<(Vec<StreamResult>, QueryStats), QueryError> {
     let started = Instant::now();
-    let pipeline =
-        pipeline::Pipeline::new(&q.pipeline).map_err(|e| QueryError::Unsupported(e.to_string()))?;
+    // Compiled here to report a bad pipeline; each part compiles its own (they keep state).
+    pipeline::Pipeline::new(&q.pipeline).map_err(|e| QueryError::Unsupported(e.to_string()))?;
     let snap = snapshot(tenant, &q.matchers, q.start, q.end);
     let mut stats = QueryStats {
         cancel,
         ..QueryStats::default()
     };
-    drop(pipeline);
     let parts = parallelism();
     let forward = q.direction == Direction::Forward;
     let results: Vec<(TopN, QueryStats)> = std::thread::scope(|sc| {
@@ -708,14 +707,14 @@ impl metric::SampleSource for LogSampleSource {
             _ => pipeline::SampleGrouping::from_grouping(agg.grouping.as_ref()),
         };
         let bad = |e: pipeline::PipelineError| metric::EvalError::BadQuery(e.to_string());
-        let extractor = pipeline::SampleExtractor::new(
+        // Compiled here to report a bad pipeline; each part compiles its own (they keep state).
+        pipeline::SampleExtractor::new(
             &log.pipeline,
             agg.range.unwrap.as_ref(),
             bytes,
             grouping.clone(),
         )
         .map_err(bad)?;
-        drop(extractor);
         let Some(tenant) = &self.tenant else {
             return Ok(Vec::new());
         };

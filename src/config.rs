@@ -488,6 +488,28 @@ mod tests {
     }
 
     #[test]
+    fn every_key_is_documented() {
+        let yaml = include_str!("../config/sawmill.yaml");
+        let src = include_str!("config.rs");
+        for line in src
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with("pub ") && l.ends_with(',') && l.contains(':'))
+        {
+            let name = line["pub ".len()..].split(':').next().unwrap().trim();
+            let documented = yaml.lines().any(|y| {
+                y.trim_start()
+                    .trim_start_matches("# ")
+                    .starts_with(&format!("{name}:"))
+            });
+            assert!(
+                documented,
+                "config key {name} is not documented in config/sawmill.yaml"
+            );
+        }
+    }
+
+    #[test]
     fn unknown_key_is_named() {
         let (key, msg) = Config::from_yaml("limits_config:\n  max_line_sise: 10\n").unwrap_err();
         assert_eq!(key, "limits_config.max_line_sise");

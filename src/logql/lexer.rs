@@ -1,11 +1,20 @@
 //! The LogQL lexer: turns query text into [`Token`]s with 1-based line and column, the way
-//! Loki's `lex.go` does. Keywords are case-insensitive; function names (`rate`, `sum`,
+//! Loki's `lex.go` does. Each kind of token is a nom parser (numbers, strings with Go escapes,
+//! raw strings, ranges, words, operators); the recursive-descent parser consumes the tokens. Keywords are case-insensitive; function names (`rate`, `sum`,
 //! `bytes`, `ip`...) are keywords only when followed by `(` or by `by (`/`without (`, so
 //! they stay usable as label names; a number glued to a unit becomes a duration (`250ms`)
 //! or a byte size (`20MB`); `[...]` is read whole as a range. A lexing error becomes a
 //! [`Tok::Error`] token, so the parser reports it where it meets it.
 
 use std::fmt;
+
+use nom::branch::alt;
+use nom::bytes::complete::{tag, tag_no_case, take_until, take_while, take_while_m_n};
+use nom::character::complete::{char, digit0, digit1, multispace1, one_of, satisfy};
+use nom::combinator::{map, map_res, opt, recognize, value};
+use nom::error::Error as NomError;
+use nom::sequence::{delimited, pair, preceded, tuple};
+use nom::{IResult, Parser};
 
 use super::duration::{parse_bytes, parse_duration, parse_prometheus_duration, Duration};
 
@@ -138,28 +147,79 @@ pub(super) struct Token {
 }
 
 /// Splits `input` into tokens, ending with [`Tok::Eof`] or at the first [`Tok::Error`].
+/// Each token is recognised by a nom parser over the remaining input; positions are 1-based
+/// lines and columns counted in characters, as Loki reports them.
 pub(super) fn tokenize(input: &str) -> Vec<Token> {
-    let mut lexer = Lexer::new(input);
     let mut out = Vec::new();
+    let mut at = Position::default();
+    let mut rest = input;
     loop {
-        let token = lexer.next_token();
-        let last = matches!(token.tok, Tok::Eof | Tok::Error(_));
-        out.push(token);
+        rest = skip_trivia(rest);
+        at.advance(input, rest);
+        let (next, tok) = if rest.is_empty() {
+            (rest, Tok::Eof)
+        } else {
+            token(rest)
+        };
+        let last = matches!(tok, Tok::Eof | Tok::Error(_));
+        out.push(Token {
+            tok,
+            line: at.line,
+            col: at.col,
+        });
         if last {
             return out;
+        }
+        rest = next;
+    }
+}
+
+/// Line and column of a byte offset, advanced incrementally.
+struct Position {
+    offset: usize,
+    line: usize,
+    col: usize,
+}
+
+impl Default for Position {
+    fn default() -> Self {
+        Position {
+            offset: 0,
+            line: 1,
+            col: 1,
         }
     }
 }
 
-struct Lexer {
-    chars: Vec<char>,
-    /// (line, column) of each char, plus one entry for the end of input.
-    pos: Vec<(usize, usize)>,
-    i: usize,
+impl Position {
+    /// Moves to where `rest` starts within `input`.
+    fn advance(&mut self, input: &str, rest: &str) {
+        let to = input.len() - rest.len();
+        for c in input[self.offset..to].chars() {
+            if c == '\n' {
+                self.line += 1;
+                self.col = 1;
+            } else {
+                self.col += 1;
+            }
+        }
+        self.offset = to;
+    }
 }
 
-fn is_space(c: char) -> bool {
-    matches!(c, ' ' | '\t' | '\n' | '\r')
+type Lexed<'a> = (&'a str, Tok);
+
+/// Skips whitespace and `#` comments.
+fn skip_trivia(mut i: &str) -> &str {
+    let comment = recognize(pair(
+        char::<&str, NomError<&str>>('#'),
+        take_while(|c| c != '\n'),
+    ));
+    let mut trivia = alt((multispace1, comment));
+    while let Ok((rest, _)) = trivia.parse(i) {
+        i = rest;
+    }
+    i
 }
 
 fn is_ident_start(c: char) -> bool {
@@ -178,326 +238,236 @@ fn is_bytes_rune(c: char) -> bool {
     matches!(c, 'B' | 'i' | 'k' | 'K' | 'M' | 'G' | 'T' | 'P')
 }
 
-impl Lexer {
-    fn new(input: &str) -> Self {
-        let chars: Vec<char> = input.chars().collect();
-        let mut pos = Vec::with_capacity(chars.len() + 1);
-        let (mut line, mut col) = (1, 1);
-        for &c in &chars {
-            pos.push((line, col));
-            if c == '\n' {
-                line += 1;
-                col = 1;
-            } else {
-                col += 1;
-            }
+/// One token at the start of non-empty `i`.
+fn token(i: &str) -> Lexed<'_> {
+    let mut chars = i.chars();
+    let c = chars.next().expect("bug: token() on empty input");
+    let second = chars.next();
+    match c {
+        '0'..='9' => number(i),
+        '.' if second.is_some_and(|d| d.is_ascii_digit()) => number(i),
+        '"' => string(i),
+        '`' => raw_string(i),
+        '[' => range(i),
+        '-' => minus(i),
+        '\0' => (&i[1..], Tok::Error("invalid character NUL".to_string())),
+        c if is_ident_start(c) => word(i),
+        _ => operator(i),
+    }
+}
+
+/// `12`, `1.5`, `.5`, `1e3`, `2.5E-3`; glued to a unit it becomes a duration or byte size.
+fn number(i: &str) -> Lexed<'_> {
+    let exponent = tuple((one_of("eE"), opt(one_of("+-")), digit1));
+    let mut text = recognize(tuple((
+        digit0::<&str, NomError<&str>>,
+        opt(pair(char('.'), digit0)),
+        opt(exponent),
+    )));
+    let (rest, text) = text
+        .parse(i)
+        .expect("bug: a number starts with a digit or '.'");
+    unit_suffix(text, rest).unwrap_or((rest, Tok::Number(text.to_string())))
+}
+
+/// A unit glued to `number` (`5m`, `1h30m`, `5KB`) when the whole word parses as a duration,
+/// else as a byte size; `None` leaves the input to the caller.
+fn unit_suffix<'a>(number: &str, rest: &'a str) -> Option<Lexed<'a>> {
+    let suffix = |accept: fn(char) -> bool| -> (&'a str, &'a str) {
+        take_while::<_, &str, NomError<&str>>(move |c: char| {
+            !c.is_whitespace() && (c.is_numeric() || c == '.' || accept(c))
+        })
+        .parse(rest)
+        .expect("bug: take_while cannot fail")
+    };
+    let (after, unit) = suffix(is_duration_rune);
+    if !unit.is_empty() {
+        if let Ok(d) = parse_duration(&format!("{number}{unit}")) {
+            return Some((after, Tok::Duration(d)));
         }
-        pos.push((line, col));
-        Lexer { chars, pos, i: 0 }
     }
-
-    fn peek(&self, offset: usize) -> Option<char> {
-        self.chars.get(self.i + offset).copied()
+    if number == "-" {
+        return None;
     }
-
-    fn token(&self, start: usize, tok: Tok) -> Token {
-        let (line, col) = self.pos[start];
-        Token { tok, line, col }
+    let (after, unit) = suffix(is_bytes_rune);
+    if !unit.is_empty() {
+        if let Ok(b) = parse_bytes(&format!("{number}{unit}")) {
+            return Some((after, Tok::Bytes(b)));
+        }
     }
+    None
+}
 
-    fn next_token(&mut self) -> Token {
-        loop {
-            match self.peek(0) {
-                Some(c) if is_space(c) => self.i += 1,
-                Some('#') => {
-                    while self.peek(0).is_some_and(|c| c != '\n') {
-                        self.i += 1;
-                    }
+/// `-`, a parser flag (`--strict`), or a negative duration (`-5m`).
+fn minus(i: &str) -> Lexed<'_> {
+    let rest = &i[1..];
+    let mut flag = recognize(pair(
+        tag::<_, &str, NomError<&str>>("--"),
+        take_while(|c: char| c.is_alphabetic() || c == '-'),
+    ));
+    if let Ok((after, text)) = flag.parse(i) {
+        if let Some(known) = PARSER_FLAGS.iter().find(|f| **f == text) {
+            return (after, Tok::Flag(known));
+        }
+    }
+    unit_suffix("-", rest).unwrap_or((rest, Tok::Op("-")))
+}
+
+/// A double-quoted string with Go escapes.
+fn string(i: &str) -> Lexed<'_> {
+    let not_terminated = |rest| (rest, Tok::Error("literal not terminated".to_string()));
+    let mut rest = &i[1..];
+    let mut out: Vec<u8> = Vec::new();
+    loop {
+        let mut plain = take_while::<_, &str, NomError<&str>>(|c| !matches!(c, '"' | '\\' | '\n'));
+        let (after, text) = plain.parse(rest).expect("bug: take_while cannot fail");
+        out.extend_from_slice(text.as_bytes());
+        rest = after;
+        match rest.chars().next() {
+            None | Some('\n') => return not_terminated(rest),
+            Some('"') => {
+                rest = &rest[1..];
+                break;
+            }
+            _ => match escape(&rest[1..]) {
+                Ok((after, bytes)) => {
+                    out.extend_from_slice(&bytes);
+                    rest = after;
                 }
-                _ => break,
-            }
-        }
-        let start = self.i;
-        let Some(c) = self.peek(0) else {
-            return self.token(start, Tok::Eof);
-        };
-        let tok = match c {
-            '0'..='9' => self.number(),
-            '.' if self.peek(1).is_some_and(|d| d.is_ascii_digit()) => self.number(),
-            '"' => self.string(),
-            '`' => self.raw_string(),
-            '[' => self.range(),
-            '-' => self.minus(),
-            '\0' => {
-                self.i += 1;
-                Tok::Error("invalid character NUL".to_string())
-            }
-            c if is_ident_start(c) => self.word(),
-            _ => self.operator(),
-        };
-        self.token(start, tok)
-    }
-
-    fn number(&mut self) -> Tok {
-        let start = self.i;
-        while self.peek(0).is_some_and(|c| c.is_ascii_digit()) {
-            self.i += 1;
-        }
-        if self.peek(0) == Some('.') {
-            self.i += 1;
-            while self.peek(0).is_some_and(|c| c.is_ascii_digit()) {
-                self.i += 1;
-            }
-        }
-        if matches!(self.peek(0), Some('e' | 'E')) {
-            let sign = usize::from(matches!(self.peek(1), Some('+' | '-')));
-            if self.peek(1 + sign).is_some_and(|c| c.is_ascii_digit()) {
-                self.i += 1 + sign;
-                while self.peek(0).is_some_and(|c| c.is_ascii_digit()) {
-                    self.i += 1;
-                }
-            }
-        }
-        let text: String = self.chars[start..self.i].iter().collect();
-        if let Some(tok) = self.unit_suffix(&text) {
-            return tok;
-        }
-        Tok::Number(text)
-    }
-
-    /// Reads a unit glued to a number (`5m`, `1h30m`, `5KB`) when the whole word parses as
-    /// a duration, else as a byte size; leaves the input untouched otherwise.
-    fn unit_suffix(&mut self, number: &str) -> Option<Tok> {
-        let suffix_len = |accept: fn(char) -> bool| {
-            self.chars[self.i..]
-                .iter()
-                .take_while(|c| !c.is_whitespace() && (c.is_numeric() || **c == '.' || accept(**c)))
-                .count()
-        };
-        let n = suffix_len(is_duration_rune);
-        if n > 0 {
-            let word: String = number
-                .chars()
-                .chain(self.chars[self.i..self.i + n].iter().copied())
-                .collect();
-            if let Ok(d) = parse_duration(&word) {
-                self.i += n;
-                return Some(Tok::Duration(d));
-            }
-        }
-        if number == "-" {
-            return None;
-        }
-        let n = suffix_len(is_bytes_rune);
-        if n > 0 {
-            let word: String = number
-                .chars()
-                .chain(self.chars[self.i..self.i + n].iter().copied())
-                .collect();
-            if let Ok(b) = parse_bytes(&word) {
-                self.i += n;
-                return Some(Tok::Bytes(b));
-            }
-        }
-        None
-    }
-
-    fn minus(&mut self) -> Tok {
-        self.i += 1;
-        if self.peek(0) == Some('-') {
-            let n = self.chars[self.i..]
-                .iter()
-                .take_while(|c| c.is_alphabetic() || **c == '-')
-                .count();
-            let flag: String = std::iter::once('-')
-                .chain(self.chars[self.i..self.i + n].iter().copied())
-                .collect();
-            if let Some(known) = PARSER_FLAGS.iter().find(|f| **f == flag) {
-                self.i += n;
-                return Tok::Flag(known);
-            }
-        }
-        if let Some(tok) = self.unit_suffix("-") {
-            return tok;
-        }
-        Tok::Op("-")
-    }
-
-    fn string(&mut self) -> Tok {
-        self.i += 1;
-        let mut out: Vec<u8> = Vec::new();
-        loop {
-            let Some(c) = self.peek(0) else {
-                return Tok::Error("literal not terminated".to_string());
-            };
-            self.i += 1;
-            match c {
-                '"' => break,
-                '\n' => return Tok::Error("literal not terminated".to_string()),
-                '\\' => {
-                    if let Err(msg) = self.escape(&mut out) {
-                        return Tok::Error(msg);
-                    }
-                }
-                c => {
-                    let mut buf = [0u8; 4];
-                    out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-                }
-            }
-        }
-        match String::from_utf8(out) {
-            Ok(s) => Tok::Str(s),
-            Err(_) => Tok::Error("invalid UTF-8 rune".to_string()),
+                Err(_) => return (rest, Tok::Error("invalid char escape".to_string())),
+            },
         }
     }
-
-    /// Decodes one Go escape sequence after a backslash into `out`.
-    fn escape(&mut self, out: &mut Vec<u8>) -> Result<(), String> {
-        let invalid = || "invalid char escape".to_string();
-        let c = self.peek(0).ok_or_else(invalid)?;
-        self.i += 1;
-        let simple = match c {
-            'a' => Some(0x07),
-            'b' => Some(0x08),
-            'f' => Some(0x0c),
-            'n' => Some(b'\n'),
-            'r' => Some(b'\r'),
-            't' => Some(b'\t'),
-            'v' => Some(0x0b),
-            '\\' => Some(b'\\'),
-            '"' => Some(b'"'),
-            _ => None,
-        };
-        if let Some(b) = simple {
-            out.push(b);
-            return Ok(());
-        }
-        let (digits, radix, first) = match c {
-            '0'..='7' => (2, 8, c.to_digit(8)),
-            'x' => (2, 16, None),
-            'u' => (4, 16, None),
-            'U' => (8, 16, None),
-            _ => return Err(invalid()),
-        };
-        let mut value = first.unwrap_or(0);
-        for _ in 0..digits {
-            let d = self
-                .peek(0)
-                .and_then(|d| d.to_digit(radix))
-                .ok_or_else(invalid)?;
-            self.i += 1;
-            value = value * radix + d;
-        }
-        match c {
-            '0'..='7' | 'x' => {
-                out.push(u8::try_from(value).map_err(|_| invalid())?);
-            }
-            _ => {
-                let ch = char::from_u32(value).ok_or_else(invalid)?;
-                let mut buf = [0u8; 4];
-                out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
-            }
-        }
-        Ok(())
+    match String::from_utf8(out) {
+        Ok(s) => (rest, Tok::Str(s)),
+        Err(_) => (rest, Tok::Error("invalid UTF-8 rune".to_string())),
     }
+}
 
-    fn raw_string(&mut self) -> Tok {
-        self.i += 1;
-        let mut out = String::new();
-        loop {
-            match self.peek(0) {
-                None => return Tok::Error("literal not terminated".to_string()),
-                Some('`') => {
-                    self.i += 1;
-                    return Tok::Str(out);
-                }
-                Some('\r') => self.i += 1,
-                Some(c) => {
-                    out.push(c);
-                    self.i += 1;
-                }
-            }
+/// One Go escape sequence after its backslash: `\n`, `\x41`, `\101`, `\u00e9`, `\U0001F680`.
+fn escape(i: &str) -> IResult<&str, Vec<u8>> {
+    let simple = alt((
+        value(vec![0x07], char('a')),
+        value(vec![0x08], char('b')),
+        value(vec![0x0c], char('f')),
+        value(vec![b'\n'], char('n')),
+        value(vec![b'\r'], char('r')),
+        value(vec![b'\t'], char('t')),
+        value(vec![0x0b], char('v')),
+        value(vec![b'\\'], char('\\')),
+        value(vec![b'"'], char('"')),
+    ));
+    let digits = |radix: u32, n: usize| take_while_m_n(n, n, move |c: char| c.is_digit(radix));
+    let byte = |radix: u32| move |d: &str| u8::from_str_radix(d, radix);
+    let octal = map_res(recognize(pair(one_of("01234567"), digits(8, 2))), byte(8));
+    let hex = map_res(preceded(char('x'), digits(16, 2)), byte(16));
+    let rune = || {
+        move |d: &str| {
+            u32::from_str_radix(d, 16)
+                .ok()
+                .and_then(char::from_u32)
+                .map(|ch| ch.to_string().into_bytes())
+                .ok_or(())
         }
+    };
+    let unicode = alt((
+        map_res(preceded(char('u'), digits(16, 4)), rune()),
+        map_res(preceded(char('U'), digits(16, 8)), rune()),
+    ));
+    alt((
+        simple,
+        map(octal, |b| vec![b]),
+        map(hex, |b| vec![b]),
+        unicode,
+    ))
+    .parse(i)
+}
+
+/// A backquoted raw string; carriage returns are dropped, as in Go.
+fn raw_string(i: &str) -> Lexed<'_> {
+    let mut body = delimited(
+        char::<&str, NomError<&str>>('`'),
+        take_while(|c| c != '`'),
+        char('`'),
+    );
+    match body.parse(i) {
+        Ok((rest, text)) => (rest, Tok::Str(text.replace('\r', ""))),
+        Err(_) => ("", Tok::Error("literal not terminated".to_string())),
     }
+}
 
-    fn range(&mut self) -> Tok {
-        self.i += 1;
-        let start = self.i;
-        while let Some(c) = self.peek(0) {
-            self.i += 1;
-            if c == ']' {
-                let text: String = self.chars[start..self.i - 1].iter().collect();
-                return match parse_prometheus_duration(&text) {
-                    Ok(d) => Tok::Range(d),
-                    Err(e) => Tok::Error(e.to_string()),
-                };
-            }
-        }
-        Tok::Error("missing closing ']' in duration".to_string())
+/// `[5m]`, read whole.
+fn range(i: &str) -> Lexed<'_> {
+    let mut body = delimited(
+        char::<&str, NomError<&str>>('['),
+        take_until("]"),
+        char(']'),
+    );
+    match body.parse(i) {
+        Ok((rest, text)) => match parse_prometheus_duration(text) {
+            Ok(d) => (rest, Tok::Range(d)),
+            Err(e) => (rest, Tok::Error(e.to_string())),
+        },
+        Err(_) => (
+            "",
+            Tok::Error("missing closing ']' in duration".to_string()),
+        ),
     }
+}
 
-    fn word(&mut self) -> Tok {
-        let start = self.i;
-        while self.peek(0).is_some_and(is_ident_char) {
-            self.i += 1;
-        }
-        let text: String = self.chars[start..self.i].iter().collect();
-        let lower = text.to_lowercase();
-        if let Some(f) = FUNCTIONS.iter().find(|f| **f == lower) {
-            return if self.is_call() {
+/// An identifier, keyword, or function name (a function only in call position).
+fn word(i: &str) -> Lexed<'_> {
+    let mut ident = recognize(pair(
+        satisfy::<_, &str, NomError<&str>>(is_ident_start),
+        take_while(is_ident_char),
+    ));
+    let (rest, text) = ident
+        .parse(i)
+        .expect("bug: a word starts with an identifier character");
+    let lower = text.to_lowercase();
+    if let Some(f) = FUNCTIONS.iter().find(|f| **f == lower) {
+        return (
+            rest,
+            if is_call(rest) {
                 Tok::Func(f)
             } else {
-                Tok::Ident(text)
-            };
-        }
-        if let Some(k) = KEYWORDS.iter().find(|k| **k == lower) {
-            return Tok::Keyword(k);
-        }
-        Tok::Ident(text)
+                Tok::Ident(text.to_string())
+            },
+        );
     }
-
-    /// Whether the next non-space input is `(`, `by (` or `without (`.
-    fn is_call(&self) -> bool {
-        let rest = &self.chars[self.i..];
-        let skip = |from: usize| {
-            from + rest[from..]
-                .iter()
-                .take_while(|c| c.is_whitespace())
-                .count()
-        };
-        let at = skip(0);
-        if rest.get(at) == Some(&'(') {
-            return true;
-        }
-        for word in ["by", "without"] {
-            let len = word.len();
-            let matches_word = rest.len() >= at + len
-                && rest[at..at + len]
-                    .iter()
-                    .zip(word.chars())
-                    .all(|(c, w)| c.to_ascii_lowercase() == w);
-            if matches_word {
-                return rest.get(skip(at + len)) == Some(&'(');
-            }
-        }
-        false
+    if let Some(k) = KEYWORDS.iter().find(|k| **k == lower) {
+        return (rest, Tok::Keyword(k));
     }
+    (rest, Tok::Ident(text.to_string()))
+}
 
-    fn operator(&mut self) -> Tok {
-        let c = self.chars[self.i];
-        if let Some(next) = self.peek(1) {
-            let pair: String = [c, next].iter().collect();
-            if let Some(op) = TWO_CHAR_OPS.iter().find(|op| **op == pair) {
-                self.i += 2;
-                return Tok::Op(op);
-            }
-        }
-        self.i += 1;
-        let single = c.to_string();
-        match ONE_CHAR_OPS.iter().find(|op| **op == single) {
-            Some(op) => Tok::Op(op),
-            None => Tok::Invalid(c),
-        }
+/// Whether the input continues with `(`, `by (` or `without (` (spaces allowed).
+fn is_call(i: &str) -> bool {
+    let space = || take_while::<_, &str, NomError<&str>>(char::is_whitespace);
+    let grouping = tuple((
+        space(),
+        alt((tag_no_case("by"), tag_no_case("without"))),
+        space(),
+        char('('),
+    ));
+    let call = tuple((space(), char('(')));
+    alt((recognize(call), recognize(grouping))).parse(i).is_ok()
+}
+
+/// An operator or punctuation; anything else is one invalid character.
+fn operator(i: &str) -> Lexed<'_> {
+    let two = TWO_CHAR_OPS.iter().find(|op| i.starts_with(**op));
+    if let Some(op) = two {
+        return (&i[op.len()..], Tok::Op(op));
+    }
+    let c = i.chars().next().expect("bug: operator() on empty input");
+    let rest = &i[c.len_utf8()..];
+    match ONE_CHAR_OPS
+        .iter()
+        .find(|op| op.starts_with(c) && op.len() == c.len_utf8())
+    {
+        Some(op) => (rest, Tok::Op(op)),
+        None => (rest, Tok::Invalid(c)),
     }
 }
 

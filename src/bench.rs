@@ -26,32 +26,6 @@ fn write_digits(out: &mut [u8], mut v: u64) {
 }
 
 fn make_template(seed: usize, batch: usize, streams: usize) -> BodyTemplate {
-    const APPS: [&str; 8] = [
-        "api-gateway",
-        "user-service",
-        "payment-service",
-        "search-service",
-        "event-service",
-        "notification-service",
-        "analytics-service",
-        "recommendation-engine",
-    ];
-    const LEVELS: [&str; 4] = ["debug", "info", "warn", "error"];
-    const MSGS: [&str; 6] = [
-        "request completed",
-        "cache miss",
-        "database query slow",
-        "upstream timeout",
-        "user logged in",
-        "payment authorized",
-    ];
-    const PATHS: [&str; 5] = [
-        "/api/users",
-        "/api/payments",
-        "/api/search?q=shoes",
-        "/api/events/{id}",
-        "/health",
-    ];
     let per_push = 4.min(streams.max(1));
     let per_stream = batch.div_ceil(per_push);
     let mut body = String::from("{\"streams\":[");
@@ -223,25 +197,25 @@ const APPS: [&str; 8] = [
     "recommendation-engine",
 ];
 const LEVELS: [&str; 4] = ["debug", "info", "warn", "error"];
+const MSGS: [&str; 6] = [
+    "request completed",
+    "cache miss",
+    "database query slow",
+    "upstream timeout",
+    "user logged in",
+    "payment authorized",
+];
+const PATHS: [&str; 5] = [
+    "/api/users",
+    "/api/payments",
+    "/api/search?q=shoes",
+    "/api/events/{id}",
+    "/health",
+];
 const NAMESPACES: [&str; 2] = ["production", "staging"];
 
 /// A ~300-byte log line, JSON for even `i`, logfmt for odd.
 fn bench_line(i: usize, app: &str, level: &str, rng: &mut impl FnMut() -> usize) -> String {
-    const MSGS: [&str; 6] = [
-        "request completed",
-        "cache miss",
-        "database query slow",
-        "upstream timeout",
-        "user logged in",
-        "payment authorized",
-    ];
-    const PATHS: [&str; 5] = [
-        "/api/users",
-        "/api/payments",
-        "/api/search?q=shoes",
-        "/api/events/{id}",
-        "/health",
-    ];
     let (r, u, d) = (rng(), rng() % 50000, rng() % 5000);
     let status = if level == "error" {
         [500, 502, 503, 504][r % 4]

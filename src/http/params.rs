@@ -45,6 +45,13 @@ impl Params {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The `query` parameter, required.
+    pub fn query(&self) -> Result<&str, ApiError> {
+        self.get("query")
+            .filter(|q| !q.is_empty())
+            .ok_or_else(|| ApiError::BadRequest("query parameter is required".into()))
+    }
+
     pub fn all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.0
             .iter()

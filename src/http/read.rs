@@ -75,10 +75,7 @@ pub async fn query_range(
 ) -> Result<Response, ApiError> {
     let tenant = tenant_of(&state, &headers)?;
     let p = Params::from_request(raw.as_deref(), &headers, &body)?;
-    let q = p
-        .get("query")
-        .filter(|q| !q.is_empty())
-        .ok_or_else(|| ApiError::BadRequest("query parameter is required".into()))?;
+    let q = p.query()?;
     let limits = state.store.cfg.limits_for(&tenant);
     let (start, end) = p.range(now_ns())?;
     let limit = p.limit(limits.max_entries_limit_per_query)?;
@@ -150,10 +147,7 @@ pub async fn query_instant(
 ) -> Result<Response, ApiError> {
     let tenant = tenant_of(&state, &headers)?;
     let p = Params::from_request(raw.as_deref(), &headers, &body)?;
-    let q = p
-        .get("query")
-        .filter(|q| !q.is_empty())
-        .ok_or_else(|| ApiError::BadRequest("query parameter is required".into()))?;
+    let q = p.query()?;
     let limits = state.store.cfg.limits_for(&tenant);
     let time = match p.get("time") {
         Some(t) if !t.is_empty() => super::params::parse_timestamp(t)

@@ -99,7 +99,7 @@ pub fn tune_allocator() {
     // SAFETY: mallopt only changes allocator parameters; called once before threads start.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 16 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 32 << 20);
         libc::mallopt(libc::M_ARENA_MAX, 4);
     }
 }

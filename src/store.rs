@@ -587,7 +587,7 @@ impl Store {
         std::thread::Builder::new()
             .name("flusher".into())
             .spawn(move || loop {
-                std::thread::sleep(period.min(Duration::from_secs(1)));
+                std::thread::sleep(period.min(Duration::from_millis(250)));
                 let Some(s) = store.upgrade() else { return };
                 if !s.flush_due(period) {
                     continue;

@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::params::Params;
 use super::read::labels_json;
-use super::read::{blocking, json_response, now_ns, parse_error, CancelOnDrop};
+use super::read::{blocking, json_response, now_ns, on_tenant, parse_error, CancelOnDrop};
 use super::{tenant_of, ApiError, AppState};
 use crate::labels::Labels;
 use crate::logql::{self, Expr, MatchOp, Matcher};
@@ -629,12 +629,8 @@ pub async fn detected_labels(
         Some(q) if !q.trim().is_empty() => vec![selector_of(q)?],
         _ => Vec::new(),
     };
-    let store = state.store.clone();
-    let found = blocking(move || {
-        Ok(store
-            .existing_tenant(&tenant)
-            .map(|t| query::series(&t, &groups, start, end))
-            .unwrap_or_default())
+    let found = on_tenant(&state, tenant, move |t| {
+        query::series(t, &groups, start, end)
     })
     .await?;
     let mut values: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();

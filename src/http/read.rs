@@ -67,6 +67,22 @@ pub(super) async fn blocking<T: Send + 'static>(
         .map_err(|e| ApiError::Internal(format!("query task failed: {e}")))?
 }
 
+/// Runs `f` on a tenant's data off the async threads; a tenant with no data gives the default.
+pub(super) async fn on_tenant<T: Default + Send + 'static>(
+    state: &AppState,
+    tenant: String,
+    f: impl FnOnce(&crate::store::Tenant) -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    let store = state.store.clone();
+    blocking(move || {
+        Ok(store
+            .existing_tenant(&tenant)
+            .map(|t| f(&t))
+            .unwrap_or_default())
+    })
+    .await
+}
+
 pub async fn query_range(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -381,12 +397,8 @@ pub async fn labels(
     let p = Params::from_request(raw.as_deref(), &headers, &body)?;
     let (start, end) = p.range(now_ns())?;
     let matchers = optional_selector(&p)?;
-    let store = state.store.clone();
-    let names = blocking(move || {
-        Ok(store
-            .existing_tenant(&tenant)
-            .map(|t| query::label_names(&t, &matchers, start, end))
-            .unwrap_or_default())
+    let names = on_tenant(&state, tenant, move |t| {
+        query::label_names(t, &matchers, start, end)
     })
     .await?;
     Ok(data_response(names.into_iter().map(Into::into).collect()))
@@ -403,12 +415,8 @@ pub async fn label_values(
     let p = Params::from_request(raw.as_deref(), &headers, &body)?;
     let (start, end) = p.range(now_ns())?;
     let matchers = optional_selector(&p)?;
-    let store = state.store.clone();
-    let values = blocking(move || {
-        Ok(store
-            .existing_tenant(&tenant)
-            .map(|t| query::label_values(&t, &name, &matchers, start, end))
-            .unwrap_or_default())
+    let values = on_tenant(&state, tenant, move |t| {
+        query::label_values(t, &name, &matchers, start, end)
     })
     .await?;
     Ok(data_response(values.into_iter().map(Into::into).collect()))
@@ -428,12 +436,8 @@ pub async fn series(
         .chain(p.all("match"))
         .map(|m| logql::parse_selector(m).map_err(parse_error))
         .collect::<Result<_, _>>()?;
-    let store = state.store.clone();
-    let found = blocking(move || {
-        Ok(store
-            .existing_tenant(&tenant)
-            .map(|t| query::series(&t, &groups, start, end))
-            .unwrap_or_default())
+    let found = on_tenant(&state, tenant, move |t| {
+        query::series(t, &groups, start, end)
     })
     .await?;
     let data: Vec<serde_json::Value> = found

@@ -37,6 +37,8 @@ pub struct Config {
     pub distributor: DistributorConfig,
     pub ingester: IngesterConfig,
     pub limits_config: Limits,
+    pub compactor: CompactorConfig,
+    pub storage: StorageConfig,
     /// Per-tenant limits that replace `limits_config` for that tenant, key by key.
     pub overrides: BTreeMap<String, LimitsOverride>,
 }
@@ -116,6 +118,41 @@ pub struct IngesterConfig {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+pub struct CompactorConfig {
+    /// How often the compactor merges small segments, applies retention and processes deletes.
+    #[serde(deserialize_with = "de_duration")]
+    pub compaction_interval: Duration,
+    /// Compacted segments hold the chunks of one tenant starting within one such period.
+    #[serde(deserialize_with = "de_duration")]
+    pub partition_period: Duration,
+    /// zstd level for blocks rewritten by compaction (higher than ingest: smaller files).
+    pub zstd_level: i32,
+    /// A delete request can be cancelled for this long; it is processed after it.
+    #[serde(deserialize_with = "de_duration")]
+    pub delete_request_cancel_period: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Below this much free space on the data directory's filesystem, pushes are refused with 507.
+    #[serde(deserialize_with = "de_bytes")]
+    pub min_free_bytes: u64,
+}
+
+/// A retention rule for the streams a selector matches (Loki's `retention_stream`).
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StreamRetention {
+    pub selector: String,
+    #[serde(default)]
+    pub priority: i64,
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
+    pub period: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct Limits {
     pub ingestion_rate_mb: f64,
     pub ingestion_burst_size_mb: f64,
@@ -146,6 +183,11 @@ pub struct Limits {
     /// A query still running after this is stopped and answered 504.
     #[serde(deserialize_with = "de_duration")]
     pub query_timeout: Duration,
+    /// Entries older than this are dropped (0 = keep forever).
+    #[serde(deserialize_with = "de_duration")]
+    pub retention_period: Duration,
+    /// Per-selector retention; the matching rule with the highest priority wins over `retention_period`.
+    pub retention_stream: Vec<StreamRetention>,
 }
 
 /// A tenant's overrides: any `limits_config` key, written the same way.
@@ -160,6 +202,8 @@ impl Default for Config {
             distributor: DistributorConfig::default(),
             ingester: IngesterConfig::default(),
             limits_config: Limits::default(),
+            compactor: CompactorConfig::default(),
+            storage: StorageConfig::default(),
             overrides: BTreeMap::new(),
         }
     }
@@ -217,6 +261,25 @@ impl Default for IngesterConfig {
     }
 }
 
+impl Default for CompactorConfig {
+    fn default() -> Self {
+        CompactorConfig {
+            compaction_interval: Duration::from_secs(600),
+            partition_period: Duration::from_secs(3600),
+            zstd_level: 3,
+            delete_request_cancel_period: Duration::ZERO,
+        }
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            min_free_bytes: 64 << 20,
+        }
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {
@@ -238,6 +301,8 @@ impl Default for Limits {
             max_query_series: 500,
             max_query_length: Duration::from_secs(721 * 3600),
             query_timeout: Duration::from_secs(60),
+            retention_period: Duration::ZERO,
+            retention_stream: Vec::new(),
         }
     }
 }
@@ -368,6 +433,8 @@ impl serde::Serialize for LimitsSer<'_> {
         m.serialize_entry("max_query_series", &l.max_query_series)?;
         m.serialize_entry("max_query_length", &dur(l.max_query_length))?;
         m.serialize_entry("query_timeout", &dur(l.query_timeout))?;
+        m.serialize_entry("retention_period", &dur(l.retention_period))?;
+        m.serialize_entry("retention_stream", &l.retention_stream)?;
         m.end()
     }
 }
@@ -458,6 +525,10 @@ fn de_flexible<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
 
 fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     parse_duration(&de_flexible(d)?).map_err(serde::de::Error::custom)
+}
+
+fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format!("{}ms", d.as_millis()))
 }
 
 fn de_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {

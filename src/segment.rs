@@ -5,15 +5,23 @@
 //! fails a checksum is reported and skipped; every read is bounds-checked against the file's
 //! length at open, so a damaged file never makes a read go past its end.
 //!
+//! Version 2 adds the segment's lineage, which makes compaction atomic without a separate
+//! manifest: a compacted segment lists the `(segment, time range)` pairs it replaces. A
+//! segment's chunks starting in a replaced range are hidden from the moment the replacing
+//! segment is renamed into place (at start-up too, see `store`), and a segment whose chunks are
+//! all hidden is deleted. A crash leaves either the inputs visible or the output, never both.
+//!
 //! ```text
 //! segment := header | chunk* | footer | trailer
-//! header  := "SAWMSEG1" (8) | version u8 = 1 | reserved [u8; 7]                      16 bytes
+//! header  := "SAWMSEG1" (8) | version u8 (1 or 2) | reserved [u8; 7]                16 bytes
 //! chunk   := see `chunk`
 //! footer  := n_streams uv | { fingerprint u64 LE | labels lp | max_ts iv |
 //!                              flushed_wal_seq uv | flushed_wal_offset uv }*
 //!            n_chunks uv  | { stream uv | min_ts iv | max_ts iv | offset uv | len uv |
 //!                              n_entries uv | raw_bytes uv }*
 //!            n_names uv   | { name lp | n_values uv | { value lp | n uv | stream-delta uv * n }* }*
+//!            (version 2:) n_replaced uv | { segment seq uv | from_ts iv | to_ts iv }*
+//!                         deletes_applied_through uv
 //! trailer := footer_offset u64 | footer_len u64 | crc32c(footer) u32 | reserved u32 |
 //!            "SAWMSEGF" (8)                                                            32 bytes
 //! (uv: unsigned varint, iv: zigzag varint, lp: uv length then bytes)
@@ -23,6 +31,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use memmap2::Mmap;
 use thiserror::Error;
@@ -34,7 +43,7 @@ use crate::wal::WalPos;
 
 pub const SEGMENT_MAGIC: &[u8; 8] = b"SAWMSEG1";
 pub const FOOTER_MAGIC: &[u8; 8] = b"SAWMSEGF";
-pub const SEGMENT_VERSION: u8 = 1;
+pub const SEGMENT_VERSION: u8 = 2;
 pub const HEADER_LEN: usize = 16;
 pub const TRAILER_LEN: usize = 32;
 
@@ -78,12 +87,35 @@ pub struct ChunkMeta {
 /// name → value → sorted stream indexes.
 pub type LabelIndex = BTreeMap<String, BTreeMap<String, Vec<u32>>>;
 
+/// The chunks of segment `seq` whose `min_ts` lies in `[from, to)`, replaced by a compacted segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Replaced {
+    pub seq: u64,
+    pub from: i64,
+    pub to: i64,
+}
+
+impl Replaced {
+    pub fn covers(&self, seq: u64, min_ts: i64) -> bool {
+        self.seq == seq && min_ts >= self.from && min_ts < self.to
+    }
+}
+
+/// Where a segment's data came from: what it replaces, and the delete requests already applied.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Lineage {
+    pub replaces: Vec<Replaced>,
+    /// Delete requests numbered up to this one were applied when the segment was written.
+    pub deletes_applied_through: u64,
+}
+
 pub struct SegmentWriter {
     tmp: PathBuf,
     out: BufWriter<File>,
     offset: u64,
     streams: Vec<SegmentStream>,
     chunks: Vec<ChunkMeta>,
+    lineage: Lineage,
 }
 
 impl SegmentWriter {
@@ -105,7 +137,17 @@ impl SegmentWriter {
             offset: HEADER_LEN as u64,
             streams: Vec::new(),
             chunks: Vec::new(),
+            lineage: Lineage::default(),
         })
+    }
+
+    pub fn set_lineage(&mut self, lineage: Lineage) {
+        self.lineage = lineage;
+    }
+
+    /// Bytes of chunk data written so far.
+    pub fn data_bytes(&self) -> u64 {
+        self.offset - HEADER_LEN as u64
     }
 
     pub fn add_stream(&mut self, s: SegmentStream) -> u32 {
@@ -144,7 +186,7 @@ impl SegmentWriter {
 
     /// Writes the footer, fsyncs, renames into place and fsyncs the directory.
     pub fn finish(mut self, final_path: &Path) -> Result<u64, SegmentError> {
-        let footer = encode_footer(&self.streams, &self.chunks);
+        let footer = encode_footer(&self.streams, &self.chunks, &self.lineage);
         let mut trailer = Vec::with_capacity(TRAILER_LEN);
         trailer.extend_from_slice(&self.offset.to_le_bytes());
         trailer.extend_from_slice(&(footer.len() as u64).to_le_bytes());
@@ -173,7 +215,7 @@ impl SegmentWriter {
     }
 }
 
-fn encode_footer(streams: &[SegmentStream], chunks: &[ChunkMeta]) -> Vec<u8> {
+fn encode_footer(streams: &[SegmentStream], chunks: &[ChunkMeta], lineage: &Lineage) -> Vec<u8> {
     let mut f = Vec::with_capacity(streams.len() * 96 + chunks.len() * 24);
     put_uvarint(&mut f, streams.len() as u64);
     let mut index = LabelIndex::new();
@@ -216,19 +258,33 @@ fn encode_footer(streams: &[SegmentStream], chunks: &[ChunkMeta]) -> Vec<u8> {
             }
         }
     }
+    put_uvarint(&mut f, lineage.replaces.len() as u64);
+    for r in &lineage.replaces {
+        put_uvarint(&mut f, r.seq);
+        put_ivarint(&mut f, r.from);
+        put_ivarint(&mut f, r.to);
+    }
+    put_uvarint(&mut f, lineage.deletes_applied_through);
     f
 }
 
 /// An open segment: the mapped file and its decoded footer.
+///
+/// Queries hold it in an `Arc`: a segment deleted by compaction stays mapped (and readable)
+/// until the last query using it drops it.
 pub struct SegmentReader {
     path: PathBuf,
-    map: Mmap,
+    map: Arc<Mmap>,
     pub seq: u64,
     pub streams: Vec<SegmentStream>,
+    /// The visible chunks: those not hidden by a compacted segment that replaced them.
     pub chunks: Vec<ChunkMeta>,
     pub index: LabelIndex,
     pub min_ts: i64,
     pub max_ts: i64,
+    pub lineage: Lineage,
+    /// Chunks of the file hidden because a compacted segment replaced them.
+    pub hidden_chunks: usize,
 }
 
 impl std::fmt::Debug for SegmentReader {
@@ -261,7 +317,8 @@ impl SegmentReader {
         if len < HEADER_LEN + TRAILER_LEN {
             return Err(corrupt(len, "file too short"));
         }
-        if &map[..8] != SEGMENT_MAGIC || map[8] != SEGMENT_VERSION {
+        let version = map[8];
+        if &map[..8] != SEGMENT_MAGIC || !(1..=SEGMENT_VERSION).contains(&version) {
             return Err(corrupt(0, "bad magic or version"));
         }
         let t = &map[len - TRAILER_LEN..];
@@ -279,7 +336,7 @@ impl SegmentReader {
         if crc32c::crc32c(footer) != crc {
             return Err(corrupt(footer_off as usize, "footer checksum mismatch"));
         }
-        let (streams, chunks, index) = decode_footer(footer)
+        let (streams, chunks, index, lineage) = decode_footer(footer, version)
             .map_err(|Truncated(at)| corrupt(footer_off as usize + at, "malformed footer"))?;
         for c in &chunks {
             if c.stream as usize >= streams.len()
@@ -297,18 +354,49 @@ impl SegmentReader {
                 ));
             }
         }
-        let min_ts = chunks.iter().map(|c| c.min_ts).min().unwrap_or(0);
-        let max_ts = chunks.iter().map(|c| c.max_ts).max().unwrap_or(0);
+        let (min_ts, max_ts) = time_range(&chunks);
         Ok(SegmentReader {
             path: path.to_path_buf(),
-            map,
+            map: Arc::new(map),
             seq,
             streams,
             chunks,
             index,
             min_ts,
             max_ts,
+            lineage,
+            hidden_chunks: 0,
         })
+    }
+
+    /// The same file with the chunks that `replaced` covers hidden (`self` is left as it is, for
+    /// the queries still reading it).
+    pub fn without(&self, replaced: &[Replaced]) -> SegmentReader {
+        let before = self.chunks.len();
+        let chunks: Vec<ChunkMeta> = self
+            .chunks
+            .iter()
+            .filter(|c| !replaced.iter().any(|r| r.covers(self.seq, c.min_ts)))
+            .copied()
+            .collect();
+        let (min_ts, max_ts) = time_range(&chunks);
+        SegmentReader {
+            path: self.path.clone(),
+            map: self.map.clone(),
+            seq: self.seq,
+            streams: self.streams.clone(),
+            hidden_chunks: self.hidden_chunks + (before - chunks.len()),
+            chunks,
+            index: self.index.clone(),
+            min_ts,
+            max_ts,
+            lineage: self.lineage.clone(),
+        }
+    }
+
+    /// Every chunk hidden: the file holds nothing any query may see.
+    pub fn is_replaced(&self) -> bool {
+        self.chunks.is_empty() && self.hidden_chunks > 0
     }
 
     pub fn path(&self) -> &Path {
@@ -342,9 +430,15 @@ impl SegmentReader {
     }
 }
 
-type Footer = (Vec<SegmentStream>, Vec<ChunkMeta>, LabelIndex);
+fn time_range(chunks: &[ChunkMeta]) -> (i64, i64) {
+    let min_ts = chunks.iter().map(|c| c.min_ts).min().unwrap_or(0);
+    let max_ts = chunks.iter().map(|c| c.max_ts).max().unwrap_or(0);
+    (min_ts, max_ts)
+}
 
-fn decode_footer(f: &[u8]) -> Result<Footer, Truncated> {
+type Footer = (Vec<SegmentStream>, Vec<ChunkMeta>, LabelIndex, Lineage);
+
+fn decode_footer(f: &[u8], version: u8) -> Result<Footer, Truncated> {
     let mut r = Reader::new(f);
     let n = r.uvarint()? as usize;
     let mut streams = Vec::with_capacity(n.min(f.len()));
@@ -395,7 +489,20 @@ fn decode_footer(f: &[u8]) -> Result<Footer, Truncated> {
             values.insert(value, postings);
         }
     }
-    Ok((streams, chunks, index))
+    let mut lineage = Lineage::default();
+    if version >= 2 {
+        let n = r.uvarint()? as usize;
+        lineage.replaces.reserve(n.min(r.remaining()));
+        for _ in 0..n {
+            lineage.replaces.push(Replaced {
+                seq: r.uvarint()?,
+                from: r.ivarint()?,
+                to: r.ivarint()?,
+            });
+        }
+        lineage.deletes_applied_through = r.uvarint()?;
+    }
+    Ok((streams, chunks, index, lineage))
 }
 
 /// Lists segment files of a directory in sequence order, removing leftover temporary files.

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use sawmill::chunk::{chunk_blocks, encode_chunk, metadata_to_vec, DecodedBlock, HeadBlock};
 use sawmill::ingest::Entry;
 use sawmill::labels::Labels;
-use sawmill::segment::{SegmentReader, SegmentStream, SegmentWriter};
+use sawmill::segment::{Lineage, Replaced, SegmentReader, SegmentStream, SegmentWriter};
 use sawmill::wal::{
     decode_entries, encode_entries, encode_record, file_header, read_records, WalPos,
 };
@@ -118,34 +118,34 @@ fn chunk_v1_golden() {
     );
 }
 
-#[test]
-fn segment_v1_golden() {
-    let path = testdata("segment-v1.seg");
-    if writing() {
-        let mut w = SegmentWriter::create(&path).unwrap();
-        let labels = Labels::parse("{app=\"golden\", env=\"test\"}").unwrap();
-        let s = w.add_stream(SegmentStream {
-            fingerprint: labels.fingerprint(),
-            labels,
-            max_ts: 1_795_132_800_039_000_000,
-            flushed_pos: WalPos {
-                seq: 7,
-                offset: 1234,
-            },
-        });
-        let c = chunk_bytes();
-        w.add_chunk(
-            s,
-            &c,
-            1_795_132_800_000_000_000,
-            1_795_132_800_039_000_000,
-            40,
-            1500,
-        )
-        .unwrap();
-        w.finish(&path).unwrap();
-    }
-    let r = SegmentReader::open(&path).unwrap();
+fn write_golden_segment(path: &Path, lineage: Lineage) {
+    let mut w = SegmentWriter::create(path).unwrap();
+    w.set_lineage(lineage);
+    let labels = Labels::parse("{app=\"golden\", env=\"test\"}").unwrap();
+    let s = w.add_stream(SegmentStream {
+        fingerprint: labels.fingerprint(),
+        labels,
+        max_ts: 1_795_132_800_039_000_000,
+        flushed_pos: WalPos {
+            seq: 7,
+            offset: 1234,
+        },
+    });
+    let c = chunk_bytes();
+    w.add_chunk(
+        s,
+        &c,
+        1_795_132_800_000_000_000,
+        1_795_132_800_039_000_000,
+        40,
+        1500,
+    )
+    .unwrap();
+    w.finish(path).unwrap();
+}
+
+#[track_caller]
+fn check_golden_segment(r: &SegmentReader) {
     assert_eq!(r.streams.len(), 1);
     assert_eq!(
         r.streams[0].labels.to_string(),
@@ -160,4 +160,38 @@ fn segment_v1_golden() {
     );
     assert_eq!(r.postings("env", |v| v == "test"), vec![0]);
     assert_eq!(decode_chunk(r.chunk_bytes(&r.chunks[0])), sorted(entries()));
+}
+
+/// Version 1 (no lineage) was written by the first release; it is read, never written again.
+#[test]
+fn segment_v1_golden() {
+    let r = SegmentReader::open(&testdata("segment-v1.seg")).unwrap();
+    check_golden_segment(&r);
+    assert_eq!(r.lineage, Lineage::default());
+}
+
+#[test]
+fn segment_v2_golden() {
+    let path = testdata("segment-v2.seg");
+    let lineage = Lineage {
+        replaces: vec![
+            Replaced {
+                seq: 3,
+                from: 1_795_132_800_000_000_000,
+                to: 1_795_136_400_000_000_000,
+            },
+            Replaced {
+                seq: 4,
+                from: -3_600_000_000_000,
+                to: 0,
+            },
+        ],
+        deletes_applied_through: 9,
+    };
+    if writing() {
+        write_golden_segment(&path, lineage.clone());
+    }
+    let r = SegmentReader::open(&path).unwrap();
+    check_golden_segment(&r);
+    assert_eq!(r.lineage, lineage);
 }

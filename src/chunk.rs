@@ -77,6 +77,19 @@ impl HeadBlock {
         self.md_ends.push(self.md.len() as u32);
     }
 
+    /// Appends an entry read back from a block: its line bytes and encoded metadata as they are.
+    pub fn push_raw(&mut self, ts: i64, line: &[u8], metadata_raw: &[u8]) {
+        self.ts.push(ts);
+        self.lines.extend_from_slice(line);
+        self.line_ends.push(self.lines.len() as u32);
+        if metadata_raw.is_empty() {
+            put_uvarint(&mut self.md, 0);
+        } else {
+            self.md.extend_from_slice(metadata_raw);
+        }
+        self.md_ends.push(self.md.len() as u32);
+    }
+
     /// An empty block with room for as much as `other` holds.
     pub fn with_capacity_like(other: &HeadBlock) -> HeadBlock {
         HeadBlock {

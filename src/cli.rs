@@ -126,6 +126,7 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
     crate::server::init_logging(&cfg);
     crate::server::tune_allocator();
     let cfg = Arc::new(cfg);
+    let config_path = a.config.clone();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -134,7 +135,7 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(&addr)
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
-        crate::server::run(cfg, listener, crate::server::shutdown_signal()).await?;
+        crate::server::run(cfg, config_path, listener, crate::server::shutdown_signal()).await?;
         Ok(())
     })
 }

@@ -331,9 +331,22 @@ impl Config {
             let key = e.path().to_string();
             (key, e.into_inner().to_string())
         })?;
+        let mut all = vec![("limits_config".to_string(), cfg.limits_config.clone())];
         for (tenant, _) in &cfg.overrides {
-            cfg.limits_for_checked(tenant)
+            let l = cfg
+                .limits_for_checked(tenant)
                 .map_err(|m| (format!("overrides.{tenant}"), m))?;
+            all.push((format!("overrides.{tenant}"), l));
+        }
+        for (key, l) in all {
+            for (i, r) in l.retention_stream.iter().enumerate() {
+                crate::logql::parse_selector(&r.selector).map_err(|e| {
+                    (
+                        format!("{key}.retention_stream[{i}].selector"),
+                        e.to_string(),
+                    )
+                })?;
+            }
         }
         Ok(cfg)
     }
@@ -623,6 +636,22 @@ mod tests {
             format!("{:?}", c.limits_for("t")),
             format!("{:?}", c.limits_config)
         );
+    }
+
+    #[test]
+    fn retention_rules_are_checked() {
+        let c = Config::from_yaml(
+            "limits_config:\n  retention_period: 744h\n  retention_stream:\n  - selector: '{level=\"debug\"}'\n    priority: 1\n    period: 24h\noverrides:\n  t:\n    retention_period: 1h\n",
+        )
+        .unwrap();
+        assert_eq!(c.limits_for("t").retention_period, Duration::from_secs(3600));
+        assert_eq!(c.limits_for("t").retention_stream.len(), 1, "kept from limits_config");
+        assert_eq!(c.limits_config.retention_stream[0].period, Duration::from_secs(86400));
+        let (key, _) = Config::from_yaml(
+            "overrides:\n  t:\n    retention_stream:\n    - selector: 'nope'\n      period: 1h\n",
+        )
+        .unwrap_err();
+        assert_eq!(key, "overrides.t.retention_stream[0].selector");
     }
 
     #[track_caller]

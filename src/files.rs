@@ -6,6 +6,7 @@
 //!   tenants/t-<hex of tenant id>/
 //!     segments/<seq>.seg                 immutable segment files (see `segment`)
 //!     segments/<seq>.seg.tmp             a segment being written; removed at start
+//!     deletes.json                       the tenant's delete requests (see `retention`)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -16,6 +17,7 @@ pub const TENANTS_DIR: &str = "tenants";
 pub const SEGMENTS_DIR: &str = "segments";
 pub const SEGMENT_EXT: &str = "seg";
 pub const TMP_SUFFIX: &str = ".tmp";
+pub const DELETES_FILE: &str = "deletes.json";
 
 pub fn wal_dir(data: &Path) -> PathBuf {
     data.join(WAL_DIR)
@@ -40,6 +42,14 @@ pub fn segments_dir(data: &Path, tenant: &str) -> PathBuf {
         .join(SEGMENTS_DIR)
 }
 
+pub fn tenant_dir(data: &Path, tenant: &str) -> PathBuf {
+    tenants_dir(data).join(crate::tenant::tenant_dir_name(tenant))
+}
+
+pub fn deletes_file(data: &Path, tenant: &str) -> PathBuf {
+    tenant_dir(data, tenant).join(DELETES_FILE)
+}
+
 pub fn segment_file(dir: &Path, seq: u64) -> PathBuf {
     dir.join(format!("{seq:020}.{SEGMENT_EXT}"))
 }
@@ -51,4 +61,29 @@ pub fn segment_seq(name: &str) -> Option<u64> {
 /// fsyncs a directory so that a rename or unlink inside it is durable.
 pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
+}
+
+/// Free bytes available to this process on the filesystem holding `path` (or its nearest
+/// existing ancestor).
+pub fn free_bytes(path: &Path) -> std::io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut p = path;
+    while !p.exists() {
+        p = match p.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+        if p == Path::new(".") {
+            break;
+        }
+    }
+    let c = std::ffi::CString::new(p.as_os_str().as_bytes())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: `c` is a valid NUL-terminated path and `st` a properly sized, writable statvfs.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(st.f_bavail as u64 * st.f_frsize as u64)
 }

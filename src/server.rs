@@ -1,5 +1,6 @@
 //! Running the server: bind, recover the store in the background (`/ready` answers 503 until the
-//! WAL is replayed), serve the router, start the flusher, and on SIGTERM/SIGINT stop accepting,
+//! WAL is replayed), serve the router, start the flusher and the compactor, reload the config
+//! on SIGHUP, and on SIGTERM/SIGINT stop accepting,
 //! flush everything to segments and sync the WAL.
 
 use std::future::Future;
@@ -14,11 +15,14 @@ use crate::store::Store;
 /// Serves on `listener` until `shutdown` resolves; then flushes and returns.
 pub async fn run(
     cfg: Arc<Config>,
+    config_path: Option<std::path::PathBuf>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     std::fs::create_dir_all(cfg.data_dir())?;
     let store = Store::new(cfg.clone());
+    store.set_config_path(config_path);
+    spawn_reload_on_sighup(&store);
     let app = router(AppState {
         store: store.clone(),
     });
@@ -27,6 +31,7 @@ pub async fn run(
         let r = recovering.recover();
         if r.is_ok() {
             recovering.start_flusher();
+            recovering.start_compactor();
         }
         r
     });
@@ -58,6 +63,25 @@ pub async fn run(
         .map_err(|e| std::io::Error::other(e.to_string()))?;
     tracing::info!("stopped");
     result
+}
+
+/// SIGHUP reloads the config file's limits and retention, as `POST /-/reload` does.
+fn spawn_reload_on_sighup(store: &Arc<Store>) {
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        return;
+    };
+    let store = Arc::downgrade(store);
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            let Some(s) = store.upgrade() else { return };
+            let r = tokio::task::spawn_blocking(move || s.reload()).await;
+            match r {
+                Ok(Ok(msg)) => tracing::info!(%msg, "SIGHUP"),
+                Ok(Err(e)) => tracing::error!(error = %e, "SIGHUP: config not reloaded"),
+                Err(e) => tracing::error!(error = %e, "SIGHUP: reload task failed"),
+            }
+        }
+    });
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -19,7 +19,10 @@ use crate::files;
 use crate::head::{BlockSlot, CutChunk, TenantHead};
 use crate::ingest::rate::{rate_limited_message, RateLimiter};
 use crate::ingest::validate::{Rejection, Validated, RATE_LIMITED};
-use crate::segment::{list_segments, SegmentError, SegmentReader, SegmentStream, SegmentWriter};
+use crate::retention::{DeleteRequests, Drops};
+use crate::segment::{
+    list_segments, Replaced, SegmentError, SegmentReader, SegmentStream, SegmentWriter,
+};
 use crate::telemetry::Metrics;
 use crate::wal::{self, Wal, WalError, WalPos};
 
@@ -29,6 +32,8 @@ pub enum PushError {
     NotReady,
     #[error("{0}")]
     RateLimited(String),
+    #[error("{0}")]
+    DiskShort(String),
     #[error("{0}")]
     Wal(#[from] WalError),
 }
@@ -44,10 +49,26 @@ pub struct Tenant {
     pub name: String,
     pub head: Mutex<TenantHead>,
     pub segments: RwLock<Vec<Arc<SegmentReader>>>,
+    pub deletes: Mutex<DeleteRequests>,
+    drops: RwLock<Arc<Drops>>,
+}
+
+impl Tenant {
+    /// What this tenant's readers must leave out now (retention and delete requests).
+    pub fn drops(&self) -> Arc<Drops> {
+        self.drops.read().clone()
+    }
 }
 
 pub struct Store {
+    /// The configuration the server started with; limits come from [`Store::limits_for`],
+    /// which follows reloads.
     pub cfg: Arc<Config>,
+    live: RwLock<Arc<Config>>,
+    config_path: Mutex<Option<PathBuf>>,
+    pub(crate) compact_lock: Mutex<()>,
+    /// When free space was last found short (pushes are refused until it returns).
+    disk_check: Mutex<Option<(Instant, bool)>>,
     data: PathBuf,
     wal: OnceLock<Arc<Wal>>,
     tenants: RwLock<HashMap<String, Arc<Tenant>>>,
@@ -74,6 +95,10 @@ impl Store {
     pub fn new(cfg: Arc<Config>) -> Arc<Store> {
         Arc::new(Store {
             data: cfg.data_dir().to_path_buf(),
+            live: RwLock::new(cfg.clone()),
+            config_path: Mutex::new(None),
+            compact_lock: Mutex::new(()),
+            disk_check: Mutex::new(None),
             cfg,
             wal: OnceLock::new(),
             tenants: RwLock::new(HashMap::new()),
@@ -88,6 +113,96 @@ impl Store {
 
     pub fn data_dir(&self) -> &Path {
         &self.data
+    }
+
+    /// The limits of a tenant under the current (possibly reloaded) configuration.
+    pub fn limits_for(&self, tenant: &str) -> crate::config::Limits {
+        self.live.read().limits_for(tenant)
+    }
+
+    /// The file `reload` reads.
+    pub fn set_config_path(&self, path: Option<PathBuf>) {
+        *self.config_path.lock() = path;
+    }
+
+    /// Re-reads the config file and applies what can change while running: `limits_config`
+    /// and `overrides` (retention among them). Other sections keep their values until restart.
+    pub fn reload(&self) -> Result<String, crate::config::ConfigError> {
+        let Some(path) = self.config_path.lock().clone() else {
+            return Ok("no config file given at start (embedded defaults): nothing to reload".into());
+        };
+        let new = Config::from_file(&path)?;
+        let mut live = (*self.cfg).clone();
+        live.limits_config = new.limits_config;
+        live.overrides = new.overrides;
+        *self.live.write() = Arc::new(live);
+        for t in self.tenants() {
+            self.refresh_drops(&t);
+        }
+        self.metrics.inc("sawmill_config_reloads_total", &[], 1);
+        tracing::info!(file = %path.display(), "configuration reloaded (limits_config, overrides)");
+        Ok(format!("reloaded limits_config and overrides from {}", path.display()))
+    }
+
+    /// Rebuilds a tenant's drops from its limits and delete requests.
+    pub fn refresh_drops(&self, tenant: &Tenant) {
+        let limits = self.limits_for(&tenant.name);
+        let d = Drops::new(&limits, &tenant.deletes.lock().requests);
+        *tenant.drops.write() = Arc::new(d);
+    }
+
+    /// Adds a delete request for a tenant; queries hide its lines from now on.
+    pub fn add_delete(
+        &self,
+        tenant: &str,
+        query: &str,
+        start_ns: i64,
+        end_ns: i64,
+    ) -> Result<crate::retention::DeleteRequest, crate::retention::DeleteError> {
+        let t = self.tenant(tenant);
+        let now_ms = crate::compactor::now_ns() / 1_000_000;
+        let r = t.deletes.lock().add(query, start_ns, end_ns, now_ms)?;
+        self.refresh_drops(&t);
+        Ok(r)
+    }
+
+    /// Cancels a tenant's delete request that compaction has not processed.
+    pub fn cancel_delete(
+        &self,
+        tenant: &str,
+        id: &str,
+        force: bool,
+    ) -> Result<(), crate::retention::DeleteError> {
+        let t = self.tenant(tenant);
+        t.deletes.lock().cancel(id, force)?;
+        self.refresh_drops(&t);
+        Ok(())
+    }
+
+    /// A new segment number.
+    pub(crate) fn allocate_segment_seq(&self) -> u64 {
+        self.next_segment.fetch_add(1, Ordering::AcqRel)
+    }
+
+    /// Whether the data directory's filesystem has `storage.min_free_bytes` free. Checked at
+    /// most every 100 ms while space is fine, on every push while it is short.
+    fn disk_short(&self) -> Option<String> {
+        let min = self.cfg.storage.min_free_bytes;
+        if min == 0 {
+            return None;
+        }
+        let mut last = self.disk_check.lock();
+        if let Some((at, false)) = *last {
+            if at.elapsed() < Duration::from_millis(100) {
+                return None;
+            }
+        }
+        let free = files::free_bytes(&self.data).unwrap_or(u64::MAX);
+        let short = free < min;
+        *last = Some((Instant::now(), short));
+        short.then(|| {
+            format!("not enough free disk space: {free} bytes free, storage.min_free_bytes is {min}; pushes resume when space returns")
+        })
     }
 
     pub fn is_ready(&self) -> bool {
@@ -117,7 +232,7 @@ impl Store {
             let tenant = self.tenant(&name);
             let dir = files::segments_dir(&self.data, &name);
             let mut head = tenant.head.lock();
-            let mut segs = tenant.segments.write();
+            let mut opened = Vec::new();
             for (seq, path) in list_segments(&dir)? {
                 max_seq = max_seq.max(seq);
                 match SegmentReader::open(&path) {
@@ -126,8 +241,7 @@ impl Store {
                             head.remember(s);
                             max_wal_seq = max_wal_seq.max(s.flushed_pos.seq);
                         }
-                        report.segments += 1;
-                        segs.push(Arc::new(r));
+                        opened.push(r);
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "skipping damaged segment");
@@ -136,6 +250,38 @@ impl Store {
                     }
                 }
             }
+            // Compacted segments hide what they replaced; inputs wholly replaced are the
+            // leftovers of a compaction interrupted before it deleted them.
+            let replaced: Vec<Replaced> = opened
+                .iter()
+                .flat_map(|r| r.lineage.replaces.iter().copied())
+                .collect();
+            max_seq = max_seq.max(replaced.iter().map(|r| r.seq).max().unwrap_or(0));
+            let mut segs = tenant.segments.write();
+            for r in opened {
+                let r = if replaced.iter().any(|x| x.seq == r.seq) {
+                    r.without(&replaced)
+                } else {
+                    r
+                };
+                if r.is_replaced() {
+                    tracing::info!(file = %r.path().display(), "removing a segment replaced by compaction");
+                    let _ = std::fs::remove_file(r.path());
+                    continue;
+                }
+                report.segments += 1;
+                segs.push(Arc::new(r));
+            }
+            drop(segs);
+            drop(head);
+            match DeleteRequests::load(&files::deletes_file(&self.data, &name)) {
+                Ok(d) => *tenant.deletes.lock() = d,
+                Err(e) => {
+                    // Without its delete requests, deleted lines would show again: fail start.
+                    return Err(std::io::Error::other(e.to_string()));
+                }
+            }
+            self.refresh_drops(&tenant);
         }
         self.next_segment.store(max_seq + 1, Ordering::Release);
         self.replay_wal(&mut report)?;
@@ -270,6 +416,10 @@ impl Store {
                     name: name.to_string(),
                     head: Mutex::new(TenantHead::default()),
                     segments: RwLock::new(Vec::new()),
+                    deletes: Mutex::new(DeleteRequests::empty(&files::deletes_file(
+                        &self.data, name,
+                    ))),
+                    drops: RwLock::new(Arc::new(Drops::new(&self.limits_for(name), &[]))),
                 })
             })
             .clone()
@@ -291,7 +441,7 @@ impl Store {
         let Some(wal) = self.wal.get() else {
             return Err(PushError::NotReady);
         };
-        let limits = self.cfg.limits_for(tenant_id);
+        let limits = self.limits_for(tenant_id);
         let bytes = v.accepted_bytes();
         let mut rejections = v.rejections;
         let total: usize = v.streams.iter().map(|s| s.entries.len()).sum();
@@ -300,6 +450,10 @@ impl Store {
                 wal_written: None,
                 rejections,
             });
+        }
+        if let Some(msg) = self.disk_short() {
+            self.metrics.inc("sawmill_push_disk_short_total", &[("tenant", tenant_id)], 1);
+            return Err(PushError::DiskShort(msg));
         }
         if !self.rate.allow(tenant_id, bytes, &limits) {
             self.metrics.inc(
@@ -517,7 +671,7 @@ impl Store {
             path: dir.clone(),
             source,
         })?;
-        let seq = self.next_segment.fetch_add(1, Ordering::AcqRel);
+        let seq = self.allocate_segment_seq();
         let path = files::segment_file(&dir, seq);
         let mut w = SegmentWriter::create(&path)?;
         let mut buf = Vec::new();

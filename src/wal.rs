@@ -271,6 +271,14 @@ impl Wal {
         Ok(n)
     }
 
+    /// The number of the oldest WAL file on disk (the current one when there is no other).
+    pub fn oldest_seq(&self) -> u64 {
+        list_files(&self.dir)
+            .ok()
+            .and_then(|v| v.first().map(|(s, _)| *s))
+            .unwrap_or_else(|| self.current_seq())
+    }
+
     /// Bytes in all WAL files on disk.
     pub fn disk_bytes(&self) -> u64 {
         list_files(&self.dir)

@@ -55,7 +55,7 @@ fn json_str(s: &str) -> String {
 /// A cancel for one request: fires at `limits_config.query_timeout` or when the client goes.
 fn cancel_for(state: &AppState, tenant: &str) -> CancelOnDrop {
     CancelOnDrop(Cancel::with_timeout(
-        state.store.cfg.limits_for(tenant).query_timeout,
+        state.store.limits_for(tenant).query_timeout,
     ))
 }
 
@@ -325,6 +325,8 @@ fn usage_by_stream(
     let head = Snapshot {
         segments: Vec::new(),
         head: snap.head,
+        drops: snap.drops,
+        now: snap.now,
     };
     let mut v = HeadUsage {
         buckets: b,
@@ -866,7 +868,6 @@ async fn detected(
     let line_limit = positive(&p, &["line_limit"], DEFAULT_LINE_LIMIT)?;
     let max = state
         .store
-        .cfg
         .limits_for(&tenant)
         .max_entries_limit_per_query;
     if max > 0 && line_limit > max {

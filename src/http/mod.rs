@@ -2,6 +2,7 @@
 //! path) and `read` (queries and metadata); [`ApiError`] is the one place where errors become
 //! status codes, with plain-text bodies as Loki sends them.
 
+pub mod admin;
 pub mod extra;
 pub mod params;
 pub mod push;
@@ -103,7 +104,19 @@ impl From<crate::store::PushError> for ApiError {
         match e {
             P::NotReady => ApiError::Unavailable(e.to_string()),
             P::RateLimited(m) => ApiError::TooManyRequests(m),
+            P::DiskShort(m) => ApiError::InsufficientStorage(m),
             P::Wal(w) => ApiError::InsufficientStorage(format!("push not accepted: could not write to the write-ahead log ({w}); nothing of this request was stored, retry later")),
+        }
+    }
+}
+
+impl From<crate::retention::DeleteError> for ApiError {
+    fn from(e: crate::retention::DeleteError) -> Self {
+        use crate::retention::DeleteError as D;
+        match e {
+            D::Query(_) | D::Invalid(_) | D::AlreadyProcessed => ApiError::BadRequest(e.to_string()),
+            D::NotFound => ApiError::NotFound(e.to_string()),
+            D::Io { .. } => ApiError::Internal(e.to_string()),
         }
     }
 }
@@ -185,6 +198,14 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/loki/api/v1/series", get(read::series).post(read::series))
         .route("/loki/api/v1/status/buildinfo", get(read::buildinfo))
+        .route(
+            "/loki/api/v1/delete",
+            post(admin::create)
+                .put(admin::create)
+                .get(admin::list)
+                .delete(admin::cancel),
+        )
+        .route("/-/reload", post(admin::reload))
         .route("/ready", get(read::ready))
         .route("/metrics", get(read::metrics))
         .layer(DefaultBodyLimit::max(

@@ -38,7 +38,7 @@ pub async fn push(
                 "error at least one valid stream is required for ingestion".into(),
             ));
         }
-        let limits = cfg.limits_for(&t);
+        let limits = store.limits_for(&t);
         let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
         let validated = validate(req, &limits, now);
         Ok(store.push(&t, validated)?)

@@ -92,7 +92,7 @@ pub async fn query_range(
     let tenant = tenant_of(&state, &headers)?;
     let p = Params::from_request(raw.as_deref(), &headers, &body)?;
     let q = p.query()?;
-    let limits = state.store.cfg.limits_for(&tenant);
+    let limits = state.store.limits_for(&tenant);
     let (start, end) = p.range(now_ns())?;
     let limit = p.limit(limits.max_entries_limit_per_query)?;
     let direction = p.direction()?;
@@ -164,7 +164,7 @@ pub async fn query_instant(
     let tenant = tenant_of(&state, &headers)?;
     let p = Params::from_request(raw.as_deref(), &headers, &body)?;
     let q = p.query()?;
-    let limits = state.store.cfg.limits_for(&tenant);
+    let limits = state.store.limits_for(&tenant);
     let time = match p.get("time") {
         Some(t) if !t.is_empty() => super::params::parse_timestamp(t)
             .map_err(|m| ApiError::BadRequest(format!("invalid time: {m}")))?,
@@ -191,7 +191,7 @@ async fn run_metric(
 ) -> Result<Response, ApiError> {
     let store = state.store.clone();
     let started = std::time::Instant::now();
-    let timeout = state.store.cfg.limits_for(&tenant).query_timeout;
+    let timeout = state.store.limits_for(&tenant).query_timeout;
     let guard = CancelOnDrop(Cancel::with_timeout(timeout));
     let cancel = guard.0.clone();
     let (result, mut stats) = blocking(move || {

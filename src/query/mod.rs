@@ -16,6 +16,7 @@ use crate::head::SlotState;
 use crate::labels::Labels;
 use crate::logql::{MatchOp, Matcher};
 use crate::segment::SegmentReader;
+use crate::retention::{Drops, StreamDrops};
 use crate::store::Tenant;
 
 pub mod labels_builder;
@@ -152,6 +153,9 @@ pub fn matching_streams(seg: &SegmentReader, matchers: &[Matcher]) -> Vec<u32> {
 pub struct Snapshot {
     pub segments: Vec<Arc<SegmentReader>>,
     pub head: Vec<HeadStream>,
+    /// Expired and deleted entries, left out of every read.
+    pub drops: Arc<Drops>,
+    pub now: i64,
 }
 
 pub struct HeadStream {
@@ -189,6 +193,8 @@ pub fn snapshot(tenant: &Tenant, matchers: &[Matcher], start: i64, end: i64) -> 
     Snapshot {
         segments,
         head: out,
+        drops: tenant.drops(),
+        now: crate::compactor::now_ns(),
     }
 }
 
@@ -313,17 +319,21 @@ pub fn scan(
         dealt += 1;
         (dealt - 1) % part.of == part.index
     };
-    let each =
-        |ts: i64, line: &[u8], md: &[u8], stats: &mut QueryStats, v: &mut dyn EntryVisitor| {
-            if ts < start || ts >= end {
-                return;
-            }
-            stats.lines_processed += 1;
-            stats.bytes_processed += line.len() as u64;
-            if keep_line(line) {
-                v.entry(ts, line, md);
-            }
-        };
+    let each = |ts: i64,
+                line: &[u8],
+                md: &[u8],
+                drops: &StreamDrops,
+                stats: &mut QueryStats,
+                v: &mut dyn EntryVisitor| {
+        if ts < start || ts >= end {
+            return;
+        }
+        stats.lines_processed += 1;
+        stats.bytes_processed += line.len() as u64;
+        if keep_line(line) && (drops.is_noop() || !drops.drops(ts, line)) {
+            v.entry(ts, line, md);
+        }
+    };
     for seg in &snap.segments {
         if seg.max_ts < start || seg.min_ts >= end {
             continue;
@@ -337,12 +347,22 @@ pub fn scan(
             if c.max_ts < start || c.min_ts >= end || !mine() || !v.wants(c.min_ts, c.max_ts) {
                 continue;
             }
+            let labels = &seg.streams[c.stream as usize].labels;
+            let drops = snap.drops.for_stream(
+                labels,
+                snap.now,
+                seg.lineage.deletes_applied_through,
+                u64::MAX,
+            );
+            if c.max_ts < drops.cutoff {
+                continue;
+            }
             if stats.cancel.is_cancelled() {
                 stats.stopped = true;
                 return;
             }
             stats.chunks += 1;
-            v.stream(&seg.streams[c.stream as usize].labels);
+            v.stream(labels);
             let blocks = match chunk_blocks(seg.chunk_bytes(c)) {
                 Ok(b) => b,
                 Err(e) => {
@@ -359,7 +379,8 @@ pub fn scan(
                     continue;
                 }
                 for i in 0..block.len() {
-                    each(block.ts(i), block.line(i), block.metadata_raw(i), stats, v);
+                    let (ts, line, md) = (block.ts(i), block.line(i), block.metadata_raw(i));
+                    each(ts, line, md, &drops, stats, v);
                 }
             }
         }
@@ -373,11 +394,12 @@ pub fn scan(
             return;
         }
         v.stream(&hs.labels);
+        let drops = snap.drops.for_stream(&hs.labels, snap.now, 0, u64::MAX);
         for slot in &hs.slots {
             match slot {
                 SlotState::Raw(h) => {
                     for i in 0..h.len() {
-                        each(h.ts(i), h.line(i), h.metadata_raw(i), stats, v);
+                        each(h.ts(i), h.line(i), h.metadata_raw(i), &drops, stats, v);
                     }
                 }
                 SlotState::Sealed(b) => {
@@ -393,14 +415,15 @@ pub fn scan(
                         continue;
                     }
                     for i in 0..block.len() {
-                        each(block.ts(i), block.line(i), block.metadata_raw(i), stats, v);
+                        let (ts, line, md) = (block.ts(i), block.line(i), block.metadata_raw(i));
+                        each(ts, line, md, &drops, stats, v);
                     }
                 }
             }
         }
         if let Some(h) = &hs.open {
             for i in 0..h.len() {
-                each(h.ts(i), h.line(i), h.metadata_raw(i), stats, v);
+                each(h.ts(i), h.line(i), h.metadata_raw(i), &drops, stats, v);
             }
         }
     }
@@ -556,9 +579,12 @@ pub fn series(tenant: &Tenant, groups: &[Vec<Matcher>], start: i64, end: i64) ->
     let any = |l: &Labels| groups.is_empty() || groups.iter().any(|g| labels_match(g, l));
     // Head first, then segments, under the head lock: a flush moving data between them is
     // either wholly before or wholly after this read.
+    let drops = tenant.drops();
+    let now = crate::compactor::now_ns();
+    let cutoff = |l: &Labels| drops.for_stream(l, now, 0, 0).cutoff;
     let head = tenant.head.lock();
     for st in head.streams.values() {
-        if st.has_data() && st.newest_ts >= start && any(&st.labels) {
+        if st.has_data() && st.newest_ts >= start.max(cutoff(&st.labels)) && any(&st.labels) {
             out.insert(st.labels.clone());
         }
     }
@@ -572,6 +598,17 @@ pub fn series(tenant: &Tenant, groups: &[Vec<Matcher>], start: i64, end: i64) ->
         for c in &seg.chunks {
             if c.max_ts >= start && c.min_ts <= end {
                 has[c.stream as usize] = true;
+            }
+        }
+        if !drops.is_empty() {
+            for (i, s) in seg.streams.iter().enumerate() {
+                if has[i] {
+                    let from = start.max(cutoff(&s.labels));
+                    has[i] = seg
+                        .chunks
+                        .iter()
+                        .any(|c| c.stream as usize == i && c.max_ts >= from && c.min_ts <= end);
+                }
             }
         }
         for (i, s) in seg.streams.iter().enumerate() {

@@ -8,7 +8,8 @@
 //! is one atomic step (see the lineage in `segment`):
 //!
 //! ```text
-//! write <seq>.seg.tmp → fsync → rename → fsync dir      (failpoint compact-after-publish)
+//! write <seq>.seg.tmp                                  (failpoint compact-before-publish)
+//! fsync → rename → fsync dir                           (failpoint compact-after-publish)
 //! hide the replaced chunks in memory (queries switch)   (failpoint compact-before-delete)
 //! delete inputs whose chunks are all replaced → fsync dir
 //! ```
@@ -289,6 +290,7 @@ impl Store {
             w.abort();
             return Err(e);
         }
+        failpoint::hit("compact-before-publish");
         let bytes = w.finish(&path)?;
         failpoint::hit("compact-after-publish");
         let output = Arc::new(SegmentReader::open(&path)?);

@@ -33,7 +33,7 @@ fn push_on_a_full_disk_gets_507_and_loses_nothing() {
     let data = mnt.join("data");
     let server = Server::start(
         &data,
-        "limits_config:\n  ingestion_rate_mb: 1000\n  ingestion_burst_size_mb: 1000\ningester:\n  flush_check_period: 1h\n",
+        "limits_config:\n  ingestion_rate_mb: 1000\n  ingestion_burst_size_mb: 1000\ningester:\n  flush_check_period: 1h\nstorage:\n  min_free_bytes: 0\n",
     );
     // Leave about 300 KB free.
     let filler = mnt.join("filler");
@@ -95,6 +95,53 @@ fn push_on_a_full_disk_gets_507_and_loses_nothing() {
         5000,
     );
     assert_eq!(got.len(), acked.len() * 2 + 1);
+}
+
+/// `storage.min_free_bytes`: below it pushes are refused with 507 before anything is written,
+/// queries keep working, and pushes are accepted again once space returns.
+#[test]
+fn below_min_free_bytes_pushes_get_507_and_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("tiny");
+    std::fs::create_dir(&mnt).unwrap();
+    let ok = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=8m", "tmpfs"])
+        .arg(&mnt)
+        .status();
+    if !ok.is_ok_and(|s| s.success()) {
+        eprintln!("skipping: cannot mount a tmpfs here (not root?)");
+        return;
+    }
+    let _mount = Mount(mnt.clone());
+    let data = mnt.join("data");
+    let server = Server::start(&data, "storage:\n  min_free_bytes: 2MiB\n");
+    let base = now_ns() - 10_000_000_000;
+    let push = |i: i64| {
+        push_json(
+            &server.addr(),
+            &format!(
+                r#"{{"streams":[{{"stream":{{"app":"free"}},"values":[["{}","line {i}"]]}}]}}"#,
+                base + i
+            ),
+        )
+    };
+    assert_eq!(push(0).0, 204);
+    let filler = mnt.join("filler");
+    let free = fs_free(&mnt);
+    std::fs::write(&filler, vec![0u8; (free - 1024 * 1024) as usize]).unwrap();
+    // Free space is looked at no more than every 100 ms while it is fine.
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    let (status, text) = push(1);
+    assert_eq!(status, 507, "{text}");
+    assert!(text.contains("min_free_bytes"), "{text}");
+    let got = query_entries(&server.addr(), "{app=\"free\"}", base, base + 1_000_000_000, 100);
+    assert_eq!(got.len(), 1, "queries keep working; the refused push stored nothing");
+    std::fs::remove_file(&filler).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    let (status, text) = push(2);
+    assert_eq!(status, 204, "pushes resume once space returns: {text}");
+    let got = query_entries(&server.addr(), "{app=\"free\"}", base, base + 1_000_000_000, 100);
+    assert_eq!(got.len(), 2);
 }
 
 fn fs_free(path: &std::path::Path) -> u64 {

@@ -15,6 +15,8 @@ pub struct Server {
     pub port: u16,
     pub data: PathBuf,
     pub config: PathBuf,
+    /// Environment for the next (re)start, e.g. `SAWMILL_FAILPOINTS`.
+    pub env: Vec<(String, String)>,
 }
 
 /// A free port on 127.0.0.1 (bound, then released).
@@ -46,6 +48,7 @@ impl Server {
             port: 0,
             data: data.to_path_buf(),
             config,
+            env: Vec::new(),
         };
         s.restart_within(limit);
         s
@@ -55,13 +58,15 @@ impl Server {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// (Re)starts the process on a new port and waits until it is ready.
+    /// (Re)starts the process on a new port (stopping it first if it runs) and waits until it
+    /// is ready.
     pub fn restart(&mut self) {
         self.restart_within(Duration::from_secs(60));
     }
 
     /// [`Server::restart`], waiting at most `limit` for `/ready` (past it: panic; Drop kills).
     pub fn restart_within(&mut self, limit: Duration) {
+        self.stop(); // a running process is stopped cleanly first, never left behind
         self.port = free_port();
         let child = Command::new(BIN)
             .args(["serve", "--config"])
@@ -72,6 +77,7 @@ impl Server {
                 "--data-dir",
             ])
             .arg(&self.data)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -102,6 +108,26 @@ impl Server {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Replaces the config file (takes effect at the next restart or reload).
+    pub fn write_config(&self, extra_yaml: &str) {
+        std::fs::write(&self.config, format!("server:\n  log_level: warn\n{extra_yaml}")).unwrap();
+    }
+
+    /// Waits for the process to exit by itself (a failpoint); true if it did within `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> bool {
+        let started = Instant::now();
+        while started.elapsed() < limit {
+            if let Some(c) = self.child.as_mut() {
+                if let Ok(Some(_)) = c.try_wait() {
+                    self.child = None;
+                    return true;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
     }
 
     /// SIGKILL, no chance to flush.

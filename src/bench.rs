@@ -249,15 +249,13 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
-/// Generates `lines` lines over one hour into a fresh store, flushes them to segments, then
-/// times the five queries and prints each one's median.
+/// Generates `lines` lines over `hours` into a fresh store, flushes them to segments, then
+/// times the five queries and prints each one's median; with `compact`, compacts the
+/// segments (printing throughput and disk bytes before and after) and times the queries again.
 pub fn query(a: BenchQueryArgs) -> anyhow::Result<()> {
     use crate::config::Config;
     use crate::ingest::{validate::Validated, Entry, ValidStream};
     use crate::labels::Labels;
-    use crate::logql::{parse_expr, Expr};
-    use crate::query::metric::{evaluate, EvalParams};
-    use crate::query::{select_logs, Cancel, Direction, LogQuery, LogSampleSource, QueryStats};
 
     let dir = a.data_dir.clone().unwrap_or_else(|| {
         std::env::temp_dir().join(format!("sawmill-bench-query-{}", std::process::id()))
@@ -274,9 +272,10 @@ pub fn query(a: BenchQueryArgs) -> anyhow::Result<()> {
     store.recover()?;
 
     let hour = 3_600_000_000_000i64;
+    let span = hour * a.hours.max(1) as i64;
     let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
-    let start = (now / hour - 2) * hour;
-    let end = start + hour;
+    let start = (now / hour - 1) * hour - span;
+    let end = start + span;
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
     let mut rng = move || {
         seed ^= seed << 13;
@@ -297,7 +296,10 @@ pub fn query(a: BenchQueryArgs) -> anyhow::Result<()> {
     let generated = Instant::now();
     let mut raw_bytes = 0usize;
     let mut needle = String::new();
-    let batch = 64 * 1000;
+    let batch = match a.flush_every {
+        0 => 64 * 1000,
+        f => f.min(64 * 1000),
+    };
     let mut i = 0usize;
     while i < a.lines {
         let n = batch.min(a.lines - i);
@@ -310,7 +312,7 @@ pub fn query(a: BenchQueryArgs) -> anyhow::Result<()> {
                 needle = format!("req-{:08x}-{:04x}", k, k % 0xffff);
             }
             raw_bytes += line.len();
-            let ts = start + (k as i64) * (hour / a.lines as i64);
+            let ts = start + (k as i64) * (span / a.lines as i64);
             by_stream[s].push(Entry {
                 ts,
                 line,
@@ -331,19 +333,66 @@ pub fn query(a: BenchQueryArgs) -> anyhow::Result<()> {
         };
         store.push(crate::tenant::DEFAULT_TENANT, v)?;
         i += n;
+        if a.flush_every > 0 && i % a.flush_every < n {
+            store.flush(true)?;
+        }
     }
     store.flush(true)?;
     let tenant = store
         .existing_tenant(crate::tenant::DEFAULT_TENANT)
         .ok_or_else(|| anyhow::anyhow!("no data was stored"))?;
-    let stored: u64 = tenant.segments.read().iter().map(|s| s.file_len()).sum();
+    let on_disk = |t: &crate::store::Tenant| -> (u64, usize) {
+        let segs = t.segments.read();
+        (segs.iter().map(|s| s.file_len()).sum(), segs.len())
+    };
+    let (stored, n_segments) = on_disk(&tenant);
     println!(
-        "generated {} lines ({:.0} MB raw, {:.0} MB stored) in {:.1}s",
+        "generated {} lines over {} h ({:.0} MB raw, {:.0} MB stored in {n_segments} segments) in {:.1}s",
         a.lines,
+        a.hours.max(1),
         raw_bytes as f64 / 1e6,
         stored as f64 / 1e6,
         generated.elapsed().as_secs_f64()
     );
+    run_queries(&tenant, &needle, start, end, a.runs)?;
+    if a.compact {
+        let t0 = Instant::now();
+        let r = store.compact();
+        let secs = t0.elapsed().as_secs_f64();
+        if !r.failures.is_empty() {
+            anyhow::bail!("compaction failed: {:?}", r.failures);
+        }
+        let (after, n_after) = on_disk(&tenant);
+        println!(
+            "compacted {} partitions: {:.1} MB of chunks into {:.1} MB in {secs:.2}s = {:.0} MB/s of input; on disk {:.1} MB in {n_segments} segments -> {:.1} MB in {n_after} segments",
+            r.partitions,
+            r.input_bytes as f64 / 1e6,
+            r.output_bytes as f64 / 1e6,
+            r.input_bytes as f64 / 1e6 / secs,
+            stored as f64 / 1e6,
+            after as f64 / 1e6,
+        );
+        run_queries(&tenant, &needle, start, end, a.runs)?;
+    }
+    drop(tenant);
+    store.shutdown();
+    if fresh {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    Ok(())
+}
+
+/// Times the five queries over `[start, end]` and prints each one's median.
+fn run_queries(
+    tenant: &Arc<crate::store::Tenant>,
+    needle: &str,
+    start: i64,
+    end: i64,
+    runs: usize,
+) -> anyhow::Result<()> {
+    use crate::logql::{parse_expr, Expr};
+    use crate::query::metric::{evaluate, EvalParams};
+    use crate::query::{select_logs, Cancel, Direction, LogQuery, LogSampleSource, QueryStats};
 
     let queries = [
         format!("{{job=\"bench\"}} |= \"{needle}\""),
@@ -357,7 +406,7 @@ pub fn query(a: BenchQueryArgs) -> anyhow::Result<()> {
         let expr = parse_expr(q)?;
         let mut times = Vec::new();
         let mut summary = String::new();
-        for _ in 0..a.runs.max(1) {
+        for _ in 0..runs.max(1) {
             let t0 = Instant::now();
             match &expr {
                 Expr::Log(log) => {
@@ -369,7 +418,7 @@ pub fn query(a: BenchQueryArgs) -> anyhow::Result<()> {
                         limit: 100,
                         direction: Direction::Backward,
                     };
-                    let (res, stats) = select_logs(&tenant, &lq, false, Cancel::default())?;
+                    let (res, stats) = select_logs(tenant, &lq, false, Cancel::default())?;
                     let n: usize = res.iter().map(|s| s.entries.len()).sum();
                     summary = format!("{n} entries, {} lines scanned", stats.lines_processed);
                 }
@@ -398,11 +447,6 @@ pub fn query(a: BenchQueryArgs) -> anyhow::Result<()> {
             "{:>9.1} ms median  {q}  ({summary})",
             median(times).as_secs_f64() * 1e3
         );
-    }
-    drop(tenant);
-    store.shutdown();
-    if fresh {
-        let _ = std::fs::remove_dir_all(&dir);
     }
     Ok(())
 }

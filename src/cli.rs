@@ -55,7 +55,7 @@ enum BenchCommand {
 
 #[derive(Args)]
 pub struct BenchQueryArgs {
-    /// Lines to generate (over one hour, 8 apps, 2 namespaces, 4 levels).
+    /// Lines to generate (over `--hours`, 8 apps, 2 namespaces, 4 levels).
     #[arg(long, default_value_t = 1_000_000)]
     pub lines: usize,
     /// Runs of each query; the median is printed.
@@ -64,6 +64,15 @@ pub struct BenchQueryArgs {
     /// Data directory (default: a new temporary one).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Hours the generated lines span (the queries cover all of them).
+    #[arg(long, default_value_t = 1)]
+    pub hours: u32,
+    /// Write a segment every this many lines, as frequent flushes do (0: one flush at the end).
+    #[arg(long, default_value_t = 0)]
+    pub flush_every: usize,
+    /// After the queries, compact (timed), then run the queries again.
+    #[arg(long)]
+    pub compact: bool,
 }
 
 #[derive(Args)]

@@ -63,6 +63,8 @@ pub struct CompactionReport {
     pub entries_read: u64,
     /// Entries left out: expired, deleted or duplicated.
     pub entries_dropped: u64,
+    pub entries_expired: u64,
+    pub entries_deleted: u64,
     pub segments_deleted: usize,
     pub failures: Vec<String>,
     pub disk_short: bool,
@@ -75,6 +77,8 @@ impl CompactionReport {
         self.output_bytes += o.output_bytes;
         self.entries_read += o.entries_read;
         self.entries_dropped += o.entries_dropped;
+        self.entries_expired += o.entries_expired;
+        self.entries_deleted += o.entries_deleted;
         self.segments_deleted += o.segments_deleted;
         self.failures.extend(o.failures);
         self.disk_short |= o.disk_short;
@@ -111,7 +115,14 @@ impl Store {
             self.metrics.inc("sawmill_compactor_partitions_total", &t, r.partitions as u64);
             self.metrics.inc("sawmill_compactor_input_bytes_total", &t, r.input_bytes);
             self.metrics.inc("sawmill_compactor_output_bytes_total", &t, r.output_bytes);
-            self.metrics.inc("sawmill_compactor_entries_dropped_total", &t, r.entries_dropped);
+            let dup = r.entries_dropped - r.entries_expired - r.entries_deleted;
+            for (reason, n) in [("retention", r.entries_expired), ("delete", r.entries_deleted), ("duplicate", dup)] {
+                self.metrics.inc(
+                    "sawmill_compactor_entries_dropped_total",
+                    &[("tenant", tenant.name.as_str()), ("reason", reason)],
+                    n,
+                );
+            }
             self.metrics.inc("sawmill_compactor_segments_deleted_total", &t, r.segments_deleted as u64);
             total.add(r);
         }
@@ -257,10 +268,10 @@ impl Store {
             replaces: replaces.into_iter().collect(),
             deletes_applied_through: through,
         });
-        let ing = &self.cfg.ingester;
+        let comp = &self.cfg.compactor;
         let mut sink = ChunkSink {
-            block_size: ing.chunk_block_size as usize,
-            target: ing.chunk_target_size as usize,
+            block_size: comp.block_size.max(1) as usize,
+            target: comp.chunk_target_size.max(1) as usize,
             level: self.cfg.compactor.zstd_level,
             head: HeadBlock::default(),
             blocks: Vec::new(),
@@ -299,6 +310,8 @@ impl Store {
         report.output_bytes += bytes;
         report.entries_read += stats.read;
         report.entries_dropped += stats.dropped;
+        report.entries_expired += stats.expired;
+        report.entries_deleted += stats.deleted;
         let replaced = output.lineage.replaces.clone();
         let gone = {
             let mut segs = tenant.segments.write();
@@ -431,6 +444,8 @@ impl Store {
 struct MergeStats {
     read: u64,
     dropped: u64,
+    expired: u64,
+    deleted: u64,
 }
 
 /// Builds a stream's output chunks: blocks of `block_size`, chunks of `target` raw bytes.
@@ -555,6 +570,11 @@ fn merge_stream(
             .is_some_and(|(t, l, m)| *t == ts && l == line && m == md);
         if dup || drops.drops(ts, line) {
             stats.dropped += 1;
+            if !dup && ts < drops.cutoff {
+                stats.expired += 1;
+            } else if !dup {
+                stats.deleted += 1;
+            }
         } else {
             emit(ts, line, md)?;
             let l = last.get_or_insert_with(|| (0, Vec::new(), Vec::new()));

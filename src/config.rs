@@ -127,6 +127,12 @@ pub struct CompactorConfig {
     pub partition_period: Duration,
     /// zstd level for blocks rewritten by compaction (higher than ingest: smaller files).
     pub zstd_level: i32,
+    /// Uncompressed size of the blocks compaction writes (larger blocks compress better).
+    #[serde(deserialize_with = "de_bytes")]
+    pub block_size: u64,
+    /// Uncompressed size at which compaction cuts a stream's chunk.
+    #[serde(deserialize_with = "de_bytes")]
+    pub chunk_target_size: u64,
     /// A delete request can be cancelled for this long; it is processed after it.
     #[serde(deserialize_with = "de_duration")]
     pub delete_request_cancel_period: Duration,
@@ -266,7 +272,9 @@ impl Default for CompactorConfig {
         CompactorConfig {
             compaction_interval: Duration::from_secs(600),
             partition_period: Duration::from_secs(3600),
-            zstd_level: 3,
+            zstd_level: 6,
+            block_size: 1 << 20,
+            chunk_target_size: 8 << 20,
             delete_request_cancel_period: Duration::ZERO,
         }
     }

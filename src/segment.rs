@@ -573,6 +573,32 @@ mod tests {
     }
 
     #[test]
+    fn replaced_chunks_are_hidden_and_a_deleted_file_stays_readable_while_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_segment(dir.path());
+        let r = std::sync::Arc::new(SegmentReader::open(&path).unwrap());
+        let hide = [Replaced {
+            seq: r.seq,
+            from: 0,
+            to: 50,
+        }];
+        let other = [Replaced {
+            seq: r.seq + 1,
+            from: 0,
+            to: 50,
+        }];
+        assert_eq!(r.without(&other).chunks.len(), 3, "another segment's range");
+        let hidden = r.without(&hide);
+        assert!(hidden.chunks.is_empty() && hidden.is_replaced());
+        // A query holding the reader keeps reading after compaction deleted the file.
+        std::fs::remove_file(&path).unwrap();
+        let blocks = chunk_blocks(r.chunk_bytes(&r.chunks[2])).unwrap();
+        let mut d = DecodedBlock::default();
+        d.decode_from(&blocks[0]).unwrap();
+        assert_eq!(d.line(49), b"web line 49");
+    }
+
+    #[test]
     fn every_flipped_byte_or_cut_is_an_error_or_a_valid_read() {
         let dir = tempfile::tempdir().unwrap();
         let path = write_segment(dir.path());

@@ -144,6 +144,72 @@ fn below_min_free_bytes_pushes_get_507_and_resume() {
     assert_eq!(got.len(), 2);
 }
 
+/// Compaction on a nearly full disk: it does not start a partition it has no room for, reports
+/// it, keeps every line, and finishes once space returns.
+#[test]
+fn compaction_backs_off_when_the_disk_is_short() {
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("tiny");
+    std::fs::create_dir(&mnt).unwrap();
+    let ok = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=32m", "tmpfs"])
+        .arg(&mnt)
+        .status();
+    if !ok.is_ok_and(|s| s.success()) {
+        eprintln!("skipping: cannot mount a tmpfs here (not root?)");
+        return;
+    }
+    let _mount = Mount(mnt.clone());
+    let data = mnt.join("data");
+    let cfg = |interval: &str| {
+        format!("limits_config:\n  reject_old_samples: false\n  ingestion_rate_mb: 1000\n  ingestion_burst_size_mb: 1000\n  max_entries_limit_per_query: 0\ningester:\n  flush_check_period: 1h\nstorage:\n  min_free_bytes: 0\ncompactor:\n  compaction_interval: {interval}\n")
+    };
+    let mut server = Server::start(&data, &cfg("1h"));
+    let base = now_ns() - 3_600_000_000_000;
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut total = 0;
+    for round in 0..4 {
+        // Lines of random hex: they barely compress, so the segments have some size.
+        let values: Vec<String> = (0..2000)
+            .map(|i| {
+                let mut words = String::new();
+                for _ in 0..8 {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    words.push_str(&format!("{seed:016x} "));
+                }
+                format!(r#"["{}","{round} {i} {words}"]"#, base + (i * 4 + round) * 1_000_000)
+            })
+            .collect();
+        let body = format!(r#"{{"streams":[{{"stream":{{"app":"c"}},"values":[{}]}}]}}"#, values.join(","));
+        let (status, text) = push_json(&server.addr(), &body);
+        assert_eq!(status, 204, "{text}");
+        total += 2000;
+        server.restart(); // flush: one segment per round
+    }
+    let filler = mnt.join("filler");
+    std::fs::write(&filler, vec![0u8; (fs_free(&mnt) - 200 * 1024) as usize]).unwrap();
+    server.write_config(&cfg("100ms"));
+    server.restart();
+    let started = std::time::Instant::now();
+    while common::metric(&server.addr(), "sawmill_compactor_disk_short_total") < 1.0 {
+        assert!(started.elapsed().as_secs() < 30, "compaction never reported the short disk");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let q = |s: &Server| query_entries(&s.addr(), "{app=\"c\"}", base, base + 3_600_000_000_000, 100_000).len();
+    assert_eq!(q(&server), total, "every line kept while compaction waits");
+    assert_eq!(common::segment_files(&data, "fake").len(), 4);
+
+    std::fs::remove_file(&filler).unwrap();
+    let started = std::time::Instant::now();
+    while common::segment_files(&data, "fake").len() > 1 {
+        assert!(started.elapsed().as_secs() < 30, "compaction did not resume");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(q(&server), total);
+}
+
 fn fs_free(path: &std::path::Path) -> u64 {
     let out = Command::new("df")
         .args(["--output=avail", "-B1"])

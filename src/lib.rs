@@ -9,8 +9,10 @@
 //!    │                                                     │
 //!    └──── query_range / labels / series ◄── query ◄───────┘ (using logql for the AST)
 //! ```
-//! Side paths: `config` (YAML with Loki's key names), `telemetry` (`/metrics`), `server`
-//! (start, recovery, shutdown), `cli` (the `sawmill` command line, load generator).
+//! Side paths: `compactor` (merges segments per time partition, applying `retention`: expired
+//! entries and delete requests), `config` (YAML with Loki's key names), `telemetry`
+//! (`/metrics`), `server` (start, recovery, shutdown), `cli` (the `sawmill` command line, load
+//! generator), `failpoint` (crash tests).
 
 pub mod bench;
 pub mod chunk;

@@ -27,7 +27,7 @@ pub enum ConfigError {
     Value(String),
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// With `false` every request belongs to tenant `fake`; with `true` `X-Scope-OrgID` is required.
@@ -199,22 +199,6 @@ pub struct Limits {
 /// A tenant's overrides: any `limits_config` key, written the same way.
 pub type LimitsOverride = serde_yaml::Mapping;
 
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            auth_enabled: false,
-            server: ServerConfig::default(),
-            common: CommonConfig::default(),
-            distributor: DistributorConfig::default(),
-            ingester: IngesterConfig::default(),
-            limits_config: Limits::default(),
-            compactor: CompactorConfig::default(),
-            storage: StorageConfig::default(),
-            overrides: BTreeMap::new(),
-        }
-    }
-}
-
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
@@ -340,7 +324,7 @@ impl Config {
             (key, e.into_inner().to_string())
         })?;
         let mut all = vec![("limits_config".to_string(), cfg.limits_config.clone())];
-        for (tenant, _) in &cfg.overrides {
+        for tenant in cfg.overrides.keys() {
             let l = cfg
                 .limits_for_checked(tenant)
                 .map_err(|m| (format!("overrides.{tenant}"), m))?;

@@ -86,9 +86,7 @@ impl CompactionReport {
 }
 
 pub fn now_ns() -> i64 {
-    chrono::Utc::now()
-        .timestamp_nanos_opt()
-        .unwrap_or(i64::MAX)
+    chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)
 }
 
 impl Store {
@@ -103,8 +101,11 @@ impl Store {
             let mut r = CompactionReport::default();
             if let Err(e) = self.compact_tenant(&tenant, now, &mut r) {
                 tracing::error!(tenant = %tenant.name, error = %e, "compaction failed; the tenant's data is left as it was");
-                self.metrics
-                    .inc("sawmill_compactor_failures_total", &[("tenant", &tenant.name)], 1);
+                self.metrics.inc(
+                    "sawmill_compactor_failures_total",
+                    &[("tenant", &tenant.name)],
+                    1,
+                );
                 r.disk_short |= matches!(e, CompactError::DiskShort { .. });
                 r.failures.push(format!("tenant {}: {e}", tenant.name));
             }
@@ -112,22 +113,37 @@ impl Store {
                 r.failures.push(format!("tenant {}: {e}", tenant.name));
             }
             let t = [("tenant", tenant.name.as_str())];
-            self.metrics.inc("sawmill_compactor_partitions_total", &t, r.partitions as u64);
-            self.metrics.inc("sawmill_compactor_input_bytes_total", &t, r.input_bytes);
-            self.metrics.inc("sawmill_compactor_output_bytes_total", &t, r.output_bytes);
+            self.metrics.inc(
+                "sawmill_compactor_partitions_total",
+                &t,
+                r.partitions as u64,
+            );
+            self.metrics
+                .inc("sawmill_compactor_input_bytes_total", &t, r.input_bytes);
+            self.metrics
+                .inc("sawmill_compactor_output_bytes_total", &t, r.output_bytes);
             let dup = r.entries_dropped - r.entries_expired - r.entries_deleted;
-            for (reason, n) in [("retention", r.entries_expired), ("delete", r.entries_deleted), ("duplicate", dup)] {
+            for (reason, n) in [
+                ("retention", r.entries_expired),
+                ("delete", r.entries_deleted),
+                ("duplicate", dup),
+            ] {
                 self.metrics.inc(
                     "sawmill_compactor_entries_dropped_total",
                     &[("tenant", tenant.name.as_str()), ("reason", reason)],
                     n,
                 );
             }
-            self.metrics.inc("sawmill_compactor_segments_deleted_total", &t, r.segments_deleted as u64);
+            self.metrics.inc(
+                "sawmill_compactor_segments_deleted_total",
+                &t,
+                r.segments_deleted as u64,
+            );
             total.add(r);
         }
         if total.disk_short {
-            self.metrics.inc("sawmill_compactor_disk_short_total", &[], 1);
+            self.metrics
+                .inc("sawmill_compactor_disk_short_total", &[], 1);
         }
         self.metrics.inc("sawmill_compactor_runs_total", &[], 1);
         self.metrics.observe(
@@ -182,7 +198,9 @@ impl Store {
                 continue;
             }
             let inputs: Vec<Arc<SegmentReader>> = segs.iter().map(|&i| live[i].clone()).collect();
-            self.compact_partition(tenant, &live, &inputs, from, to, &drops, now, through, report)?;
+            self.compact_partition(
+                tenant, &live, &inputs, from, to, &drops, now, through, report,
+            )?;
         }
         self.drop_empty_segments(tenant, report)?;
         Ok(())
@@ -224,7 +242,11 @@ impl Store {
             BTreeMap::new();
         let mut need = 0u64;
         for (i, seg) in inputs.iter().enumerate() {
-            for c in seg.chunks.iter().filter(|c| c.min_ts >= from && c.min_ts < to) {
+            for c in seg
+                .chunks
+                .iter()
+                .filter(|c| c.min_ts >= from && c.min_ts < to)
+            {
                 need += c.len;
                 let s = &seg.streams[c.stream as usize];
                 let e = streams
@@ -336,7 +358,9 @@ impl Store {
             }
             match std::fs::remove_file(p) {
                 Ok(()) => report.segments_deleted += 1,
-                Err(e) => tracing::warn!(file = %p.display(), error = %e, "cannot delete a replaced segment; start-up will"),
+                Err(e) => {
+                    tracing::warn!(file = %p.display(), error = %e, "cannot delete a replaced segment; start-up will")
+                }
             }
         }
         if !gone.is_empty() {
@@ -414,7 +438,11 @@ impl Store {
     /// Runs [`Store::compact`] every `compactor.compaction_interval` on a dedicated thread.
     pub fn start_compactor(self: &Arc<Self>) {
         let store = Arc::downgrade(self);
-        let interval = self.cfg.compactor.compaction_interval.max(Duration::from_millis(100));
+        let interval = self
+            .cfg
+            .compactor
+            .compaction_interval
+            .max(Duration::from_millis(100));
         std::thread::Builder::new()
             .name("compactor".into())
             .spawn(move || loop {
@@ -497,8 +525,11 @@ impl ChunkSink {
         if self.blocks.is_empty() {
             return Ok(());
         }
-        let idx = *self.stream.get_or_insert_with(|| w.add_stream(meta.clone()));
-        let mut buf = Vec::with_capacity(self.blocks.iter().map(|b| b.bytes.len()).sum::<usize>() + 8);
+        let idx = *self
+            .stream
+            .get_or_insert_with(|| w.add_stream(meta.clone()));
+        let mut buf =
+            Vec::with_capacity(self.blocks.iter().map(|b| b.bytes.len()).sum::<usize>() + 8);
         encode_chunk(self.blocks.iter(), &mut buf);
         let min_ts = self.blocks.iter().map(|b| b.min_ts).min().unwrap_or(0);
         let max_ts = self.blocks.iter().map(|b| b.max_ts).max().unwrap_or(0);

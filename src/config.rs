@@ -636,9 +636,19 @@ mod tests {
             "limits_config:\n  retention_period: 744h\n  retention_stream:\n  - selector: '{level=\"debug\"}'\n    priority: 1\n    period: 24h\noverrides:\n  t:\n    retention_period: 1h\n",
         )
         .unwrap();
-        assert_eq!(c.limits_for("t").retention_period, Duration::from_secs(3600));
-        assert_eq!(c.limits_for("t").retention_stream.len(), 1, "kept from limits_config");
-        assert_eq!(c.limits_config.retention_stream[0].period, Duration::from_secs(86400));
+        assert_eq!(
+            c.limits_for("t").retention_period,
+            Duration::from_secs(3600)
+        );
+        assert_eq!(
+            c.limits_for("t").retention_stream.len(),
+            1,
+            "kept from limits_config"
+        );
+        assert_eq!(
+            c.limits_config.retention_stream[0].period,
+            Duration::from_secs(86400)
+        );
         let (key, _) = Config::from_yaml(
             "overrides:\n  t:\n    retention_stream:\n    - selector: 'nope'\n      period: 1h\n",
         )

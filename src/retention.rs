@@ -75,9 +75,8 @@ impl DeleteRequests {
             source,
         };
         let requests = match std::fs::read(path) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| {
-                io(std::io::Error::new(std::io::ErrorKind::InvalidData, e))
-            })?,
+            Ok(b) => serde_json::from_slice(&b)
+                .map_err(|e| io(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(io(e)),
         };
@@ -275,7 +274,9 @@ impl Retention {
                 _ => Some((*prio, *period)),
             };
         }
-        best.map(|(_, d)| d).or(self.period).filter(|d| !d.is_zero())
+        best.map(|(_, d)| d)
+            .or(self.period)
+            .filter(|d| !d.is_zero())
     }
 }
 
@@ -307,7 +308,9 @@ impl Drops {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.retention.period.is_none() && self.retention.rules.is_empty() && self.deletes.is_empty()
+        self.retention.period.is_none()
+            && self.retention.rules.is_empty()
+            && self.deletes.is_empty()
     }
 
     /// The rules for a stream at `now_ns`, with the deletes numbered above `applied` (those
@@ -388,7 +391,11 @@ mod tests {
         let r = Retention::from_limits(&l);
         let days = |s: &str| r.period_for(&labels(s)).map(|d| d.as_secs() / 3600);
         assert_eq!(days(r#"{app="x"}"#), Some(30 * 24));
-        assert_eq!(days(r#"{app="x", level="debug"}"#), Some(1), "tie: shortest");
+        assert_eq!(
+            days(r#"{app="x", level="debug"}"#),
+            Some(1),
+            "tie: shortest"
+        );
         assert_eq!(days(r#"{app="audit", level="debug"}"#), Some(365 * 24));
         assert_eq!(Retention::default().period_for(&labels(r#"{a="b"}"#)), None);
     }
@@ -412,14 +419,23 @@ mod tests {
         assert!(!s.drops(201, b"secret"));
         assert!(!s.drops(150, b"public"));
         assert!(s.touches(0, 100) && !s.touches(201, 300));
-        assert!(d.for_stream(&labels(r#"{app="web"}"#), 0, 0, u64::MAX).is_noop());
-        assert!(d.for_stream(&api, 0, 3, u64::MAX).is_noop(), "already applied");
+        assert!(d
+            .for_stream(&labels(r#"{app="web"}"#), 0, 0, u64::MAX)
+            .is_noop());
+        assert!(
+            d.for_stream(&api, 0, 3, u64::MAX).is_noop(),
+            "already applied"
+        );
         assert!(d.for_stream(&api, 0, 0, 2).is_noop(), "not due yet");
     }
 
     #[test]
     fn delete_queries_are_selectors_with_line_filters() {
-        for ok in [r#"{a="b"}"#, r#"{a="b"} |= "x" != "y""#, r#"{a=~".+"} |~ "e.r""#] {
+        for ok in [
+            r#"{a="b"}"#,
+            r#"{a="b"} |= "x" != "y""#,
+            r#"{a=~".+"} |~ "e.r""#,
+        ] {
             CompiledDelete::compile(ok, 1, 0, 1).unwrap_or_else(|e| panic!("{ok}: {e}"));
         }
         for bad in [r#"{a="b"} | json"#, r#"count_over_time({a="b"}[1m])"#, "{"] {
@@ -441,7 +457,10 @@ mod tests {
             d.cancel(&a.request_id, false),
             Err(DeleteError::AlreadyProcessed)
         ));
-        assert!(matches!(d.cancel("nope", false), Err(DeleteError::NotFound)));
+        assert!(matches!(
+            d.cancel("nope", false),
+            Err(DeleteError::NotFound)
+        ));
         d.cancel(&b.request_id, false).unwrap();
         let again = DeleteRequests::load(&path).unwrap();
         assert_eq!(again.requests.len(), 1);

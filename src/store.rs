@@ -129,7 +129,9 @@ impl Store {
     /// and `overrides` (retention among them). Other sections keep their values until restart.
     pub fn reload(&self) -> Result<String, crate::config::ConfigError> {
         let Some(path) = self.config_path.lock().clone() else {
-            return Ok("no config file given at start (embedded defaults): nothing to reload".into());
+            return Ok(
+                "no config file given at start (embedded defaults): nothing to reload".into(),
+            );
         };
         let new = Config::from_file(&path)?;
         let mut live = (*self.cfg).clone();
@@ -141,7 +143,10 @@ impl Store {
         }
         self.metrics.inc("sawmill_config_reloads_total", &[], 1);
         tracing::info!(file = %path.display(), "configuration reloaded (limits_config, overrides)");
-        Ok(format!("reloaded limits_config and overrides from {}", path.display()))
+        Ok(format!(
+            "reloaded limits_config and overrides from {}",
+            path.display()
+        ))
     }
 
     /// Rebuilds a tenant's drops from its limits and delete requests.
@@ -452,7 +457,8 @@ impl Store {
             });
         }
         if let Some(msg) = self.disk_short() {
-            self.metrics.inc("sawmill_push_disk_short_total", &[("tenant", tenant_id)], 1);
+            self.metrics
+                .inc("sawmill_push_disk_short_total", &[("tenant", tenant_id)], 1);
             return Err(PushError::DiskShort(msg));
         }
         if !self.rate.allow(tenant_id, bytes, &limits) {
@@ -773,7 +779,7 @@ impl Store {
     }
 
     /// Sizes for `/metrics`.
-    pub fn gauges(&self) -> Vec<(String, Vec<(String, String)>, f64)> {
+    pub fn gauges(&self) -> Vec<crate::telemetry::Gauge> {
         let mut out = Vec::new();
         for t in self.tenants() {
             let segs = t.segments.read();

@@ -14,6 +14,9 @@ const BUCKETS: [f64; 11] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// A gauge sampled at render time: name, labels, value.
+pub type Gauge = (String, Vec<(String, String)>, f64);
+
 #[derive(Default)]
 pub struct Metrics {
     counters: Mutex<BTreeMap<Key, u64>>,
@@ -63,7 +66,7 @@ impl Metrics {
     }
 
     /// Renders everything, plus the given gauges, in the Prometheus text format.
-    pub fn render(&self, gauges: &[(String, Vec<(String, String)>, f64)]) -> String {
+    pub fn render(&self, gauges: &[Gauge]) -> String {
         let mut out = String::new();
         let mut last = String::new();
         for ((name, labels), v) in self.counters.lock().iter() {

@@ -183,7 +183,7 @@ impl Wal {
             seq: w.seq,
             offset: w.offset,
         };
-        if let Err(e) = w.file.write_all_at(&rec, w.offset) {
+        if let Err(e) = w.file.write_all_at(rec, w.offset) {
             // Leave no partial record behind: the next record is written at the same offset.
             let _ = w.file.set_len(w.offset);
             return Err(e.into());

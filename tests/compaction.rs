@@ -25,7 +25,10 @@ fn push(addr: &str, tenant: Option<&str>, labels: &str, lines: &[(i64, String)])
         .iter()
         .map(|(ts, l)| serde_json::json!([ts.to_string(), l]))
         .collect();
-    let body = format!(r#"{{"streams":[{{"stream":{labels},"values":{}}}]}}"#, serde_json::Value::Array(values));
+    let body = format!(
+        r#"{{"streams":[{{"stream":{labels},"values":{}}}]}}"#,
+        serde_json::Value::Array(values)
+    );
     let mut headers = vec![("Content-Type", "application/json")];
     if let Some(t) = tenant {
         headers.push(("X-Scope-OrgID", t));
@@ -42,7 +45,9 @@ fn push(addr: &str, tenant: Option<&str>, labels: &str, lines: &[(i64, String)])
 }
 
 fn all(addr: &str, tenant: Option<&str>, query: &str) -> Vec<(String, i64, String)> {
-    let headers: Vec<(&str, &str)> = tenant.map(|t| vec![("X-Scope-OrgID", t)]).unwrap_or_default();
+    let headers: Vec<(&str, &str)> = tenant
+        .map(|t| vec![("X-Scope-OrgID", t)])
+        .unwrap_or_default();
     query_all(addr, &headers, query, now_ns() - 48 * HOUR, now_ns() + HOUR)
         .unwrap_or_else(|(s, b)| panic!("{query}: {s} {b}"))
 }
@@ -57,7 +62,11 @@ fn wait_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
 }
 
 fn partitions(lines: &[(String, i64, String)]) -> usize {
-    lines.iter().map(|(_, ts, _)| ts.div_euclid(HOUR)).collect::<BTreeSet<_>>().len()
+    lines
+        .iter()
+        .map(|(_, ts, _)| ts.div_euclid(HOUR))
+        .collect::<BTreeSet<_>>()
+        .len()
 }
 
 /// Waits until compaction has nothing left to do: two more passes that rewrite no partition.
@@ -72,13 +81,16 @@ fn wait_settled(s: &Server) {
         if metric(&s.addr(), "sawmill_compactor_partitions_total") == parts {
             return;
         }
-        assert!(started.elapsed() < Duration::from_secs(60), "compaction never settles");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "compaction never settles"
+        );
     }
 }
 
 /// A round of lines for three apps, spread over the last five hours so every flushed segment
 /// spans several partitions.
-fn round(base: i64, r: usize) -> Vec<(&'static str, Vec<(i64, String)>)> {
+fn round(base: i64, r: usize) -> Round {
     ["api", "db", "web"]
         .into_iter()
         .map(|app| {
@@ -93,7 +105,9 @@ fn round(base: i64, r: usize) -> Vec<(&'static str, Vec<(i64, String)>)> {
         .collect()
 }
 
-fn expected_of(rounds: &[Vec<(&str, Vec<(i64, String)>)>]) -> Vec<(String, i64, String)> {
+type Round = Vec<(&'static str, Vec<(i64, String)>)>;
+
+fn expected_of(rounds: &[Round]) -> Vec<common::Entry> {
     let mut out: Vec<(String, i64, String)> = rounds
         .iter()
         .flatten()
@@ -140,15 +154,25 @@ fn compaction_merges_segments_into_partitions_without_losing_a_line() {
     wait_settled(&s);
     // Chunks belong to the partition they start in; these span hours, so fewer segments remain.
     let segments = segment_files(&data, "fake").len();
-    assert!(segments >= 1 && segments <= partitions(&expected), "{segments} segments");
+    assert!(
+        segments >= 1 && segments <= partitions(&expected),
+        "{segments} segments"
+    );
     assert!(segments < 4, "{segments} segments after compaction");
-    assert_eq!(all(&s.addr(), None, r#"{app=~".+"}"#), expected, "every line once, in order");
+    assert_eq!(
+        all(&s.addr(), None, r#"{app=~".+"}"#),
+        expected,
+        "every line once, in order"
+    );
     assert!(metric(&s.addr(), "sawmill_compactor_partitions_total") >= 1.0);
     let bytes_after: u64 = segment_files(&data, "fake")
         .iter()
         .map(|p| p.metadata().unwrap().len())
         .sum();
-    assert!(bytes_after < bytes_before, "{bytes_after} < {bytes_before}: merged and recompressed");
+    assert!(
+        bytes_after < bytes_before,
+        "{bytes_after} < {bytes_before}: merged and recompressed"
+    );
 
     // A restart sees the same, and finds nothing more to do.
     s.restart();
@@ -180,7 +204,10 @@ fn killed_at_every_step_of_compaction_every_line_is_kept_once() {
         s.stop();
         // Start with the failpoint armed and compaction every 100 ms: it dies there.
         s.write_config(&config("100ms", ""));
-        s.env = vec![("SAWMILL_FAILPOINTS".into(), points[cycle % points.len()].into())];
+        s.env = vec![(
+            "SAWMILL_FAILPOINTS".into(),
+            points[cycle % points.len()].into(),
+        )];
         s.restart();
         if s.wait_exit(Duration::from_secs(10)) {
             killed_by_failpoint += 1;
@@ -199,11 +226,20 @@ fn killed_at_every_step_of_compaction_every_line_is_kept_once() {
         );
         let tmp = std::fs::read_dir(segment_files(&data, "fake")[0].parent().unwrap())
             .unwrap()
-            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".tmp"))
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".tmp")
+            })
             .count();
         assert_eq!(tmp, 0, "no temporary file survives a restart");
     }
-    assert!(killed_by_failpoint >= 12, "failpoints reached {killed_by_failpoint} times");
+    assert!(
+        killed_by_failpoint >= 12,
+        "failpoints reached {killed_by_failpoint} times"
+    );
     // Finally let compaction finish: still every line once, one segment per partition.
     s.write_config(&config("100ms", ""));
     s.restart();
@@ -226,7 +262,12 @@ fn retention_hides_at_once_and_compaction_removes_from_disk() {
             .iter()
             .map(|a| (now - a * MIN, format!("{level} {a} minutes ago")))
             .collect();
-        push(&s.addr(), None, &format!(r#"{{"app":"api","level":"{level}"}}"#), &lines);
+        push(
+            &s.addr(),
+            None,
+            &format!(r#"{{"app":"api","level":"{level}"}}"#),
+            &lines,
+        );
     }
     s.stop();
     s.restart();
@@ -237,18 +278,25 @@ fn retention_hides_at_once_and_compaction_removes_from_disk() {
     s.write_config(&config("200ms", rules));
     let (status, text) = post(&format!("{}/-/reload", s.addr()), "text/plain", None, b"");
     assert_eq!(status, 200, "{text}");
-    let count = |level: &str, s: &Server| all(&s.addr(), None, &format!(r#"{{level="{level}"}}"#)).len();
+    let count =
+        |level: &str, s: &Server| all(&s.addr(), None, &format!(r#"{{level="{level}"}}"#)).len();
     assert_eq!(count("info", &s), ages.iter().filter(|a| **a < 180).count());
     assert_eq!(count("debug", &s), ages.iter().filter(|a| **a < 60).count());
-    let expired = ages.iter().filter(|a| **a >= 180).count() + ages.iter().filter(|a| **a >= 60).count();
-    wait_for(Duration::from_secs(60), "compaction to drop expired lines", || {
-        metric(&s.addr(), "sawmill_compactor_entries_dropped_total") >= expired as f64
-    });
+    let expired =
+        ages.iter().filter(|a| **a >= 180).count() + ages.iter().filter(|a| **a >= 60).count();
+    wait_for(
+        Duration::from_secs(60),
+        "compaction to drop expired lines",
+        || metric(&s.addr(), "sawmill_compactor_entries_dropped_total") >= expired as f64,
+    );
 
     // Retention off again (by SIGHUP this time): what compaction removed stays gone.
     s.write_config(&config("200ms", ""));
     let pid = s.child.as_ref().unwrap().id();
-    std::process::Command::new("kill").args(["-HUP", &pid.to_string()]).status().unwrap();
+    std::process::Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()
+        .unwrap();
     wait_for(Duration::from_secs(10), "the SIGHUP reload", || {
         metric(&s.addr(), "sawmill_config_reloads_total") >= 2.0
     });
@@ -265,11 +313,21 @@ fn retention_hides_at_once_and_compaction_removes_from_disk() {
 }
 
 fn delete_url(addr: &str, params: &[(&str, &str)]) -> String {
-    format!("{addr}/loki/api/v1/delete?{}", serde_urlencoded::to_string(params).unwrap())
+    format!(
+        "{addr}/loki/api/v1/delete?{}",
+        serde_urlencoded::to_string(params).unwrap()
+    )
 }
 
 fn as_tenant(method: &str, url: &str, tenant: &str) -> (u16, String) {
-    try_request(method, url, &[("X-Scope-OrgID", tenant)], Some(b""), Duration::from_secs(30)).unwrap()
+    try_request(
+        method,
+        url,
+        &[("X-Scope-OrgID", tenant)],
+        Some(b""),
+        Duration::from_secs(30),
+    )
+    .unwrap()
 }
 
 fn list_deletes(addr: &str, tenant: &str) -> Vec<serde_json::Value> {
@@ -282,7 +340,11 @@ fn list_deletes(addr: &str, tenant: &str) -> Vec<serde_json::Value> {
     )
     .unwrap();
     assert_eq!(status, 200, "{text}");
-    serde_json::from_str::<serde_json::Value>(&text).unwrap().as_array().unwrap().clone()
+    serde_json::from_str::<serde_json::Value>(&text)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
 }
 
 #[test]
@@ -291,12 +353,24 @@ fn delete_requests_hide_lines_at_once_are_per_tenant_and_compaction_removes_them
     let data = dir.path().join("data");
     let hold = "auth_enabled: true\n";
     let cancel_period = |p: &str| {
-        format!("{hold}{}  delete_request_cancel_period: {p}\n", config("200ms", ""))
+        format!(
+            "{hold}{}  delete_request_cancel_period: {p}\n",
+            config("200ms", "")
+        )
     };
     let mut s = Server::start(&data, &cancel_period("1h"));
     let base = now_ns() - 2 * HOUR;
     let lines: Vec<(i64, String)> = (0..100)
-        .map(|i| (base + i * MIN, if i % 4 == 0 { format!("secret {i}") } else { format!("public {i}") }))
+        .map(|i| {
+            (
+                base + i * MIN,
+                if i % 4 == 0 {
+                    format!("secret {i}")
+                } else {
+                    format!("public {i}")
+                },
+            )
+        })
         .collect();
     for t in ["a", "b"] {
         push(&s.addr(), Some(t), r#"{"app":"api"}"#, &lines);
@@ -311,8 +385,17 @@ fn delete_requests_hide_lines_at_once_are_per_tenant_and_compaction_removes_them
     for (params, what) in [
         (vec![("query", q)], "start"),
         (vec![("start", start.as_str())], "query"),
-        (vec![("query", r#"{app="api"} | json"#), ("start", start.as_str())], "line filters"),
-        (vec![("query", "{app="), ("start", start.as_str())], "parse error"),
+        (
+            vec![
+                ("query", r#"{app="api"} | json"#),
+                ("start", start.as_str()),
+            ],
+            "line filters",
+        ),
+        (
+            vec![("query", "{app="), ("start", start.as_str())],
+            "parse error",
+        ),
         (vec![("query", q), ("start", "yesterday")], "start"),
     ] {
         let (status, text) = as_tenant("POST", &delete_url(&addr, &params), "a");
@@ -320,13 +403,20 @@ fn delete_requests_hide_lines_at_once_are_per_tenant_and_compaction_removes_them
         assert!(text.contains(what), "{params:?}: {text}");
     }
 
-    let (status, text) = as_tenant("POST", &delete_url(&addr, &[("query", q), ("start", &start)]), "a");
+    let (status, text) = as_tenant(
+        "POST",
+        &delete_url(&addr, &[("query", q), ("start", &start)]),
+        "a",
+    );
     assert_eq!(status, 204, "{text}");
     let reqs = list_deletes(&addr, "a");
     assert_eq!(reqs.len(), 1);
     assert_eq!(reqs[0]["status"], "received");
     assert_eq!(reqs[0]["query"], q);
-    assert!(list_deletes(&addr, "b").is_empty(), "tenant b sees none of a's requests");
+    assert!(
+        list_deletes(&addr, "b").is_empty(),
+        "tenant b sees none of a's requests"
+    );
     let id = reqs[0]["request_id"].as_str().unwrap().to_string();
 
     let secret = |t: &str| all(&addr, Some(t), q).len();
@@ -343,24 +433,40 @@ fn delete_requests_hide_lines_at_once_are_per_tenant_and_compaction_removes_them
     assert!(list_deletes(&addr, "a").is_empty());
 
     // Again, with no cancel period: the next compaction removes the lines from disk.
-    let (status, text) = as_tenant("POST", &delete_url(&addr, &[("query", q), ("start", &start)]), "a");
+    let (status, text) = as_tenant(
+        "POST",
+        &delete_url(&addr, &[("query", q), ("start", &start)]),
+        "a",
+    );
     assert_eq!(status, 204, "{text}");
     s.write_config(&cancel_period("0s"));
     s.restart();
     let addr = s.addr();
-    wait_for(Duration::from_secs(60), "the delete request to be processed", || {
-        list_deletes(&addr, "a")[0]["status"] == "processed"
-    });
+    wait_for(
+        Duration::from_secs(60),
+        "the delete request to be processed",
+        || list_deletes(&addr, "a")[0]["status"] == "processed",
+    );
     assert!(metric(&addr, "sawmill_compactor_entries_dropped_total") >= 25.0);
-    let id = list_deletes(&addr, "a")[0]["request_id"].as_str().unwrap().to_string();
+    let id = list_deletes(&addr, "a")[0]["request_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let (status, text) = as_tenant("DELETE", &delete_url(&addr, &[("request_id", &id)]), "a");
-    assert_eq!(status, 400, "processed requests cannot be cancelled: {text}");
+    assert_eq!(
+        status, 400,
+        "processed requests cannot be cancelled: {text}"
+    );
     let secret = |t: &str| all(&addr, Some(t), q).len();
     assert_eq!(secret("a"), 0);
     assert_eq!(secret("b"), 25);
     assert_eq!(all(&addr, Some("a"), r#"{app="api"}"#).len(), 75);
     s.restart();
-    assert_eq!(all(&s.addr(), Some("a"), q).len(), 0, "still gone after a restart");
+    assert_eq!(
+        all(&s.addr(), Some("a"), q).len(),
+        0,
+        "still gone after a restart"
+    );
     let (status, body) = get(&s.addr(), "/ready", &[]);
     assert_eq!(status, 200, "{body}");
 }
@@ -413,7 +519,11 @@ fn random_operations_match_a_model() {
             }
             7 => {
                 let app = ["a", "b"][rng.range(0, 1) as usize];
-                let token = if rng.range(0, 1) == 0 { String::new() } else { format!("k{}", rng.range(0, 9)) };
+                let token = if rng.range(0, 1) == 0 {
+                    String::new()
+                } else {
+                    format!("k{}", rng.range(0, 9))
+                };
                 let from = now0 - rng.range(0, 8) as i64 * HOUR;
                 let to = from + rng.range(1, 4) as i64 * HOUR;
                 let mut query = format!(r#"{{app="{app}"}}"#);
@@ -422,7 +532,11 @@ fn random_operations_match_a_model() {
                 }
                 let url = delete_url(
                     &s.addr(),
-                    &[("query", &query), ("start", &from.to_string()), ("end", &to.to_string())],
+                    &[
+                        ("query", &query),
+                        ("start", &from.to_string()),
+                        ("end", &to.to_string()),
+                    ],
                 );
                 let (status, text) = post(&url, "text/plain", None, b"");
                 assert_eq!(status, 204, "{text}");
@@ -431,7 +545,8 @@ fn random_operations_match_a_model() {
             _ => {
                 debug_hours = debug_hours.saturating_sub(rng.range(0, 2)).max(1);
                 s.write_config(&cfg(debug_hours));
-                let (status, text) = post(&format!("{}/-/reload", s.addr()), "text/plain", None, b"");
+                let (status, text) =
+                    post(&format!("{}/-/reload", s.addr()), "text/plain", None, b"");
                 assert_eq!(status, 200, "{text}");
             }
         }
@@ -441,7 +556,10 @@ fn random_operations_match_a_model() {
             .filter(|(_, app, level, ts, line)| {
                 let expired = *level == "debug" && *ts < now - debug_hours as i64 * HOUR;
                 let deleted = deletes.iter().any(|(a, tok, from, to)| {
-                    a == app && ts >= from && ts <= to && (tok.is_empty() || line.starts_with(&format!("{tok} ")))
+                    a == app
+                        && ts >= from
+                        && ts <= to
+                        && (tok.is_empty() || line.starts_with(&format!("{tok} ")))
                 });
                 !expired && !deleted
             })
@@ -455,5 +573,9 @@ fn random_operations_match_a_model() {
     let got = all(&s.addr(), None, r#"{app=~".+"}"#);
     assert!(!got.is_empty());
     wait_settled(&s);
-    assert_eq!(all(&s.addr(), None, r#"{app=~".+"}"#), got, "compaction settled changes nothing");
+    assert_eq!(
+        all(&s.addr(), None, r#"{app=~".+"}"#),
+        got,
+        "compaction settled changes nothing"
+    );
 }

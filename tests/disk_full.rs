@@ -134,13 +134,29 @@ fn below_min_free_bytes_pushes_get_507_and_resume() {
     let (status, text) = push(1);
     assert_eq!(status, 507, "{text}");
     assert!(text.contains("min_free_bytes"), "{text}");
-    let got = query_entries(&server.addr(), "{app=\"free\"}", base, base + 1_000_000_000, 100);
-    assert_eq!(got.len(), 1, "queries keep working; the refused push stored nothing");
+    let got = query_entries(
+        &server.addr(),
+        "{app=\"free\"}",
+        base,
+        base + 1_000_000_000,
+        100,
+    );
+    assert_eq!(
+        got.len(),
+        1,
+        "queries keep working; the refused push stored nothing"
+    );
     std::fs::remove_file(&filler).unwrap();
     std::thread::sleep(std::time::Duration::from_millis(150));
     let (status, text) = push(2);
     assert_eq!(status, 204, "pushes resume once space returns: {text}");
-    let got = query_entries(&server.addr(), "{app=\"free\"}", base, base + 1_000_000_000, 100);
+    let got = query_entries(
+        &server.addr(),
+        "{app=\"free\"}",
+        base,
+        base + 1_000_000_000,
+        100,
+    );
     assert_eq!(got.len(), 2);
 }
 
@@ -179,10 +195,16 @@ fn compaction_backs_off_when_the_disk_is_short() {
                     seed ^= seed << 17;
                     words.push_str(&format!("{seed:016x} "));
                 }
-                format!(r#"["{}","{round} {i} {words}"]"#, base + (i * 4 + round) * 1_000_000)
+                format!(
+                    r#"["{}","{round} {i} {words}"]"#,
+                    base + (i * 4 + round) * 1_000_000
+                )
             })
             .collect();
-        let body = format!(r#"{{"streams":[{{"stream":{{"app":"c"}},"values":[{}]}}]}}"#, values.join(","));
+        let body = format!(
+            r#"{{"streams":[{{"stream":{{"app":"c"}},"values":[{}]}}]}}"#,
+            values.join(",")
+        );
         let (status, text) = push_json(&server.addr(), &body);
         assert_eq!(status, 204, "{text}");
         total += 2000;
@@ -194,17 +216,32 @@ fn compaction_backs_off_when_the_disk_is_short() {
     server.restart();
     let started = std::time::Instant::now();
     while common::metric(&server.addr(), "sawmill_compactor_disk_short_total") < 1.0 {
-        assert!(started.elapsed().as_secs() < 30, "compaction never reported the short disk");
+        assert!(
+            started.elapsed().as_secs() < 30,
+            "compaction never reported the short disk"
+        );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    let q = |s: &Server| query_entries(&s.addr(), "{app=\"c\"}", base, base + 3_600_000_000_000, 100_000).len();
+    let q = |s: &Server| {
+        query_entries(
+            &s.addr(),
+            "{app=\"c\"}",
+            base,
+            base + 3_600_000_000_000,
+            100_000,
+        )
+        .len()
+    };
     assert_eq!(q(&server), total, "every line kept while compaction waits");
     assert_eq!(common::segment_files(&data, "fake").len(), 4);
 
     std::fs::remove_file(&filler).unwrap();
     let started = std::time::Instant::now();
     while common::segment_files(&data, "fake").len() > 1 {
-        assert!(started.elapsed().as_secs() < 30, "compaction did not resume");
+        assert!(
+            started.elapsed().as_secs() < 30,
+            "compaction did not resume"
+        );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     assert_eq!(q(&server), total);

@@ -40,16 +40,14 @@ pub async fn create(
 }
 
 /// `GET /loki/api/v1/delete` → the tenant's requests, in Loki's shape (times in seconds).
-pub async fn list(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
+pub async fn list(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let tenant = tenant_of(&state, &headers)?;
     let reqs = match state.store.existing_tenant(&tenant) {
         Some(t) => t.deletes.lock().requests.clone(),
         None => Vec::new(),
     };
-    let secs = |ns: i64| serde_json::Number::from_f64(ns as f64 / 1e9).map(serde_json::Value::Number);
+    let secs =
+        |ns: i64| serde_json::Number::from_f64(ns as f64 / 1e9).map(serde_json::Value::Number);
     let out: Vec<serde_json::Value> = reqs
         .iter()
         .map(|r| {

@@ -866,10 +866,7 @@ async fn detected(
     let (start, end) = p.range(now_ns())?;
     let limit = positive(&p, &["limit", "field_limit"], DEFAULT_FIELD_LIMIT)?;
     let line_limit = positive(&p, &["line_limit"], DEFAULT_LINE_LIMIT)?;
-    let max = state
-        .store
-        .limits_for(&tenant)
-        .max_entries_limit_per_query;
+    let max = state.store.limits_for(&tenant).max_entries_limit_per_query;
     if max > 0 && line_limit > max {
         return Err(ApiError::BadRequest(format!(
             "max entries limit per query exceeded, limit > max_entries_limit_per_query ({line_limit} > {max})"

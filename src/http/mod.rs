@@ -114,7 +114,9 @@ impl From<crate::retention::DeleteError> for ApiError {
     fn from(e: crate::retention::DeleteError) -> Self {
         use crate::retention::DeleteError as D;
         match e {
-            D::Query(_) | D::Invalid(_) | D::AlreadyProcessed => ApiError::BadRequest(e.to_string()),
+            D::Query(_) | D::Invalid(_) | D::AlreadyProcessed => {
+                ApiError::BadRequest(e.to_string())
+            }
             D::NotFound => ApiError::NotFound(e.to_string()),
             D::Io { .. } => ApiError::Internal(e.to_string()),
         }

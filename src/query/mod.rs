@@ -15,8 +15,8 @@ use crate::chunk::{chunk_blocks, DecodedBlock, HeadBlock};
 use crate::head::SlotState;
 use crate::labels::Labels;
 use crate::logql::{MatchOp, Matcher};
-use crate::segment::SegmentReader;
 use crate::retention::{Drops, StreamDrops};
+use crate::segment::SegmentReader;
 use crate::store::Tenant;
 
 pub mod labels_builder;

@@ -112,7 +112,11 @@ impl Server {
 
     /// Replaces the config file (takes effect at the next restart or reload).
     pub fn write_config(&self, extra_yaml: &str) {
-        std::fs::write(&self.config, format!("server:\n  log_level: warn\n{extra_yaml}")).unwrap();
+        std::fs::write(
+            &self.config,
+            format!("server:\n  log_level: warn\n{extra_yaml}"),
+        )
+        .unwrap();
     }
 
     /// Waits for the process to exit by itself (a failpoint); true if it did within `limit`.
@@ -283,6 +287,9 @@ pub fn push_with(addr: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, Str
         .unwrap_or_else(|e| panic!("push to {url} failed: {e}"))
 }
 
+/// (labels JSON, ts, line) of a returned entry.
+pub type Entry = (String, i64, String);
+
 /// Every (labels JSON, ts, line) a log query returns, sorted, with no limit on the response
 /// size; `headers` carries e.g. `X-Scope-OrgID`.
 pub fn query_all(
@@ -291,7 +298,7 @@ pub fn query_all(
     query: &str,
     start: i64,
     end: i64,
-) -> Result<Vec<(String, i64, String)>, (u16, String)> {
+) -> Result<Vec<Entry>, (u16, String)> {
     let url = format!(
         "{addr}/loki/api/v1/query_range?{}",
         serde_urlencoded::to_string([

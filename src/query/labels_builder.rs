@@ -99,6 +99,8 @@ pub struct LabelsBuilder {
     err: String,
     err_details: String,
     scratch: String,
+    /// The entry's structured metadata with normalised names, for [`Self::restart_entry`].
+    metadata: PairVec,
 }
 
 fn slot(category: LabelCategory) -> usize {
@@ -148,13 +150,26 @@ impl LabelsBuilder {
     /// and a name that is also a stream label gets the `_extracted` suffix.
     pub fn start_entry<K: AsRef<str>, V: AsRef<str>>(&mut self, structured_metadata: &[(K, V)]) {
         self.reset();
+        self.metadata.clear();
         for (k, v) in structured_metadata {
             let mut name = std::mem::take(&mut self.scratch);
             name.clear();
             normalize_label(k.as_ref(), &mut name);
+            self.metadata.push(&name, v.as_ref());
             self.add_label(LabelCategory::StructuredMetadata, &name, v.as_ref());
             self.scratch = name;
         }
+    }
+
+    /// Forgets what the pipeline did to the current entry: back to the state
+    /// [`Self::start_entry`] left.
+    pub fn restart_entry(&mut self) {
+        self.reset();
+        let metadata = std::mem::take(&mut self.metadata);
+        for (name, value) in metadata.as_slice() {
+            self.add_label(LabelCategory::StructuredMetadata, name, value);
+        }
+        self.metadata = metadata;
     }
 
     /// The stream labels, sorted.
@@ -281,6 +296,12 @@ impl LabelsBuilder {
 
     pub fn reset_err_details(&mut self) {
         self.err_details.clear();
+    }
+
+    /// Whether a stage added, changed or deleted `name` (its value may differ from the
+    /// stream's).
+    pub fn touched(&self, name: &str) -> bool {
+        self.del.contains(name) || self.add.iter().any(|a| a.contains(name))
     }
 
     /// Whether the entry's labels differ from the stream labels.

@@ -6,7 +6,7 @@
 
 use super::super::labels_builder::{LabelsBuilder, DUPLICATE_SUFFIX};
 use super::json::push_lossy_spaces;
-use super::sanitize_label_key;
+use super::{sanitize_key_bytes, ParserHints};
 
 pub const ERR_LOGFMT: &str = "LogfmtParserErr";
 
@@ -16,7 +16,16 @@ pub struct Decoder<'a> {
     pos: usize,
     key: &'a [u8],
     value: Value<'a>,
-    err: Option<String>,
+    /// The last syntax error and its position (1-based), formatted only when asked for.
+    err: Option<(usize, SyntaxError)>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum SyntaxError {
+    Unexpected(u8),
+    InvalidKey,
+    InvalidQuotedValue,
+    UnterminatedQuotedValue,
 }
 
 /// A decoded value: a slice of the line, or an unescaped copy.
@@ -57,25 +66,28 @@ impl<'a> Decoder<'a> {
         self.value.as_bytes()
     }
 
-    pub fn err(&self) -> Option<&str> {
-        self.err.as_deref()
+    /// The last syntax error: `logfmt syntax error at pos N : message`.
+    pub fn err(&self) -> Option<String> {
+        let (pos, e) = self.err?;
+        let msg = match e {
+            SyntaxError::Unexpected(b'\'') => "unexpected '\\''".to_string(),
+            SyntaxError::Unexpected(c) if c.is_ascii_graphic() || c == b' ' => {
+                format!("unexpected '{}'", c as char)
+            }
+            SyntaxError::Unexpected(c) => format!("unexpected '\\x{c:02x}'"),
+            SyntaxError::InvalidKey => "invalid key".to_string(),
+            SyntaxError::InvalidQuotedValue => "invalid quoted value".to_string(),
+            SyntaxError::UnterminatedQuotedValue => "unterminated quoted value".to_string(),
+        };
+        Some(format!("logfmt syntax error at pos {pos} : {msg}"))
     }
 
-    fn syntax_error(&mut self, msg: &str) {
-        self.err = Some(format!(
-            "logfmt syntax error at pos {} : {}",
-            self.pos + 1,
-            msg
-        ));
+    fn syntax_error(&mut self, e: SyntaxError) {
+        self.err = Some((self.pos + 1, e));
     }
 
     fn unexpected_byte(&mut self, c: u8) {
-        let shown = match c {
-            b'\'' => "'\\''".to_string(),
-            c if c.is_ascii_graphic() || c == b' ' => format!("'{}'", c as char),
-            c => format!("'\\x{c:02x}'"),
-        };
-        self.syntax_error(&format!("unexpected {shown}"));
+        self.syntax_error(SyntaxError::Unexpected(c));
     }
 
     fn skip_value(&mut self) -> bool {
@@ -107,7 +119,7 @@ impl<'a> Decoder<'a> {
                 if self.pos > start {
                     self.key = &line[start..self.pos];
                     if multibyte && invalid_utf8(self.key) {
-                        self.syntax_error("invalid key");
+                        self.syntax_error(SyntaxError::InvalidKey);
                         return false;
                     }
                 }
@@ -119,7 +131,7 @@ impl<'a> Decoder<'a> {
                 if self.pos > start {
                     self.key = &line[start..self.pos];
                     if multibyte && invalid_utf8(self.key) {
-                        self.syntax_error("invalid key");
+                        self.syntax_error(SyntaxError::InvalidKey);
                         return self.skip_value();
                     }
                 }
@@ -137,7 +149,7 @@ impl<'a> Decoder<'a> {
                 if self.pos > start {
                     self.key = &line[start..self.pos];
                     if multibyte && invalid_utf8(self.key) {
-                        self.syntax_error("invalid key");
+                        self.syntax_error(SyntaxError::InvalidKey);
                         return false;
                     }
                 }
@@ -200,7 +212,7 @@ impl<'a> Decoder<'a> {
                     match unquote(&line[start..self.pos]) {
                         Some(v) => self.value = Value::Owned(v),
                         None => {
-                            self.syntax_error("invalid quoted value");
+                            self.syntax_error(SyntaxError::InvalidQuotedValue);
                             return false;
                         }
                     }
@@ -214,7 +226,7 @@ impl<'a> Decoder<'a> {
             }
         }
         self.pos = line.len();
-        self.syntax_error("unterminated quoted value");
+        self.syntax_error(SyntaxError::UnterminatedQuotedValue);
         false
     }
 }
@@ -294,22 +306,29 @@ fn unquote(s: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// `| logfmt [--strict] [--keep-empty]`.
+/// `| logfmt [--strict] [--keep-empty]`; with [`ParserHints`], only the wanted labels are
+/// stored (the whole line is still scanned, so that `--strict` errors are the same).
 #[derive(Debug, Default)]
 pub struct LogfmtParser {
     pub strict: bool,
     pub keep_empty: bool,
+    hints: Option<ParserHints>,
     name: String,
     text: String,
 }
 
 impl LogfmtParser {
-    pub fn new(strict: bool, keep_empty: bool) -> Self {
+    pub fn new(strict: bool, keep_empty: bool, hints: Option<ParserHints>) -> Self {
         LogfmtParser {
             strict,
             keep_empty,
+            hints,
             ..Default::default()
         }
+    }
+
+    pub fn hints(&self) -> Option<&ParserHints> {
+        self.hints.as_ref()
     }
 
     pub fn process(&mut self, line: &[u8], lbs: &mut LabelsBuilder) {
@@ -321,13 +340,25 @@ impl LogfmtParser {
                 }
                 continue;
             }
+            if self.hints.as_ref().is_some_and(|h| !h.may_want(dec.key())) {
+                continue;
+            }
             self.name.clear();
-            sanitize_label_key(&String::from_utf8_lossy(dec.key()), true, &mut self.name);
+            sanitize_key_bytes(dec.key(), true, &mut self.name);
             if self.name.is_empty() {
                 continue;
             }
-            if lbs.base_has(&self.name) {
-                self.name.push_str(DUPLICATE_SUFFIX);
+            match &self.hints {
+                Some(h) => {
+                    if !h.wanted(&mut self.name, lbs) {
+                        continue;
+                    }
+                }
+                None => {
+                    if lbs.base_has(&self.name) {
+                        self.name.push_str(DUPLICATE_SUFFIX);
+                    }
+                }
             }
             let val = dec.value();
             if !self.keep_empty && val.is_empty() {
@@ -340,7 +371,7 @@ impl LogfmtParser {
         if self.strict {
             if let Some(e) = dec.err() {
                 lbs.set_err(ERR_LOGFMT);
-                lbs.set_err_details(e);
+                lbs.set_err_details(&e);
             }
         }
     }
@@ -399,7 +430,7 @@ impl LogfmtExpressionParser {
                 continue;
             }
             self.name.clear();
-            sanitize_label_key(&String::from_utf8_lossy(dec.key()), true, &mut self.name);
+            sanitize_key_bytes(dec.key(), true, &mut self.name);
             if self.name.is_empty() {
                 continue;
             }
@@ -423,7 +454,7 @@ impl LogfmtExpressionParser {
         if self.strict {
             if let Some(e) = dec.err() {
                 lbs.set_err(ERR_LOGFMT);
-                lbs.set_err_details(e);
+                lbs.set_err_details(&e);
             }
         }
     }

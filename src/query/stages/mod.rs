@@ -1,7 +1,9 @@
 //! The pipeline's stages, one idea per file: line filters over regexes, patterns and IPs
 //! (`regex`, `pattern`, `ip`), parsers (`json`, `logfmt`; `regexp` and `pattern` live in
 //! the pipeline), `label_filter`, and the formatting stages (`format`). `go` holds Go's
-//! value parsers whose error texts end up in `__error_details__`.
+//! value parsers whose error texts end up in `__error_details__`. [`ParserHints`] tells the
+//! `json` and `logfmt` stages which labels the rest of the query reads, so that they skip
+//! the others.
 
 pub mod format;
 pub mod go;
@@ -11,6 +13,128 @@ pub mod label_filter;
 pub mod logfmt;
 pub mod pattern;
 pub mod regex;
+
+use super::labels_builder::{LabelsBuilder, DUPLICATE_SUFFIX};
+
+/// The labels a parser stage has to extract: those the later stages and the series of a
+/// metric query read. A name equal to a stream label is extracted as `<name>_extracted`, so
+/// both spellings are matched here. Extracting more than these changes no answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ParserHints {
+    names: Vec<String>,
+    /// The names a key must sanitise to: each wanted name, also without `_extracted`.
+    keys: Vec<String>,
+}
+
+impl ParserHints {
+    pub fn new(mut names: Vec<String>) -> Self {
+        names.sort();
+        names.dedup();
+        let mut keys = names.clone();
+        keys.extend(
+            names
+                .iter()
+                .filter_map(|n| n.strip_suffix(DUPLICATE_SUFFIX).map(str::to_string)),
+        );
+        keys.sort();
+        keys.dedup();
+        ParserHints { names, keys }
+    }
+
+    /// False when a top-level key cannot give a wanted label, decided on the raw key
+    /// without sanitising it; true when it may (or when only sanitising tells).
+    pub fn may_want(&self, key: &[u8]) -> bool {
+        let (Some(&first), Some(&last)) = (key.first(), key.last()) else {
+            return self.keys.iter().any(String::is_empty);
+        };
+        if !key.is_ascii() || is_space(first) || is_space(last) {
+            return true;
+        }
+        // An ASCII key without surrounding spaces sanitises byte for byte, after a `_`
+        // when it starts with a digit.
+        self.keys.iter().any(|k| {
+            let k = k.as_bytes();
+            let k = if first.is_ascii_digit() {
+                match k.strip_prefix(b"_") {
+                    Some(k) => k,
+                    None => return false,
+                }
+            } else {
+                k
+            };
+            k.len() == key.len() && k.iter().zip(key).all(|(&a, &b)| a == sanitized(b))
+        })
+    }
+
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// The name under which a parser stores the key sanitised as `name`, when that label is
+    /// wanted: `name`, or `name_extracted` when `name` is a stream label. `name` may get the
+    /// suffix appended.
+    pub fn wanted(&self, name: &mut String, lbs: &LabelsBuilder) -> bool {
+        let plain = self.names.iter().any(|w| w == name);
+        let suffixed = self.names.iter().any(|w| {
+            w.len() == name.len() + DUPLICATE_SUFFIX.len()
+                && w.starts_with(name.as_str())
+                && w.ends_with(DUPLICATE_SUFFIX)
+        });
+        if !plain && !suffixed {
+            return false;
+        }
+        if lbs.base_has(name) {
+            name.push_str(DUPLICATE_SUFFIX);
+            suffixed
+        } else {
+            plain
+        }
+    }
+}
+
+/// [`sanitize_label_key`] of raw bytes (lossy UTF-8), without a copy for ASCII keys.
+pub fn sanitize_key_bytes(key: &[u8], is_prefix: bool, out: &mut String) {
+    if !key.is_ascii() {
+        sanitize_label_key(&String::from_utf8_lossy(key), is_prefix, out);
+        return;
+    }
+    let start = key.iter().position(|&c| !is_space(c)).unwrap_or(key.len());
+    let end = key
+        .iter()
+        .rposition(|&c| !is_space(c))
+        .map_or(start, |e| e + 1);
+    let key = &key[start..end];
+    if key.is_empty() {
+        return;
+    }
+    if is_prefix && key[0].is_ascii_digit() {
+        out.push('_');
+    }
+    let clean = key
+        .iter()
+        .position(|&c| sanitized(c) != c)
+        .unwrap_or(key.len());
+    if let Ok(s) = std::str::from_utf8(&key[..clean]) {
+        out.push_str(s);
+    }
+    for &c in &key[clean..] {
+        out.push(sanitized(c) as char);
+    }
+}
+
+/// What `str::trim` removes of ASCII: space and \t \n \v \f \r.
+fn is_space(c: u8) -> bool {
+    c == b' ' || (0x09..=0x0d).contains(&c)
+}
+
+/// An ASCII byte of a label name: itself when allowed, else `_`.
+fn sanitized(c: u8) -> u8 {
+    if c.is_ascii_alphanumeric() || c == b'_' {
+        c
+    } else {
+        b'_'
+    }
+}
 
 /// Loki's `sanitizeLabelKey`: the trimmed key with every rune outside `[A-Za-z0-9_]` as
 /// `_`, and `_` before a leading digit when `is_prefix`.
@@ -28,5 +152,63 @@ pub fn sanitize_label_key(key: &str, is_prefix: bool, out: &mut String) {
         } else {
             '_'
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEYS: &[&str] = &[
+        "level",
+        "Level",
+        "lev-el",
+        "lev.el",
+        " level ",
+        "\u{b}level\t",
+        "1level",
+        "9",
+        "_1",
+        "",
+        " ",
+        "lévél",
+        "\u{a0}level",
+        "level_extracted",
+        "app",
+        "a b",
+    ];
+
+    #[test]
+    fn sanitize_key_bytes_matches_sanitize_label_key() {
+        for key in KEYS {
+            for prefix in [true, false] {
+                let (mut want, mut got) = (String::new(), String::new());
+                sanitize_label_key(key, prefix, &mut want);
+                sanitize_key_bytes(key.as_bytes(), prefix, &mut got);
+                assert_eq!(got, want, "{key:?} prefix {prefix}");
+            }
+        }
+    }
+
+    /// `may_want` may answer true for an unwanted key, never false for a wanted one.
+    #[test]
+    fn may_want_never_rejects_a_wanted_key() {
+        let lbs = LabelsBuilder::for_stream(&[("app", "x")]);
+        for names in [
+            &["level"][..],
+            &["_1level", "app_extracted"],
+            &["_9", "lev_el"],
+            &["level_extracted", "a_b"],
+        ] {
+            let h = ParserHints::new(names.iter().map(|s| s.to_string()).collect());
+            for key in KEYS {
+                let mut name = String::new();
+                sanitize_key_bytes(key.as_bytes(), true, &mut name);
+                if !name.is_empty() && h.wanted(&mut name, &lbs) {
+                    assert!(h.may_want(key.as_bytes()), "{key:?} for {names:?}");
+                }
+            }
+            assert!(!h.may_want(b"msg"));
+        }
     }
 }

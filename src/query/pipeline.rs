@@ -174,6 +174,9 @@ fn compile_line_filter(f: &LineFilterExpr, out: &mut Vec<LineCheck>) -> Result<(
 #[derive(Debug)]
 enum StageImpl {
     LineFilter(LineCheck),
+    /// Put before a parser: drops the entries to which it cannot give the values the label
+    /// filters after it require.
+    Requires(Vec<RequiredValue>),
     Json(JsonParser),
     JsonExpr(JsonExpressionParser),
     Logfmt(LogfmtParser),
@@ -313,6 +316,66 @@ fn reorder(stages: &[Stage]) -> Vec<&Stage> {
     result
 }
 
+/// A value that a label filter after a `json` or `logfmt` stage requires of a label
+/// (`| json | level="error"`). Those stages take values from the line: unescaped, and with
+/// invalid UTF-8 as spaces or U+FFFD. So for a value without either, a line that holds
+/// neither the value nor a backslash cannot give it, and the entry passes only if the
+/// label has the value already.
+#[derive(Debug)]
+struct RequiredValue {
+    name: String,
+    value: String,
+    finder: memchr::memmem::Finder<'static>,
+}
+
+impl RequiredValue {
+    /// Whether the parser may leave the label with the value, for a line without
+    /// backslashes.
+    fn possible(&self, line: &[u8], lbs: &LabelsBuilder) -> bool {
+        lbs.get(&self.name) == Some(self.value.as_str()) || self.finder.find(line).is_some()
+    }
+}
+
+/// Puts a [`StageImpl::Requires`] before each `json` and `logfmt` stage followed by label
+/// filters with `name="value"` conditions (of the whole filter, not of an `or`).
+fn add_required_values(stages: Vec<StageImpl>) -> Vec<StageImpl> {
+    let mut required: Vec<Option<Vec<RequiredValue>>> = Vec::with_capacity(stages.len());
+    for (i, stage) in stages.iter().enumerate() {
+        if !matches!(stage, StageImpl::Json(_) | StageImpl::Logfmt(_)) {
+            required.push(None);
+            continue;
+        }
+        let mut pairs = Vec::new();
+        for later in &stages[i + 1..] {
+            match later {
+                StageImpl::LabelFilter(f) => f.required_equalities(&mut pairs),
+                StageImpl::LineFilter(_) => {}
+                _ => break,
+            }
+        }
+        let reqs: Vec<RequiredValue> = pairs
+            .into_iter()
+            .filter(|(name, value)| {
+                !name.starts_with("__") && !value.is_empty() && !value.contains([' ', '\u{fffd}'])
+            })
+            .map(|(name, value)| RequiredValue {
+                finder: memchr::memmem::Finder::new(value.as_bytes()).into_owned(),
+                name,
+                value,
+            })
+            .collect();
+        required.push((!reqs.is_empty()).then_some(reqs));
+    }
+    let mut out = Vec::with_capacity(stages.len());
+    for (stage, reqs) in stages.into_iter().zip(required) {
+        if let Some(r) = reqs {
+            out.push(StageImpl::Requires(r));
+        }
+        out.push(stage);
+    }
+    out
+}
+
 /// Gives the `json` and `logfmt` stages the labels read after them, when those are known:
 /// `output` is what the caller reads of the final labels (`None`: all of them). Returns
 /// whether a stage got hints.
@@ -337,6 +400,7 @@ fn assign_hints(stages: &mut [StageImpl], output: Option<Vec<String>>) -> bool {
                 hinted = true;
             }
             StageImpl::JsonExpr(p) => names.extend_from_slice(p.ids()),
+            StageImpl::Requires(r) => names.extend(r.iter().map(|r| r.name.clone())),
             StageImpl::LabelFilter(f) => f.required_labels(names),
             StageImpl::LineFormat(f) => match f.read_labels() {
                 Some(l) => names.extend_from_slice(l),
@@ -384,6 +448,16 @@ impl Pipeline {
         stages: &[Stage],
         output: Option<Vec<String>>,
     ) -> Result<Pipeline, PipelineError> {
+        Self::compile(stages, output, true)
+    }
+
+    /// Without `shortcuts`, neither hints nor [`StageImpl::Requires`]: the reference the
+    /// tests compare them with.
+    fn compile(
+        stages: &[Stage],
+        output: Option<Vec<String>>,
+        shortcuts: bool,
+    ) -> Result<Pipeline, PipelineError> {
         let mut out: Vec<StageImpl> = Vec::new();
         for s in reorder(stages) {
             match s {
@@ -414,7 +488,11 @@ impl Pipeline {
             .iter()
             .take_while(|s| matches!(s, StageImpl::LineFilter(_)))
             .count();
-        let hinted = assign_hints(&mut out, output);
+        let mut hinted = false;
+        if shortcuts {
+            out = add_required_values(out);
+            hinted = assign_hints(&mut out, output);
+        }
         Ok(Pipeline {
             stages: out,
             hinted,
@@ -546,6 +624,10 @@ fn process_stage(
     let keep = |b: bool| if b { Outcome::Keep } else { Outcome::Drop };
     match stage {
         StageImpl::LineFilter(c) => keep(c.matches(line)),
+        StageImpl::Requires(r) => {
+            let escapes = memchr::memchr(b'\\', line).is_some();
+            keep(escapes || r.iter().all(|r| r.possible(line, lbs)))
+        }
         StageImpl::Json(p) => {
             p.process(line, lbs);
             Outcome::Keep
@@ -704,13 +786,14 @@ impl SampleExtractor {
         Self::build(stages, unwrap, bytes, grouping, true)
     }
 
-    /// [`Self::new`], with parser hints or without (the reference the hints must match).
+    /// [`Self::new`], with parser hints and [`StageImpl::Requires`] or without (the
+    /// reference they must match).
     fn build(
         stages: &[Stage],
         unwrap: Option<&UnwrapExpr>,
         bytes: bool,
         grouping: SampleGrouping,
-        hints: bool,
+        shortcuts: bool,
     ) -> Result<SampleExtractor, PipelineError> {
         let mut grouping = grouping;
         let extraction = match unwrap {
@@ -737,9 +820,7 @@ impl SampleExtractor {
         };
         // The labels read after the pipeline: the series labels (when the grouping names
         // them), the unwrapped label and those of the filters after it.
-        let mut output = if !hints {
-            None
-        } else if grouping.no_labels {
+        let mut output = if grouping.no_labels {
             Some(Vec::new())
         } else if grouping.without || grouping.groups.is_empty() {
             None
@@ -752,7 +833,7 @@ impl SampleExtractor {
                 f.required_labels(names);
             }
         }
-        let pipeline = Pipeline::with_hints(stages, output)?;
+        let pipeline = Pipeline::compile(stages, output, shortcuts)?;
         let full = if pipeline.is_hinted() {
             Some(Pipeline::new(stages)?)
         } else {

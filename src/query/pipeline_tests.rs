@@ -919,6 +919,8 @@ const HINT_STREAMS: &[(Pairs, Pairs)] = &[
     (APP_LEVEL, &[]),
     (APP, &[("level", "debug"), ("msg", "m")]),
     (&[("app", "x"), ("status", "200")], &[("status", "201")]),
+    (&[("app", "x"), ("level", "error")], &[]),
+    (APP, &[("level", "error")]),
 ];
 
 const HINT_LINES: &[&str] = &[
@@ -932,6 +934,9 @@ const HINT_LINES: &[&str] = &[
     r#"{"level":"err\u006fr","msg":"\u00e9"}"#,
     r#"{"level":"error","level":"info"}"#,
     r#"{"msg":"x"}"#,
+    r#"{"msg":"error","level":"warn"}"#,
+    r#"{"level":"info","msg":"hi"}"#,
+    "level=info msg=error",
     r#"{}"#,
     "",
     "level=error msg=hi status=502 duration_ms=12.5 app=z",
@@ -1018,7 +1023,12 @@ fn parser_hints_change_no_answer() {
     ] {
         for p in [
             r#"| json | level="error""#,
+            r#"| json | level="error" and msg="hi", app_extracted="y""#,
+            r#"| json | level="info" or level="error""#,
+            r#"| json | level="" | msg="x""#,
+            r#"| json | level_extracted="error" |= "lev" | msg!="zz""#,
             r#"| logfmt | level="error""#,
+            r#"| logfmt | level="error", status="502""#,
             r#"| logfmt --strict | level="error""#,
             r#"| json | status >= 500"#,
             r#"| logfmt | status >= 500 or level="info""#,
@@ -1054,4 +1064,48 @@ fn parser_hints_change_no_answer() {
         r#"quantile_over_time(0.95, {app="x"} | logfmt | unwrap duration_ms [1m]) by (app)"#,
         None,
     );
+}
+
+/// Log pipelines: every line, stream and metadata of the tables gives the same line and
+/// labels with [`StageImpl::Requires`] as without.
+#[test]
+fn required_values_drop_only_entries_the_filters_drop() {
+    for (p, shortcut) in [
+        (r#"| json | level="error""#, true),
+        (
+            r#"| json | level="error" and msg="hi", app_extracted="y""#,
+            true,
+        ),
+        (r#"| json | level="info" or level="error""#, false),
+        (
+            r#"| json | level="error" | line_format "{{.msg}}" | msg="hi""#,
+            true,
+        ),
+        (r#"| logfmt | json | level="error""#, true),
+        (r#"| logfmt --strict | level="error" | status="502""#, true),
+        (r#"| json | level_extracted="error""#, true),
+        (r#"| json | level="err or""#, false),
+        (r#"| json | __error__="JSONParserErr""#, false),
+    ] {
+        let expr = crate::logql::parse_log_expr(&format!("{{app=\"x\"}} {p}")).unwrap();
+        let mut fast = Pipeline::new(&expr.pipeline).unwrap();
+        let mut reference = Pipeline::compile(&expr.pipeline, None, false).unwrap();
+        let added = fast.stages.len() - reference.stages.len();
+        assert_eq!(added > 0, shortcut, "{p}");
+        for (stream, md) in HINT_STREAMS {
+            for line in HINT_LINES {
+                let run = |pl: &mut Pipeline| {
+                    let mut b = LabelsBuilder::for_stream(stream);
+                    b.start_entry(md);
+                    let out = pl.process(1, line.as_bytes(), &mut b).map(<[u8]>::to_vec);
+                    out.map(|o| (o, b.labels()))
+                };
+                assert_eq!(
+                    run(&mut fast),
+                    run(&mut reference),
+                    "{p} on {line:?}, {stream:?} {md:?}"
+                );
+            }
+        }
+    }
 }

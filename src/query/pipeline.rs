@@ -176,7 +176,7 @@ enum StageImpl {
     LineFilter(LineCheck),
     /// Put before a parser: drops the entries to which it cannot give the values the label
     /// filters after it require.
-    Requires(Vec<RequiredValue>),
+    Requires(Required),
     Json(JsonParser),
     JsonExpr(JsonExpressionParser),
     Logfmt(LogfmtParser),
@@ -316,11 +316,38 @@ fn reorder(stages: &[Stage]) -> Vec<&Stage> {
     result
 }
 
-/// A value that a label filter after a `json` or `logfmt` stage requires of a label
+/// The values that label filters after a `json` or `logfmt` stage require of labels
 /// (`| json | level="error"`). Those stages take values from the line: unescaped, and with
 /// invalid UTF-8 as spaces or U+FFFD. So for a value without either, a line that holds
 /// neither the value nor a backslash cannot give it, and the entry passes only if the
 /// label has the value already.
+#[derive(Debug)]
+struct Required {
+    values: Vec<RequiredValue>,
+    /// Before `json`: a line that does not open an object gives no label at all.
+    json: bool,
+}
+
+impl Required {
+    /// Whether the entry may pass the label filters after the parser.
+    fn possible(&self, line: &[u8], lbs: &LabelsBuilder) -> bool {
+        let has = |r: &RequiredValue| lbs.get(&r.name) == Some(r.value.as_str());
+        if self.json {
+            let first = line
+                .iter()
+                .find(|c| !matches!(c, b' ' | b'\n' | b'\r' | b'\t'));
+            if first != Some(&b'{') {
+                return self.values.iter().all(has);
+            }
+        }
+        self.values
+            .iter()
+            .all(|r| has(r) || r.finder.find(line).is_some())
+            || memchr::memchr(b'\\', line).is_some()
+    }
+}
+
+/// One `name="value"` condition of a [`Required`].
 #[derive(Debug)]
 struct RequiredValue {
     name: String,
@@ -328,18 +355,10 @@ struct RequiredValue {
     finder: memchr::memmem::Finder<'static>,
 }
 
-impl RequiredValue {
-    /// Whether the parser may leave the label with the value, for a line without
-    /// backslashes.
-    fn possible(&self, line: &[u8], lbs: &LabelsBuilder) -> bool {
-        lbs.get(&self.name) == Some(self.value.as_str()) || self.finder.find(line).is_some()
-    }
-}
-
 /// Puts a [`StageImpl::Requires`] before each `json` and `logfmt` stage followed by label
 /// filters with `name="value"` conditions (of the whole filter, not of an `or`).
 fn add_required_values(stages: Vec<StageImpl>) -> Vec<StageImpl> {
-    let mut required: Vec<Option<Vec<RequiredValue>>> = Vec::with_capacity(stages.len());
+    let mut required: Vec<Option<Required>> = Vec::with_capacity(stages.len());
     for (i, stage) in stages.iter().enumerate() {
         if !matches!(stage, StageImpl::Json(_) | StageImpl::Logfmt(_)) {
             required.push(None);
@@ -364,7 +383,8 @@ fn add_required_values(stages: Vec<StageImpl>) -> Vec<StageImpl> {
                 value,
             })
             .collect();
-        required.push((!reqs.is_empty()).then_some(reqs));
+        let json = matches!(stage, StageImpl::Json(_));
+        required.push((!reqs.is_empty()).then_some(Required { values: reqs, json }));
     }
     let mut out = Vec::with_capacity(stages.len());
     for (stage, reqs) in stages.into_iter().zip(required) {
@@ -400,7 +420,7 @@ fn assign_hints(stages: &mut [StageImpl], output: Option<Vec<String>>) -> bool {
                 hinted = true;
             }
             StageImpl::JsonExpr(p) => names.extend_from_slice(p.ids()),
-            StageImpl::Requires(r) => names.extend(r.iter().map(|r| r.name.clone())),
+            StageImpl::Requires(r) => names.extend(r.values.iter().map(|r| r.name.clone())),
             StageImpl::LabelFilter(f) => f.required_labels(names),
             StageImpl::LineFormat(f) => match f.read_labels() {
                 Some(l) => names.extend_from_slice(l),
@@ -624,10 +644,7 @@ fn process_stage(
     let keep = |b: bool| if b { Outcome::Keep } else { Outcome::Drop };
     match stage {
         StageImpl::LineFilter(c) => keep(c.matches(line)),
-        StageImpl::Requires(r) => {
-            let escapes = memchr::memchr(b'\\', line).is_some();
-            keep(escapes || r.iter().all(|r| r.possible(line, lbs)))
-        }
+        StageImpl::Requires(r) => keep(r.possible(line, lbs)),
         StageImpl::Json(p) => {
             p.process(line, lbs);
             Outcome::Keep

@@ -6,7 +6,7 @@
 //! arrays and nulls are skipped by `| json`.
 
 use super::super::labels_builder::{LabelsBuilder, DUPLICATE_SUFFIX};
-use super::{sanitize_key_bytes, sanitize_label_key, ParserHints};
+use super::{sanitize_key_bytes, sanitize_label_key, swar, ParserHints};
 
 pub const ERR_JSON: &str = "JSONParserErr";
 
@@ -29,12 +29,39 @@ pub enum ValueType {
 }
 
 fn next_token(data: &[u8]) -> Option<usize> {
-    data.iter()
-        .position(|c| !matches!(c, b' ' | b'\n' | b'\r' | b'\t'))
+    match data.first() {
+        Some(b' ' | b'\n' | b'\r' | b'\t') => data
+            .iter()
+            .position(|c| !matches!(c, b' ' | b'\n' | b'\r' | b'\t')),
+        Some(_) => Some(0),
+        None => None,
+    }
 }
 
 /// The index just past the closing quote, and whether a backslash was seen.
+#[inline]
 fn string_end(data: &[u8]) -> (Option<usize>, bool) {
+    let mut at = 0;
+    while let Some(x) = swar::load(data, at) {
+        let m = swar::eq(x, b'"') | swar::eq(x, b'\\');
+        if m != 0 {
+            at += swar::first(m);
+            break;
+        }
+        at += 8;
+    }
+    match data[at.min(data.len())..]
+        .iter()
+        .position(|&c| c == b'"' || c == b'\\')
+    {
+        Some(i) if data[at + i] == b'"' => (Some(at + i + 1), false),
+        Some(_) => string_end_escaped(data),
+        None => (None, false),
+    }
+}
+
+/// [`string_end`] of a string with a backslash.
+fn string_end_escaped(data: &[u8]) -> (Option<usize>, bool) {
     let mut escaped = false;
     for (i, &c) in data.iter().enumerate() {
         if c == b'"' {

@@ -6,7 +6,7 @@
 
 use super::super::labels_builder::{LabelsBuilder, DUPLICATE_SUFFIX};
 use super::json::push_lossy_spaces;
-use super::{sanitize_key_bytes, ParserHints};
+use super::{sanitize_key_bytes, swar, ParserHints};
 
 pub const ERR_LOGFMT: &str = "LogfmtParserErr";
 
@@ -91,10 +91,7 @@ impl<'a> Decoder<'a> {
     }
 
     fn skip_value(&mut self) -> bool {
-        match self.line[self.pos..].iter().position(|&c| c <= b' ') {
-            Some(p) => self.pos += p,
-            None => self.pos = self.line.len(),
-        }
+        self.pos = find(self.line, self.pos, Stop::SPACE);
         false
     }
 
@@ -114,6 +111,12 @@ impl<'a> Decoder<'a> {
         let mut multibyte = false;
         let mut p = self.pos;
         loop {
+            let stop = if multibyte {
+                Stop::KEY
+            } else {
+                Stop::KEY_ASCII
+            };
+            p = find(line, p, stop);
             if p >= line.len() {
                 self.pos = line.len();
                 if self.pos > start {
@@ -172,22 +175,19 @@ impl<'a> Decoder<'a> {
             return self.quoted_value();
         }
         let start = self.pos;
-        let mut p = self.pos;
-        while p < line.len() {
+        let p = find(line, start, Stop::KEY);
+        if p < line.len() {
             let c = line[p];
             if c == b'=' || c == b'"' {
                 self.pos = p;
                 self.unexpected_byte(c);
                 return self.skip_value();
             }
-            if c <= b' ' {
-                self.pos = p;
-                if self.pos > start {
-                    self.value = Value::Raw(&line[start..self.pos]);
-                }
-                return true;
+            self.pos = p;
+            if self.pos > start {
+                self.value = Value::Raw(&line[start..self.pos]);
             }
-            p += 1;
+            return true;
         }
         self.pos = line.len();
         if self.pos > start {
@@ -199,15 +199,18 @@ impl<'a> Decoder<'a> {
     fn quoted_value(&mut self) -> bool {
         let line = self.line;
         let start = self.pos;
-        let (mut has_esc, mut esc) = (false, false);
-        for (p, &c) in line[self.pos + 1..].iter().enumerate() {
-            if esc {
-                esc = false;
-            } else if c == b'\\' {
+        let mut has_esc = false;
+        let mut p = self.pos + 1;
+        // A backslash escapes the byte after it, whatever it is.
+        while let Some(i) = line
+            .get(p..)
+            .and_then(|rest| memchr::memchr2(b'"', b'\\', rest))
+        {
+            if line[p + i] == b'\\' {
                 has_esc = true;
-                esc = true;
-            } else if c == b'"' {
-                self.pos += p + 2;
+                p += i + 2;
+            } else {
+                self.pos = p + i + 1;
                 if has_esc {
                     match unquote(&line[start..self.pos]) {
                         Some(v) => self.value = Value::Owned(v),
@@ -229,6 +232,59 @@ impl<'a> Decoder<'a> {
         self.syntax_error(SyntaxError::UnterminatedQuotedValue);
         false
     }
+}
+
+/// The bytes [`find`] stops at.
+#[derive(Clone, Copy)]
+struct Stop {
+    /// `=` and `"`.
+    delimiters: bool,
+    /// Bytes from 0x80 on.
+    high: bool,
+}
+
+impl Stop {
+    /// The end of a value to skip: a space or control byte.
+    const SPACE: Stop = Stop {
+        delimiters: false,
+        high: false,
+    };
+    /// The end of a key or bare value: also `=` and `"`.
+    const KEY: Stop = Stop {
+        delimiters: true,
+        high: false,
+    };
+    /// Like [`Stop::KEY`], and at the first byte of a multibyte rune.
+    const KEY_ASCII: Stop = Stop {
+        delimiters: true,
+        high: true,
+    };
+
+    fn matches(self, c: u8) -> bool {
+        c <= b' ' || (self.delimiters && (c == b'=' || c == b'"')) || (self.high && c >= 0x80)
+    }
+}
+
+/// The index of the first byte from `at` on that `stop` matches, or `line.len()`.
+#[inline]
+fn find(line: &[u8], mut at: usize, stop: Stop) -> usize {
+    while let Some(x) = swar::load(line, at) {
+        let mut m = swar::below(x, 0x21);
+        if stop.delimiters {
+            m |= swar::eq(x, b'=') | swar::eq(x, b'"');
+        }
+        if stop.high {
+            m |= x & swar::HIGH;
+        }
+        if m != 0 {
+            return at + swar::first(m);
+        }
+        at += 8;
+    }
+    while at < line.len() && !stop.matches(line[at]) {
+        at += 1;
+    }
+    at.min(line.len())
 }
 
 fn invalid_utf8(b: &[u8]) -> bool {
@@ -455,6 +511,40 @@ impl LogfmtExpressionParser {
             if let Some(e) = dec.err() {
                 lbs.set_err(ERR_LOGFMT);
                 lbs.set_err_details(&e);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn find_stops_where_a_byte_loop_stops() {
+        let bytes = [
+            b'a', b'=', b'"', b' ', b'\t', 0, 0x20, 0x21, 0x7f, 0x80, 0xc3, 0xff, b'z',
+        ];
+        let mut seed = 11u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed as usize
+        };
+        for _ in 0..3000 {
+            let len = next() % 40;
+            let line: Vec<u8> = (0..len)
+                .map(|_| match next() % 5 {
+                    0 => bytes[next() % bytes.len()],
+                    _ => b'k',
+                })
+                .collect();
+            for stop in [Stop::SPACE, Stop::KEY, Stop::KEY_ASCII] {
+                for at in 0..=len {
+                    let want = (at..len).find(|&i| stop.matches(line[i])).unwrap_or(len);
+                    assert_eq!(find(&line, at, stop), want, "{line:?} from {at}");
+                }
             }
         }
     }

@@ -136,6 +136,41 @@ fn sanitized(c: u8) -> u8 {
     }
 }
 
+/// Scanning eight bytes at a time in a `u64` (SWAR). `(x - 0x01…) & !x & 0x80…` flags the
+/// zero bytes of `x`; it may also flag bytes above a flagged one, never below, so the lowest
+/// flag of a mask (or of masks or-ed together) is exact.
+pub(crate) mod swar {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    pub const HIGH: u64 = 0x8080_8080_8080_8080;
+
+    /// The eight bytes at `at`, when there are eight.
+    #[inline(always)]
+    pub fn load(data: &[u8], at: usize) -> Option<u64> {
+        data.get(at..)
+            .and_then(<[u8]>::first_chunk::<8>)
+            .map(|c| u64::from_le_bytes(*c))
+    }
+
+    /// Flags the bytes equal to `b`.
+    #[inline(always)]
+    pub fn eq(x: u64, b: u8) -> u64 {
+        let y = x ^ (ONES * u64::from(b));
+        y.wrapping_sub(ONES) & !y & HIGH
+    }
+
+    /// Flags the bytes below `n` (at most 0x80).
+    #[inline(always)]
+    pub fn below(x: u64, n: u8) -> u64 {
+        x.wrapping_sub(ONES * u64::from(n)) & !x & HIGH
+    }
+
+    /// The index of the lowest flagged byte of a non-zero mask.
+    #[inline(always)]
+    pub fn first(m: u64) -> usize {
+        (m.trailing_zeros() / 8) as usize
+    }
+}
+
 /// Loki's `sanitizeLabelKey`: the trimmed key with every rune outside `[A-Za-z0-9_]` as
 /// `_`, and `_` before a leading digit when `is_prefix`.
 pub fn sanitize_label_key(key: &str, is_prefix: bool, out: &mut String) {

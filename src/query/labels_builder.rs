@@ -101,6 +101,8 @@ pub struct LabelsBuilder {
     scratch: String,
     /// The entry's structured metadata with normalised names, for [`Self::restart_entry`].
     metadata: PairVec,
+    /// Names the current stream among all the streams of all builders.
+    stream_id: u64,
 }
 
 fn slot(category: LabelCategory) -> usize {
@@ -132,7 +134,15 @@ impl LabelsBuilder {
                 .map(|(k, v)| (k.as_ref().to_string(), v.as_ref().to_string())),
         );
         self.base.sort_by(|a, b| a.0.cmp(&b.0));
+        static STREAMS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        self.stream_id = STREAMS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.reset();
+    }
+
+    /// Differs from stream to stream (of any builder): what a stage may cache per stream
+    /// labels is keyed by it.
+    pub fn stream_id(&self) -> u64 {
+        self.stream_id
     }
 
     /// Forgets everything the previous entry added or deleted.

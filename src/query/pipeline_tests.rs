@@ -945,6 +945,9 @@ const HINT_LINES: &[&str] = &[
     "lvl=x level=error level=info 1a=2 lev-el=warn",
     "level=error msg=\"a \\\"quoted\\\" b\" duration_ms=",
     "  level=error\tduration_ms=7 ",
+    "duration_ms=1 x=2 duration.ms=3 level=error",
+    "level=info a=\"level=error duration_ms=4\" lev.el=error",
+    "x=1 y=2",
 ];
 
 /// Every line, stream and metadata of the tables gives the same sample and series with

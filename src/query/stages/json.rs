@@ -367,6 +367,9 @@ impl JsonParser {
 
     pub fn process(&mut self, line: &[u8], lbs: &mut LabelsBuilder) {
         self.walk.prefix.clear();
+        if let Some(h) = &mut self.hints {
+            h.refresh(lbs);
+        }
         if let Err(e) = self.walk.object(line, self.hints.as_ref(), lbs) {
             lbs.set_err(ERR_JSON);
             lbs.set_err_details(e);
@@ -396,7 +399,7 @@ impl Walk {
                 }
                 match hints {
                     Some(h) => {
-                        if !h.wanted(&mut self.name, lbs) {
+                        if !h.wanted(&mut self.name) {
                             return Ok(());
                         }
                     }

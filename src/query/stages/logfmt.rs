@@ -58,6 +58,11 @@ impl<'a> Decoder<'a> {
         self.pos >= self.line.len()
     }
 
+    /// The rest of the line, not scanned yet.
+    pub fn rest(&self) -> &'a [u8] {
+        &self.line[self.pos.min(self.line.len())..]
+    }
+
     pub fn key(&self) -> &'a [u8] {
         self.key
     }
@@ -388,6 +393,18 @@ impl LogfmtParser {
     }
 
     pub fn process(&mut self, line: &[u8], lbs: &mut LabelsBuilder) {
+        // Without `--strict` (no error to report), the scan stops where no wanted key can
+        // follow.
+        if let Some(h) = &mut self.hints {
+            h.refresh(lbs);
+        }
+        let lenient = !self.strict;
+        let nothing_in = |h: &Option<ParserHints>, text: &[u8]| {
+            lenient && h.as_ref().is_some_and(|h| !h.may_appear(text))
+        };
+        if nothing_in(&self.hints, line) {
+            return;
+        }
         let mut dec = Decoder::new(line);
         while !dec.eol() {
             if !dec.scan_keyval() {
@@ -399,30 +416,10 @@ impl LogfmtParser {
             if self.hints.as_ref().is_some_and(|h| !h.may_want(dec.key())) {
                 continue;
             }
-            self.name.clear();
-            sanitize_key_bytes(dec.key(), true, &mut self.name);
-            if self.name.is_empty() {
-                continue;
+            self.pair(&dec, lbs);
+            if nothing_in(&self.hints, dec.rest()) {
+                break;
             }
-            match &self.hints {
-                Some(h) => {
-                    if !h.wanted(&mut self.name, lbs) {
-                        continue;
-                    }
-                }
-                None => {
-                    if lbs.base_has(&self.name) {
-                        self.name.push_str(DUPLICATE_SUFFIX);
-                    }
-                }
-            }
-            let val = dec.value();
-            if !self.keep_empty && val.is_empty() {
-                continue;
-            }
-            self.text.clear();
-            push_lossy_spaces(val, &mut self.text);
-            lbs.set_parsed(&self.name, &self.text);
         }
         if self.strict {
             if let Some(e) = dec.err() {
@@ -430,6 +427,34 @@ impl LogfmtParser {
                 lbs.set_err_details(&e);
             }
         }
+    }
+
+    /// Stores the pair just scanned, when wanted.
+    fn pair(&mut self, dec: &Decoder<'_>, lbs: &mut LabelsBuilder) {
+        self.name.clear();
+        sanitize_key_bytes(dec.key(), true, &mut self.name);
+        if self.name.is_empty() {
+            return;
+        }
+        match &self.hints {
+            Some(h) => {
+                if !h.wanted(&mut self.name) {
+                    return;
+                }
+            }
+            None => {
+                if lbs.base_has(&self.name) {
+                    self.name.push_str(DUPLICATE_SUFFIX);
+                }
+            }
+        }
+        let val = dec.value();
+        if !self.keep_empty && val.is_empty() {
+            return;
+        }
+        self.text.clear();
+        push_lossy_spaces(val, &mut self.text);
+        lbs.set_parsed(&self.name, &self.text);
     }
 }
 

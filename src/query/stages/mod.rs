@@ -17,35 +17,106 @@ pub mod regex;
 use super::labels_builder::{LabelsBuilder, DUPLICATE_SUFFIX};
 
 /// The labels a parser stage has to extract: those the later stages and the series of a
-/// metric query read. A name equal to a stream label is extracted as `<name>_extracted`, so
-/// both spellings are matched here. Extracting more than these changes no answer.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// metric query read. A key whose name is a stream label is extracted as
+/// `<name>_extracted`, so which keys give a wanted label depends on the stream:
+/// [`ParserHints::refresh`] works it out once per stream. Extracting more than these
+/// changes no answer.
+#[derive(Debug, Clone, Default)]
 pub struct ParserHints {
     names: Vec<String>,
-    /// The names a key must sanitise to: each wanted name, also without `_extracted`.
-    keys: Vec<String>,
+    keys: Vec<HintKey>,
+    /// The stream ([`LabelsBuilder::stream_id`]) the keys' `live` flags are for.
+    stream: Option<u64>,
+}
+
+/// A name a key may sanitise to for a wanted label.
+#[derive(Debug, Clone)]
+struct HintKey {
+    name: String,
+    /// Whether `name` is wanted, and `name_extracted`.
+    plain: bool,
+    suffixed: bool,
+    /// Whether `name` is a label of the current stream (a key sanitising to it is stored
+    /// as `name_extracted`), and whether that key gives a wanted label.
+    in_stream: bool,
+    live: bool,
+    /// The longest run of letters and digits of `name`, which a key sanitising to it holds
+    /// unchanged (`None`: no such run).
+    run: Option<memchr::memmem::Finder<'static>>,
 }
 
 impl ParserHints {
     pub fn new(mut names: Vec<String>) -> Self {
         names.sort();
         names.dedup();
-        let mut keys = names.clone();
-        keys.extend(
+        let mut bases: Vec<&str> = names.iter().map(String::as_str).collect();
+        bases.extend(
             names
                 .iter()
-                .filter_map(|n| n.strip_suffix(DUPLICATE_SUFFIX).map(str::to_string)),
+                .filter_map(|n| n.strip_suffix(DUPLICATE_SUFFIX)),
         );
-        keys.sort();
-        keys.dedup();
-        ParserHints { names, keys }
+        bases.sort();
+        bases.dedup();
+        let keys = bases
+            .into_iter()
+            .map(|k| HintKey {
+                name: k.to_string(),
+                plain: names.iter().any(|n| n == k),
+                suffixed: names
+                    .iter()
+                    .any(|n| n.strip_suffix(DUPLICATE_SUFFIX) == Some(k)),
+                // Until the first refresh: as for a stream without the label.
+                in_stream: false,
+                live: names.iter().any(|n| n == k),
+                run: k
+                    .split(|c: char| !c.is_ascii_alphanumeric())
+                    .max_by_key(|r| r.len())
+                    .filter(|r| !r.is_empty())
+                    .map(|r| memchr::memmem::Finder::new(r.as_bytes()).into_owned()),
+            })
+            .collect();
+        ParserHints {
+            names,
+            keys,
+            stream: None,
+        }
+    }
+
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// Works out which keys give a wanted label in the stream of `lbs` (once per stream).
+    pub fn refresh(&mut self, lbs: &LabelsBuilder) {
+        if self.stream == Some(lbs.stream_id()) {
+            return;
+        }
+        for k in &mut self.keys {
+            k.in_stream = lbs.base_has(&k.name);
+            k.live = if k.in_stream { k.suffixed } else { k.plain };
+        }
+        self.stream = Some(lbs.stream_id());
+    }
+
+    /// The name under which a parser stores the key sanitised as `name`, when that label is
+    /// wanted: `name`, or `name_extracted` when `name` is a stream label. `name` may get the
+    /// suffix appended. As of the last [`Self::refresh`].
+    pub fn wanted(&self, name: &mut String) -> bool {
+        let Some(k) = self.keys.iter().find(|k| k.name == *name) else {
+            return false;
+        };
+        if k.in_stream {
+            name.push_str(DUPLICATE_SUFFIX);
+        }
+        k.live
     }
 
     /// False when a top-level key cannot give a wanted label, decided on the raw key
-    /// without sanitising it; true when it may (or when only sanitising tells).
+    /// without sanitising it; true when it may (or when only sanitising tells). As of the
+    /// last [`Self::refresh`].
     pub fn may_want(&self, key: &[u8]) -> bool {
         let (Some(&first), Some(&last)) = (key.first(), key.last()) else {
-            return self.keys.iter().any(String::is_empty);
+            return self.keys.iter().any(|k| k.live && k.name.is_empty());
         };
         if !key.is_ascii() || is_space(first) || is_space(last) {
             return true;
@@ -53,42 +124,24 @@ impl ParserHints {
         // An ASCII key without surrounding spaces sanitises byte for byte, after a `_`
         // when it starts with a digit.
         self.keys.iter().any(|k| {
-            let k = k.as_bytes();
-            let k = if first.is_ascii_digit() {
-                match k.strip_prefix(b"_") {
+            let k = match (k.live, first.is_ascii_digit()) {
+                (false, _) => return false,
+                (true, false) => k.name.as_bytes(),
+                (true, true) => match k.name.as_bytes().strip_prefix(b"_") {
                     Some(k) => k,
                     None => return false,
-                }
-            } else {
-                k
+                },
             };
             k.len() == key.len() && k.iter().zip(key).all(|(&a, &b)| a == sanitized(b))
         })
     }
 
-    pub fn names(&self) -> &[String] {
-        &self.names
-    }
-
-    /// The name under which a parser stores the key sanitised as `name`, when that label is
-    /// wanted: `name`, or `name_extracted` when `name` is a stream label. `name` may get the
-    /// suffix appended.
-    pub fn wanted(&self, name: &mut String, lbs: &LabelsBuilder) -> bool {
-        let plain = self.names.iter().any(|w| w == name);
-        let suffixed = self.names.iter().any(|w| {
-            w.len() == name.len() + DUPLICATE_SUFFIX.len()
-                && w.starts_with(name.as_str())
-                && w.ends_with(DUPLICATE_SUFFIX)
-        });
-        if !plain && !suffixed {
-            return false;
-        }
-        if lbs.base_has(name) {
-            name.push_str(DUPLICATE_SUFFIX);
-            suffixed
-        } else {
-            plain
-        }
+    /// False when no key in `text` can give a wanted label: `text` lacks the letters and
+    /// digits of every name that would. As of the last [`Self::refresh`].
+    pub fn may_appear(&self, text: &[u8]) -> bool {
+        self.keys
+            .iter()
+            .any(|k| k.live && k.run.as_ref().is_none_or(|r| r.find(text).is_some()))
     }
 }
 
@@ -235,15 +288,29 @@ mod tests {
             &["_9", "lev_el"],
             &["level_extracted", "a_b"],
         ] {
-            let h = ParserHints::new(names.iter().map(|s| s.to_string()).collect());
+            let mut h = ParserHints::new(names.iter().map(|s| s.to_string()).collect());
+            h.refresh(&lbs);
             for key in KEYS {
                 let mut name = String::new();
                 sanitize_key_bytes(key.as_bytes(), true, &mut name);
-                if !name.is_empty() && h.wanted(&mut name, &lbs) {
+                if !name.is_empty() && h.wanted(&mut name) {
                     assert!(h.may_want(key.as_bytes()), "{key:?} for {names:?}");
                 }
             }
             assert!(!h.may_want(b"msg"));
         }
+    }
+
+    #[test]
+    fn keys_of_stream_labels_are_wanted_only_with_the_suffix() {
+        let mut h = ParserHints::new(vec!["app".into(), "duration_ms".into()]);
+        h.refresh(&LabelsBuilder::for_stream(&[("app", "x")]));
+        assert!(!h.may_want(b"app"));
+        assert!(h.may_want(b"duration-ms"));
+        assert!(!h.may_appear(b"app=1 x=2"));
+        assert!(h.may_appear(b"a=1 duration.ms=2"));
+        h.refresh(&LabelsBuilder::for_stream(&[("job", "x")]));
+        assert!(h.may_want(b"app"));
+        assert!(h.may_appear(b"app=1 x=2"));
     }
 }

@@ -326,24 +326,46 @@ struct Required {
     values: Vec<RequiredValue>,
     /// Before `json`: a line that does not open an object gives no label at all.
     json: bool,
+    /// Whether each label has its value in the stream `.0`, for the entries whose labels
+    /// are the stream's.
+    stream: Option<(u64, Vec<bool>)>,
 }
 
 impl Required {
+    fn new(values: Vec<RequiredValue>, json: bool) -> Self {
+        Required {
+            values,
+            json,
+            stream: None,
+        }
+    }
+
     /// Whether the entry may pass the label filters after the parser.
-    fn possible(&self, line: &[u8], lbs: &LabelsBuilder) -> bool {
-        let has = |r: &RequiredValue| lbs.get(&r.name) == Some(r.value.as_str());
+    fn possible(&mut self, line: &[u8], lbs: &LabelsBuilder) -> bool {
         if self.json {
             let first = line
                 .iter()
                 .find(|c| !matches!(c, b' ' | b'\n' | b'\r' | b'\t'));
             if first != Some(&b'{') {
-                return self.values.iter().all(has);
+                return (0..self.values.len()).all(|i| self.has(i, lbs));
             }
         }
-        self.values
-            .iter()
-            .all(|r| has(r) || r.finder.find(line).is_some())
+        (0..self.values.len())
+            .all(|i| self.values[i].finder.find(line).is_some() || self.has(i, lbs))
             || memchr::memchr(b'\\', line).is_some()
+    }
+
+    /// Whether label `i` has its value already.
+    fn has(&mut self, i: usize, lbs: &LabelsBuilder) -> bool {
+        let get = |r: &RequiredValue| lbs.get(&r.name) == Some(r.value.as_str());
+        if !lbs.is_unchanged() {
+            return get(&self.values[i]);
+        }
+        let id = lbs.stream_id();
+        if self.stream.as_ref().is_none_or(|(s, _)| *s != id) {
+            self.stream = Some((id, self.values.iter().map(get).collect()));
+        }
+        self.stream.as_ref().is_some_and(|(_, has)| has[i])
     }
 }
 
@@ -384,7 +406,7 @@ fn add_required_values(stages: Vec<StageImpl>) -> Vec<StageImpl> {
             })
             .collect();
         let json = matches!(stage, StageImpl::Json(_));
-        required.push((!reqs.is_empty()).then_some(Required { values: reqs, json }));
+        required.push((!reqs.is_empty()).then(|| Required::new(reqs, json)));
     }
     let mut out = Vec::with_capacity(stages.len());
     for (stage, reqs) in stages.into_iter().zip(required) {

@@ -27,6 +27,9 @@ pub struct ParserHints {
     keys: Vec<HintKey>,
     /// The stream ([`LabelsBuilder::stream_id`]) the keys' `live` flags are for.
     stream: Option<u64>,
+    /// The first bytes of the live keys' names (bit `c` for byte `c` below 0x80), or all
+    /// bits when a live name is empty.
+    firsts: u128,
 }
 
 /// A name a key may sanitise to for a wanted label.
@@ -75,11 +78,26 @@ impl ParserHints {
                     .map(|r| memchr::memmem::Finder::new(r.as_bytes()).into_owned()),
             })
             .collect();
-        ParserHints {
+        let mut h = ParserHints {
             names,
             keys,
             stream: None,
+            firsts: 0,
+        };
+        h.firsts = h.live_firsts();
+        h
+    }
+
+    fn live_firsts(&self) -> u128 {
+        let mut firsts = 0u128;
+        for k in self.keys.iter().filter(|k| k.live) {
+            match k.name.as_bytes().first() {
+                Some(&c) if c < 0x80 => firsts |= 1 << c,
+                Some(_) => {}
+                None => return u128::MAX,
+            }
         }
+        firsts
     }
 
     pub fn names(&self) -> &[String] {
@@ -95,6 +113,7 @@ impl ParserHints {
             k.in_stream = lbs.base_has(&k.name);
             k.live = if k.in_stream { k.suffixed } else { k.plain };
         }
+        self.firsts = self.live_firsts();
         self.stream = Some(lbs.stream_id());
     }
 
@@ -118,6 +137,17 @@ impl ParserHints {
         let (Some(&first), Some(&last)) = (key.first(), key.last()) else {
             return self.keys.iter().any(|k| k.live && k.name.is_empty());
         };
+        // The first byte of the name an ASCII first byte (not a space) sanitises to.
+        if first < 0x80 && !is_space(first) {
+            let c = if first.is_ascii_digit() {
+                b'_'
+            } else {
+                sanitized(first)
+            };
+            if self.firsts & (1 << c) == 0 {
+                return false;
+            }
+        }
         if !key.is_ascii() || is_space(first) || is_space(last) {
             return true;
         }

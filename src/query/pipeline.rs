@@ -526,15 +526,15 @@ impl Pipeline {
                 Stage::Decolorize => out.push(StageImpl::Decolorize),
             }
         }
-        let leading_filters = out
-            .iter()
-            .take_while(|s| matches!(s, StageImpl::LineFilter(_)))
-            .count();
         let mut hinted = false;
         if shortcuts {
             out = add_required_values(out);
             hinted = assign_hints(&mut out, output);
         }
+        let leading_filters = out
+            .iter()
+            .take_while(|s| matches!(s, StageImpl::LineFilter(_)))
+            .count();
         Ok(Pipeline {
             stages: out,
             hinted,

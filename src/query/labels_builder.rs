@@ -99,6 +99,10 @@ pub struct LabelsBuilder {
     err: String,
     err_details: String,
     scratch: String,
+    /// The entry's structured metadata with normalised names, for [`Self::restart_entry`].
+    metadata: PairVec,
+    /// Names the current stream among all the streams of all builders.
+    stream_id: u64,
 }
 
 fn slot(category: LabelCategory) -> usize {
@@ -130,7 +134,15 @@ impl LabelsBuilder {
                 .map(|(k, v)| (k.as_ref().to_string(), v.as_ref().to_string())),
         );
         self.base.sort_by(|a, b| a.0.cmp(&b.0));
+        static STREAMS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        self.stream_id = STREAMS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.reset();
+    }
+
+    /// Differs from stream to stream (of any builder): what a stage may cache per stream
+    /// labels is keyed by it.
+    pub fn stream_id(&self) -> u64 {
+        self.stream_id
     }
 
     /// Forgets everything the previous entry added or deleted.
@@ -148,13 +160,26 @@ impl LabelsBuilder {
     /// and a name that is also a stream label gets the `_extracted` suffix.
     pub fn start_entry<K: AsRef<str>, V: AsRef<str>>(&mut self, structured_metadata: &[(K, V)]) {
         self.reset();
+        self.metadata.clear();
         for (k, v) in structured_metadata {
             let mut name = std::mem::take(&mut self.scratch);
             name.clear();
             normalize_label(k.as_ref(), &mut name);
+            self.metadata.push(&name, v.as_ref());
             self.add_label(LabelCategory::StructuredMetadata, &name, v.as_ref());
             self.scratch = name;
         }
+    }
+
+    /// Forgets what the pipeline did to the current entry: back to the state
+    /// [`Self::start_entry`] left.
+    pub fn restart_entry(&mut self) {
+        self.reset();
+        let metadata = std::mem::take(&mut self.metadata);
+        for (name, value) in metadata.as_slice() {
+            self.add_label(LabelCategory::StructuredMetadata, name, value);
+        }
+        self.metadata = metadata;
     }
 
     /// The stream labels, sorted.
@@ -281,6 +306,12 @@ impl LabelsBuilder {
 
     pub fn reset_err_details(&mut self) {
         self.err_details.clear();
+    }
+
+    /// Whether a stage added, changed or deleted `name` (its value may differ from the
+    /// stream's).
+    pub fn touched(&self, name: &str) -> bool {
+        self.del.contains(name) || self.add.iter().any(|a| a.contains(name))
     }
 
     /// Whether the entry's labels differ from the stream labels.

@@ -671,7 +671,8 @@ struct SampleCollector {
     md: Vec<(String, String)>,
     series: Vec<(Vec<(String, String)>, Vec<(i64, f64)>)>,
     index: HashMap<Vec<(String, String)>, usize>,
-    /// The series of the current stream's entries whose labels the pipeline left alone.
+    /// The series of the current stream's entries whose series labels the pipeline left
+    /// alone.
     stream_slot: Option<usize>,
 }
 
@@ -686,7 +687,7 @@ impl SampleCollector {
     }
 
     fn add(&mut self, ts: i64, v: f64) {
-        let slot = if self.builder.is_unchanged() {
+        let slot = if self.extractor.series_is_stream(&self.builder) {
             match self.stream_slot {
                 Some(i) => i,
                 None => {

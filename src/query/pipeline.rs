@@ -9,6 +9,12 @@
 //! (parsers other than `unpack`, `label_format`, `drop`, `keep`, `decolorize`), but never
 //! past a label filter, `line_format` or `unpack`. The engine can run the leading filters
 //! alone on raw bytes with [`Pipeline::filter_line`] before paying for anything else.
+//!
+//! Parser hints (Loki's): when a metric query reads only some labels — its grouping, the
+//! unwrapped label, the labels of later filters and templates — the `json` and `logfmt`
+//! stages store only those ([`Pipeline::with_hints`]). The answer stays the one of a full
+//! extraction: an entry that ends with `__error__` reports all its labels, so
+//! [`SampleExtractor`] runs such an entry again without hints.
 
 use std::borrow::Cow;
 
@@ -26,7 +32,7 @@ use super::stages::label_filter::LabelFilter;
 use super::stages::logfmt::{LogfmtExpressionParser, LogfmtParser};
 use super::stages::pattern::Pattern;
 use super::stages::regex::RegexFilter;
-use super::stages::sanitize_label_key;
+use super::stages::{sanitize_label_key, ParserHints};
 
 /// `__error__` of an `unwrap` whose label does not convert.
 pub const ERR_SAMPLE_EXTRACTION: &str = "SampleExtractionErr";
@@ -168,6 +174,9 @@ fn compile_line_filter(f: &LineFilterExpr, out: &mut Vec<LineCheck>) -> Result<(
 #[derive(Debug)]
 enum StageImpl {
     LineFilter(LineCheck),
+    /// Put before a parser: drops the entries to which it cannot give the values the label
+    /// filters after it require.
+    Requires(Required),
     Json(JsonParser),
     JsonExpr(JsonExpressionParser),
     Logfmt(LogfmtParser),
@@ -211,7 +220,7 @@ fn extraction_pairs(exprs: &[crate::logql::LabelExtractionExpr]) -> Vec<(String,
 fn compile_parser(p: &LabelParserExpr) -> Result<StageImpl, PipelineError> {
     Ok(match p {
         LabelParserExpr::Json { expressions } if expressions.is_empty() => {
-            StageImpl::Json(JsonParser::default())
+            StageImpl::Json(JsonParser::new(None))
         }
         LabelParserExpr::Json { expressions } => StageImpl::JsonExpr(
             JsonExpressionParser::new(&extraction_pairs(expressions))
@@ -221,7 +230,9 @@ fn compile_parser(p: &LabelParserExpr) -> Result<StageImpl, PipelineError> {
             strict,
             keep_empty,
             expressions,
-        } if expressions.is_empty() => StageImpl::Logfmt(LogfmtParser::new(*strict, *keep_empty)),
+        } if expressions.is_empty() => {
+            StageImpl::Logfmt(LogfmtParser::new(*strict, *keep_empty, None))
+        }
         LabelParserExpr::Logfmt {
             strict,
             expressions,
@@ -305,10 +316,161 @@ fn reorder(stages: &[Stage]) -> Vec<&Stage> {
     result
 }
 
+/// The values that label filters after a `json` or `logfmt` stage require of labels
+/// (`| json | level="error"`). Those stages take values from the line: unescaped, and with
+/// invalid UTF-8 as spaces or U+FFFD. So for a value without either, a line that holds
+/// neither the value nor a backslash cannot give it, and the entry passes only if the
+/// label has the value already.
+#[derive(Debug)]
+struct Required {
+    values: Vec<RequiredValue>,
+    /// Before `json`: a line that does not open an object gives no label at all.
+    json: bool,
+    /// Whether each label has its value in the stream `.0`, for the entries whose labels
+    /// are the stream's.
+    stream: Option<(u64, Vec<bool>)>,
+}
+
+impl Required {
+    fn new(values: Vec<RequiredValue>, json: bool) -> Self {
+        Required {
+            values,
+            json,
+            stream: None,
+        }
+    }
+
+    /// Whether the entry may pass the label filters after the parser.
+    fn possible(&mut self, line: &[u8], lbs: &LabelsBuilder) -> bool {
+        if self.json {
+            let first = line
+                .iter()
+                .find(|c| !matches!(c, b' ' | b'\n' | b'\r' | b'\t'));
+            if first != Some(&b'{') {
+                return (0..self.values.len()).all(|i| self.has(i, lbs));
+            }
+        }
+        (0..self.values.len())
+            .all(|i| self.values[i].finder.find(line).is_some() || self.has(i, lbs))
+            || memchr::memchr(b'\\', line).is_some()
+    }
+
+    /// Whether label `i` has its value already.
+    fn has(&mut self, i: usize, lbs: &LabelsBuilder) -> bool {
+        let get = |r: &RequiredValue| lbs.get(&r.name) == Some(r.value.as_str());
+        if !lbs.is_unchanged() {
+            return get(&self.values[i]);
+        }
+        let id = lbs.stream_id();
+        if self.stream.as_ref().is_none_or(|(s, _)| *s != id) {
+            self.stream = Some((id, self.values.iter().map(get).collect()));
+        }
+        self.stream.as_ref().is_some_and(|(_, has)| has[i])
+    }
+}
+
+/// One `name="value"` condition of a [`Required`].
+#[derive(Debug)]
+struct RequiredValue {
+    name: String,
+    value: String,
+    finder: memchr::memmem::Finder<'static>,
+}
+
+/// Puts a [`StageImpl::Requires`] before each `json` and `logfmt` stage followed by label
+/// filters with `name="value"` conditions (of the whole filter, not of an `or`).
+fn add_required_values(stages: Vec<StageImpl>) -> Vec<StageImpl> {
+    let mut required: Vec<Option<Required>> = Vec::with_capacity(stages.len());
+    for (i, stage) in stages.iter().enumerate() {
+        if !matches!(stage, StageImpl::Json(_) | StageImpl::Logfmt(_)) {
+            required.push(None);
+            continue;
+        }
+        let mut pairs = Vec::new();
+        for later in &stages[i + 1..] {
+            match later {
+                StageImpl::LabelFilter(f) => f.required_equalities(&mut pairs),
+                StageImpl::LineFilter(_) => {}
+                _ => break,
+            }
+        }
+        let reqs: Vec<RequiredValue> = pairs
+            .into_iter()
+            .filter(|(name, value)| {
+                !name.starts_with("__") && !value.is_empty() && !value.contains([' ', '\u{fffd}'])
+            })
+            .map(|(name, value)| RequiredValue {
+                finder: memchr::memmem::Finder::new(value.as_bytes()).into_owned(),
+                name,
+                value,
+            })
+            .collect();
+        let json = matches!(stage, StageImpl::Json(_));
+        required.push((!reqs.is_empty()).then(|| Required::new(reqs, json)));
+    }
+    let mut out = Vec::with_capacity(stages.len());
+    for (stage, reqs) in stages.into_iter().zip(required) {
+        if let Some(r) = reqs {
+            out.push(StageImpl::Requires(r));
+        }
+        out.push(stage);
+    }
+    out
+}
+
+/// Gives the `json` and `logfmt` stages the labels read after them, when those are known:
+/// `output` is what the caller reads of the final labels (`None`: all of them). Returns
+/// whether a stage got hints.
+fn assign_hints(stages: &mut [StageImpl], output: Option<Vec<String>>) -> bool {
+    let mut read = output;
+    let mut hinted = false;
+    for stage in stages.iter_mut().rev() {
+        let Some(names) = &mut read else {
+            break;
+        };
+        match stage {
+            StageImpl::Json(p) => {
+                *p = JsonParser::new(Some(ParserHints::new(names.clone())));
+                hinted = true;
+            }
+            StageImpl::Logfmt(p) => {
+                *p = LogfmtParser::new(
+                    p.strict,
+                    p.keep_empty,
+                    Some(ParserHints::new(names.clone())),
+                );
+                hinted = true;
+            }
+            StageImpl::JsonExpr(p) => names.extend_from_slice(p.ids()),
+            StageImpl::Requires(r) => names.extend(r.values.iter().map(|r| r.name.clone())),
+            StageImpl::LabelFilter(f) => f.required_labels(names),
+            StageImpl::LineFormat(f) => match f.read_labels() {
+                Some(l) => names.extend_from_slice(l),
+                None => read = None,
+            },
+            StageImpl::LabelFormat(f) => match f.read_labels() {
+                Some(l) => names.extend(l),
+                None => read = None,
+            },
+            StageImpl::Drop(_) | StageImpl::Keep(..) => read = None,
+            // These read no label (parsers only test the stream labels for collisions).
+            StageImpl::LineFilter(_)
+            | StageImpl::LogfmtExpr(_)
+            | StageImpl::Regexp { .. }
+            | StageImpl::Pattern(_)
+            | StageImpl::Unpack(_)
+            | StageImpl::Decolorize => {}
+        }
+    }
+    hinted
+}
+
 /// A compiled log pipeline; see the module documentation.
 #[derive(Debug)]
 pub struct Pipeline {
     stages: Vec<StageImpl>,
+    /// Whether a parser stores only some labels ([`Self::with_hints`]).
+    hinted: bool,
     leading_filters: usize,
     bufs: [Vec<u8>; 2],
     caps: Option<regex::bytes::CaptureLocations>,
@@ -318,6 +480,26 @@ pub struct Pipeline {
 
 impl Pipeline {
     pub fn new(stages: &[Stage]) -> Result<Pipeline, PipelineError> {
+        Self::with_hints(stages, None)
+    }
+
+    /// A pipeline whose caller reads only the `output` labels of its result (`None`: all
+    /// of them) and neither `__error__` nor anything else when it is set: the `json` and
+    /// `logfmt` stages then store only the labels read after them.
+    pub fn with_hints(
+        stages: &[Stage],
+        output: Option<Vec<String>>,
+    ) -> Result<Pipeline, PipelineError> {
+        Self::compile(stages, output, true)
+    }
+
+    /// Without `shortcuts`, neither hints nor [`StageImpl::Requires`]: the reference the
+    /// tests compare them with.
+    fn compile(
+        stages: &[Stage],
+        output: Option<Vec<String>>,
+        shortcuts: bool,
+    ) -> Result<Pipeline, PipelineError> {
         let mut out: Vec<StageImpl> = Vec::new();
         for s in reorder(stages) {
             match s {
@@ -344,18 +526,29 @@ impl Pipeline {
                 Stage::Decolorize => out.push(StageImpl::Decolorize),
             }
         }
+        let mut hinted = false;
+        if shortcuts {
+            out = add_required_values(out);
+            hinted = assign_hints(&mut out, output);
+        }
         let leading_filters = out
             .iter()
             .take_while(|s| matches!(s, StageImpl::LineFilter(_)))
             .count();
         Ok(Pipeline {
             stages: out,
+            hinted,
             leading_filters,
             bufs: [Vec::new(), Vec::new()],
             caps: None,
             text: String::new(),
             names: String::new(),
         })
+    }
+
+    /// Whether a parser stores only the labels read after it.
+    pub fn is_hinted(&self) -> bool {
+        self.hinted
     }
 
     /// Whether the pipeline changes nothing and filters nothing.
@@ -473,6 +666,7 @@ fn process_stage(
     let keep = |b: bool| if b { Outcome::Keep } else { Outcome::Drop };
     match stage {
         StageImpl::LineFilter(c) => keep(c.matches(line)),
+        StageImpl::Requires(r) => keep(r.possible(line, lbs)),
         StageImpl::Json(p) => {
             p.process(line, lbs);
             Outcome::Keep
@@ -609,6 +803,9 @@ impl SampleGrouping {
 #[derive(Debug)]
 pub struct SampleExtractor {
     pipeline: Pipeline,
+    /// The pipeline without hints, for the entries that end with an error (their series
+    /// has every label); `None` when `pipeline` has no hints.
+    full: Option<Pipeline>,
     /// Whether the last entry processed got through the pipeline (before the unwrap).
     passed_pipeline: bool,
     extraction: Extraction,
@@ -625,7 +822,18 @@ impl SampleExtractor {
         bytes: bool,
         grouping: SampleGrouping,
     ) -> Result<SampleExtractor, PipelineError> {
-        let pipeline = Pipeline::new(stages)?;
+        Self::build(stages, unwrap, bytes, grouping, true)
+    }
+
+    /// [`Self::new`], with parser hints and [`StageImpl::Requires`] or without (the
+    /// reference they must match).
+    fn build(
+        stages: &[Stage],
+        unwrap: Option<&UnwrapExpr>,
+        bytes: bool,
+        grouping: SampleGrouping,
+        shortcuts: bool,
+    ) -> Result<SampleExtractor, PipelineError> {
         let mut grouping = grouping;
         let extraction = match unwrap {
             Some(u) => {
@@ -649,8 +857,30 @@ impl SampleExtractor {
             None if bytes => Extraction::Bytes,
             None => Extraction::Count,
         };
+        // The labels read after the pipeline: the series labels (when the grouping names
+        // them), the unwrapped label and those of the filters after it.
+        let mut output = if grouping.no_labels {
+            Some(Vec::new())
+        } else if grouping.without || grouping.groups.is_empty() {
+            None
+        } else {
+            Some(grouping.groups.clone())
+        };
+        if let (Some(names), Extraction::Unwrap { label, post, .. }) = (&mut output, &extraction) {
+            names.push(label.clone());
+            for f in post {
+                f.required_labels(names);
+            }
+        }
+        let pipeline = Pipeline::compile(stages, output, shortcuts)?;
+        let full = if pipeline.is_hinted() {
+            Some(Pipeline::new(stages)?)
+        } else {
+            None
+        };
         Ok(SampleExtractor {
             pipeline,
+            full,
             passed_pipeline: false,
             extraction,
             grouping,
@@ -670,47 +900,47 @@ impl SampleExtractor {
     /// The sample value of an entry, or `None` when filtered out (or the unwrapped label
     /// is absent or empty). A value that does not convert gives a sample with
     /// `__error__=SampleExtractionErr` (value 0, or ±Inf for an out-of-range float).
+    /// `lbs` is as [`LabelsBuilder::start_entry`] left it.
     pub fn process(&mut self, ts_ns: i64, line: &[u8], lbs: &mut LabelsBuilder) -> Option<f64> {
-        self.passed_pipeline = false;
-        let out = self.pipeline.process(ts_ns, line, lbs)?;
-        self.passed_pipeline = true;
-        match &self.extraction {
-            Extraction::Count => Some(1.0),
-            Extraction::Bytes => Some(out.len() as f64),
-            Extraction::Unwrap {
-                label,
-                conversion,
-                post,
-            } => {
-                let raw = lbs.get(label).unwrap_or("");
-                // A line without the label gives no sample (Loki issue 6713).
-                if raw.is_empty() {
-                    return None;
-                }
-                let (v, err) = match conversion {
-                    None => go::parse_float(raw),
-                    Some(UnwrapConversion::Duration | UnwrapConversion::DurationSeconds) => {
-                        match go::parse_duration(raw) {
-                            Ok(n) => (n as f64 / 1e9, None),
-                            Err(e) => (0.0, Some(e)),
-                        }
-                    }
-                    Some(UnwrapConversion::Bytes) => match go::parse_bytes(raw) {
-                        Ok(b) => (b as f64, None),
-                        Err(e) => (0.0, Some(e)),
-                    },
-                };
-                if let Some(e) = err {
-                    lbs.set_err(ERR_SAMPLE_EXTRACTION);
-                    lbs.set_err_details(&e);
-                }
-                let mut pass = true;
-                for f in post {
-                    pass &= f.process(lbs);
-                }
-                pass.then_some(v)
+        let v = extract(
+            &mut self.pipeline,
+            &self.extraction,
+            &mut self.passed_pipeline,
+            ts_ns,
+            line,
+            lbs,
+        );
+        match &mut self.full {
+            // The entry's labels are all read: those the hints skipped are needed.
+            Some(full) if self.passed_pipeline && lbs.has_err() => {
+                lbs.restart_entry();
+                extract(
+                    full,
+                    &self.extraction,
+                    &mut self.passed_pipeline,
+                    ts_ns,
+                    line,
+                    lbs,
+                )
             }
+            _ => v,
         }
+    }
+
+    /// Whether the series of the sample just extracted is the one of its stream's
+    /// untouched entries: no error, and no label of the series changed by the pipeline.
+    pub fn series_is_stream(&self, lbs: &LabelsBuilder) -> bool {
+        if lbs.has_err() {
+            return false;
+        }
+        let g = &self.grouping;
+        if g.no_labels {
+            return true;
+        }
+        if g.groups.is_empty() || g.without {
+            return lbs.is_unchanged();
+        }
+        !g.groups.iter().any(|n| lbs.touched(n))
     }
 
     /// The series labels of the sample just extracted (Loki's `GroupedLabels`): all
@@ -743,6 +973,58 @@ impl SampleExtractor {
         out.sort();
         out.dedup_by(|a, b| a.0 == b.0);
         out
+    }
+}
+
+/// Runs an entry through `pipeline` and takes its sample value; see
+/// [`SampleExtractor::process`].
+fn extract(
+    pipeline: &mut Pipeline,
+    extraction: &Extraction,
+    passed_pipeline: &mut bool,
+    ts_ns: i64,
+    line: &[u8],
+    lbs: &mut LabelsBuilder,
+) -> Option<f64> {
+    *passed_pipeline = false;
+    let out = pipeline.process(ts_ns, line, lbs)?;
+    *passed_pipeline = true;
+    match extraction {
+        Extraction::Count => Some(1.0),
+        Extraction::Bytes => Some(out.len() as f64),
+        Extraction::Unwrap {
+            label,
+            conversion,
+            post,
+        } => {
+            let raw = lbs.get(label).unwrap_or("");
+            // A line without the label gives no sample (Loki issue 6713).
+            if raw.is_empty() {
+                return None;
+            }
+            let (v, err) = match conversion {
+                None => go::parse_float(raw),
+                Some(UnwrapConversion::Duration | UnwrapConversion::DurationSeconds) => {
+                    match go::parse_duration(raw) {
+                        Ok(n) => (n as f64 / 1e9, None),
+                        Err(e) => (0.0, Some(e)),
+                    }
+                }
+                Some(UnwrapConversion::Bytes) => match go::parse_bytes(raw) {
+                    Ok(b) => (b as f64, None),
+                    Err(e) => (0.0, Some(e)),
+                },
+            };
+            if let Some(e) = err {
+                lbs.set_err(ERR_SAMPLE_EXTRACTION);
+                lbs.set_err_details(&e);
+            }
+            let mut pass = true;
+            for f in post {
+                pass &= f.process(lbs);
+            }
+            pass.then_some(v)
+        }
     }
 }
 

@@ -850,3 +850,265 @@ fn sample_extraction() {
         )),
     );
 }
+
+/// The hints each `json`/`logfmt` stage gets when the caller reads `output` (`-` for a
+/// stage extracting everything).
+#[track_caller]
+fn hints(pipeline: &str, output: Option<&[&str]>, want: &[&str]) {
+    let expr = crate::logql::parse_log_expr(&format!("{{app=\"x\"}} {pipeline}")).unwrap();
+    let output = output.map(|o| o.iter().map(|s| s.to_string()).collect());
+    let p = Pipeline::with_hints(&expr.pipeline, output).unwrap();
+    let got: Vec<String> = p
+        .stages
+        .iter()
+        .filter_map(|s| match s {
+            StageImpl::Json(j) => Some(j.hints()),
+            StageImpl::Logfmt(l) => Some(l.hints()),
+            _ => None,
+        })
+        .map(|h| h.map_or("-".to_string(), |h| h.names().join(",")))
+        .collect();
+    assert_eq!(got, want, "{pipeline}");
+}
+
+#[test]
+fn parser_hints_name_the_labels_read_after_the_parser() {
+    hints(r#"| json | level="error""#, Some(&["app"]), &["app,level"]);
+    hints(r#"| json | level="error""#, None, &["-"]);
+    hints("| json", Some(&[]), &[""]);
+    hints(
+        r#"| logfmt | json | status >= 500 | level=~"e.*""#,
+        Some(&["app"]),
+        &["app,level,status", "app,level,status"],
+    );
+    hints(
+        r#"| json | line_format "{{.msg}} {{ $.path }}""#,
+        Some(&["app"]),
+        &["app,msg,path"],
+    );
+    hints(
+        r#"| json | label_format lvl=level, m="{{.msg}}""#,
+        Some(&["lvl"]),
+        &["level,lvl,msg"],
+    );
+    hints(r#"| logfmt | json v="a.b""#, Some(&["app"]), &["app,v"]);
+    // Labels a template may read by other means than `.name`, `drop` and `keep`: all.
+    hints(
+        r#"| json | line_format "{{ $l := . }}{{ $l.msg }}""#,
+        Some(&["app"]),
+        &["-"],
+    );
+    hints(
+        r#"| json | label_format x="{{ (.).msg }}""#,
+        Some(&["x"]),
+        &["-"],
+    );
+    hints("| json | drop msg", Some(&["app"]), &["-"]);
+    hints(
+        "| json | keep level | logfmt",
+        Some(&["level"]),
+        &["-", "level"],
+    );
+}
+
+type Pairs = &'static [(&'static str, &'static str)];
+
+/// Stream labels and structured metadata the hint equivalence runs on.
+const HINT_STREAMS: &[(Pairs, Pairs)] = &[
+    (APP, &[]),
+    (APP_LEVEL, &[]),
+    (APP, &[("level", "debug"), ("msg", "m")]),
+    (&[("app", "x"), ("status", "200")], &[("status", "201")]),
+    (&[("app", "x"), ("level", "error")], &[]),
+    (APP, &[("level", "error")]),
+];
+
+const HINT_LINES: &[&str] = &[
+    r#"{"level":"error","msg":"hi","status":500,"app":"y","duration_ms":12.5}"#,
+    r#"{"level":"error","status":"abc","duration_ms":"1s"}"#,
+    r#"{"level":"error","a":tru}"#,
+    r#"{"a":tru,"level":"error"}"#,
+    r#"{"pod":{"uuid":"u","level":"error"},"1a":1,"cou-nter":1,"level":"info"}"#,
+    r#"{"le\u0076el":"error","l\u0065vel_extracted":"x"}"#,
+    r#"{" level ":"error","lev.el":"error"}"#,
+    r#"{"level":"err\u006fr","msg":"\u00e9"}"#,
+    r#"{"level":"error","level":"info"}"#,
+    r#"{"msg":"x"}"#,
+    r#"{"msg":"error","level":"warn"}"#,
+    r#"{"level":"info","msg":"hi"}"#,
+    "level=info msg=error",
+    r#"{}"#,
+    "",
+    "level=error msg=hi status=502 duration_ms=12.5 app=z",
+    "level=error duration_ms=abc status=5xx",
+    r#"a=1 "b"=2 level=error duration_ms=3"#,
+    "lvl=x level=error level=info 1a=2 lev-el=warn",
+    "level=error msg=\"a \\\"quoted\\\" b\" duration_ms=",
+    "  level=error\tduration_ms=7 ",
+    "duration_ms=1 x=2 duration.ms=3 level=error",
+    "level=info a=\"level=error duration_ms=4\" lev.el=error",
+    "x=1 y=2",
+];
+
+/// Every line, stream and metadata of the tables gives the same sample and series with
+/// hints as without.
+#[track_caller]
+fn hints_change_nothing(query: &str, grouping: Option<(&[&str], bool)>) {
+    let Expr::Sample(SampleExpr::RangeAggregation(r)) = parse_expr(query).unwrap() else {
+        panic!("not a range aggregation: {query}");
+    };
+    let grouping = match grouping {
+        Some((g, without)) => SampleGrouping {
+            groups: g.iter().map(|s| s.to_string()).collect(),
+            without,
+            no_labels: g.is_empty() && !without,
+        },
+        None => SampleGrouping::from_grouping(r.grouping.as_ref()),
+    };
+    let bytes = matches!(
+        r.op,
+        crate::logql::RangeOp::BytesOverTime | crate::logql::RangeOp::BytesRate
+    );
+    let build = |hints| {
+        SampleExtractor::build(
+            &r.range.log.pipeline,
+            r.range.unwrap.as_ref(),
+            bytes,
+            grouping.clone(),
+            hints,
+        )
+        .unwrap()
+    };
+    let (mut hinted, mut full) = (build(true), build(false));
+    for (stream, md) in HINT_STREAMS {
+        let (mut a, mut b) = (
+            LabelsBuilder::for_stream(stream),
+            LabelsBuilder::for_stream(stream),
+        );
+        for line in HINT_LINES {
+            let run = |e: &mut SampleExtractor, lbs: &mut LabelsBuilder| {
+                lbs.start_entry(md);
+                let v = e.process(1, line.as_bytes(), lbs);
+                let errored = e.passed_pipeline() && lbs.has_err();
+                let labels = errored.then(|| lbs.labels());
+                (
+                    v.map(|v| (v.to_bits(), show(&e.series_labels(lbs)))),
+                    e.passed_pipeline(),
+                    labels,
+                )
+            };
+            let (got, want) = (run(&mut hinted, &mut a), run(&mut full, &mut b));
+            assert_eq!(
+                got, want,
+                "{query} {grouping:?} on {line:?}, stream {stream:?} {md:?}"
+            );
+            if let (Some((_, series)), false) = (&got.0, a.has_err()) {
+                if hinted.series_is_stream(&a) {
+                    let bare = LabelsBuilder::for_stream(stream);
+                    assert_eq!(*series, show(&full.series_labels(&bare)), "{query}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn parser_hints_change_no_answer() {
+    let by = |g: &'static [&'static str]| Some((g, false));
+    let rate = |p: &str| format!("rate({{app=\"x\"}} {p} [1m])");
+    let unwrap = |p: &str| format!("quantile_over_time(0.95, {{app=\"x\"}} {p} [1m])");
+    for g in [
+        &["app"][..],
+        &["level"],
+        &["level_extracted"],
+        &["status"],
+        &[],
+    ] {
+        for p in [
+            r#"| json | level="error""#,
+            r#"| json | level="error" and msg="hi", app_extracted="y""#,
+            r#"| json | level="info" or level="error""#,
+            r#"| json | level="" | msg="x""#,
+            r#"| json | level_extracted="error" |= "lev" | msg!="zz""#,
+            r#"| logfmt | level="error""#,
+            r#"| logfmt | level="error", status="502""#,
+            r#"| logfmt --strict | level="error""#,
+            r#"| json | status >= 500"#,
+            r#"| logfmt | status >= 500 or level="info""#,
+            r#"| json | pod_uuid="u" or _1a="1" or cou_nter="1""#,
+            r#"| json | level_extracted="error""#,
+            r#"| json v="level" | v="error""#,
+            r#"| logfmt | json | level="error""#,
+            r#"| json | label_format lvl=level | lvl="error""#,
+            r#"| json | label_format x="{{ $l := . }}{{ $l.level }}" | x="error""#,
+            r#"| json | line_format "{{.msg}}" | logfmt"#,
+            "| json | drop msg",
+            "| json | keep level, app",
+            "| json",
+            "| logfmt --keep-empty",
+        ] {
+            hints_change_nothing(&rate(p), by(g));
+            hints_change_nothing(&format!("bytes_over_time({{app=\"x\"}} {p} [1m])"), by(g));
+        }
+        for p in [
+            "| logfmt | unwrap duration_ms",
+            "| json | unwrap duration_ms",
+            "| json | unwrap duration(duration_ms)",
+            r#"| logfmt | unwrap duration_ms | level="error""#,
+            r#"| json | level="error" | unwrap status | __error__="""#,
+        ] {
+            hints_change_nothing(&unwrap(p), by(g));
+            hints_change_nothing(&format!("avg_over_time({{app=\"x\"}} {p} [1m])"), by(g));
+        }
+    }
+    hints_change_nothing(&rate(r#"| json | level="error""#), None);
+    hints_change_nothing(&rate(r#"| json | level="error""#), Some((&["app"], true)));
+    hints_change_nothing(
+        r#"quantile_over_time(0.95, {app="x"} | logfmt | unwrap duration_ms [1m]) by (app)"#,
+        None,
+    );
+}
+
+/// Log pipelines: every line, stream and metadata of the tables gives the same line and
+/// labels with [`StageImpl::Requires`] as without.
+#[test]
+fn required_values_drop_only_entries_the_filters_drop() {
+    for (p, shortcut) in [
+        (r#"| json | level="error""#, true),
+        (
+            r#"| json | level="error" and msg="hi", app_extracted="y""#,
+            true,
+        ),
+        (r#"| json | level="info" or level="error""#, false),
+        (
+            r#"| json | level="error" | line_format "{{.msg}}" | msg="hi""#,
+            true,
+        ),
+        (r#"| logfmt | json | level="error""#, true),
+        (r#"| logfmt --strict | level="error" | status="502""#, true),
+        (r#"| json | level_extracted="error""#, true),
+        (r#"| json | level="err or""#, false),
+        (r#"| json | __error__="JSONParserErr""#, false),
+    ] {
+        let expr = crate::logql::parse_log_expr(&format!("{{app=\"x\"}} {p}")).unwrap();
+        let mut fast = Pipeline::new(&expr.pipeline).unwrap();
+        let mut reference = Pipeline::compile(&expr.pipeline, None, false).unwrap();
+        let added = fast.stages.len() - reference.stages.len();
+        assert_eq!(added > 0, shortcut, "{p}");
+        for (stream, md) in HINT_STREAMS {
+            for line in HINT_LINES {
+                let run = |pl: &mut Pipeline| {
+                    let mut b = LabelsBuilder::for_stream(stream);
+                    b.start_entry(md);
+                    let out = pl.process(1, line.as_bytes(), &mut b).map(<[u8]>::to_vec);
+                    out.map(|o| (o, b.labels()))
+                };
+                assert_eq!(
+                    run(&mut fast),
+                    run(&mut reference),
+                    "{p} on {line:?}, {stream:?} {md:?}"
+                );
+            }
+        }
+    }
+}

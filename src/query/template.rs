@@ -1291,6 +1291,9 @@ struct Parser {
     vars: Vec<String>,
     depth: usize,
     labels: Vec<String>,
+    /// Whether a label may be read by another way than `.name` or `$.name` (a field of a
+    /// variable or of a parenthesised pipeline holding the labels).
+    opaque: bool,
 }
 
 /// How a list of nodes ended.
@@ -1622,6 +1625,8 @@ impl Parser {
                     if let Some(f) = fields.first() {
                         self.labels.push(f.clone());
                     }
+                } else if !fields.is_empty() {
+                    self.opaque = true;
                 }
                 return Ok((Operand::Var(name.clone(), fields), k));
             }
@@ -1670,6 +1675,7 @@ impl Parser {
                 self.depth -= 1;
                 let mut fields = Vec::new();
                 let k = chain(toks, j + 1, &mut fields);
+                self.opaque |= !fields.is_empty();
                 return Ok((Operand::Sub(Box::new(pipe), fields), k));
             }
             Tok::RParen | Tok::Pipe => return perr(t.offset, "unexpected token"),
@@ -1717,6 +1723,7 @@ fn compile_regex(pattern: &str) -> Result<regex::Regex, String> {
 pub struct Template {
     nodes: Vec<Node>,
     labels: Vec<String>,
+    opaque: bool,
 }
 
 impl Template {
@@ -1729,6 +1736,7 @@ impl Template {
             vars: vec!["$".to_string()],
             depth: 0,
             labels: Vec::new(),
+            opaque: false,
         };
         let (nodes, end) = p.parse_list()?;
         match end {
@@ -1739,7 +1747,11 @@ impl Template {
         let mut labels = p.labels;
         labels.sort();
         labels.dedup();
-        Ok(Template { nodes, labels })
+        Ok(Template {
+            nodes,
+            labels,
+            opaque: p.opaque,
+        })
     }
 
     /// Renders the template for one entry, appending to `out`.
@@ -1773,6 +1785,12 @@ impl Template {
     /// Label names the template reads via `.name` (or `$.name`).
     pub fn referenced_labels(&self) -> Vec<String> {
         self.labels.clone()
+    }
+
+    /// Every label the template reads, or `None` when it may read others (through a
+    /// variable or a parenthesised pipeline holding the labels).
+    pub fn read_labels(&self) -> Option<&[String]> {
+        (!self.opaque).then_some(&self.labels[..])
     }
 }
 

@@ -63,6 +63,11 @@ impl LineFormat {
         self.template.referenced_labels()
     }
 
+    /// Every label the stage reads, or `None` when the template may read any.
+    pub fn read_labels(&self) -> Option<&[String]> {
+        self.template.read_labels()
+    }
+
     /// Writes the new line into `out`; false when the line is kept (render error).
     pub fn process(
         &mut self,
@@ -159,6 +164,20 @@ impl LabelFormat {
             }
         }
         out
+    }
+
+    /// Every label the stage reads, or `None` when a template may read any.
+    pub fn read_labels(&self) -> Option<Vec<String>> {
+        let mut out = Vec::new();
+        for op in &self.ops {
+            match op {
+                LabelFormatOp::Rename { src, .. } => out.push(src.clone()),
+                LabelFormatOp::Template { template, .. } => {
+                    out.extend_from_slice(template.read_labels()?)
+                }
+            }
+        }
+        Some(out)
     }
 
     pub fn process(&mut self, ts: i64, line: &[u8], lbs: &mut LabelsBuilder) {

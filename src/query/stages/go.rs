@@ -38,6 +38,24 @@ pub fn quote(s: &str) -> String {
 pub fn parse_float(s: &str) -> (f64, Option<String>) {
     let syntax = || format!("strconv.ParseFloat: parsing {}: invalid syntax", quote(s));
     let body = s.strip_prefix(['+', '-']).unwrap_or(s);
+    let valid = !body.is_empty()
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-'));
+    if valid {
+        // Neither an infinity, a NaN nor a hexadecimal float.
+        return match s.parse::<f64>() {
+            Ok(v) if v.is_infinite() => (
+                v,
+                Some(format!(
+                    "strconv.ParseFloat: parsing {}: value out of range",
+                    quote(s)
+                )),
+            ),
+            Ok(v) => (v, None),
+            Err(_) => (0.0, Some(syntax())),
+        };
+    }
     let lower = body.to_ascii_lowercase();
     if lower == "inf" || lower == "infinity" {
         let v = if s.starts_with('-') {
@@ -59,21 +77,7 @@ pub fn parse_float(s: &str) -> (f64, Option<String>) {
             None => (0.0, Some(syntax())),
         };
     }
-    let valid = !body.is_empty()
-        && body
-            .bytes()
-            .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-'));
-    match s.parse::<f64>() {
-        Ok(v) if valid && v.is_infinite() => (
-            v,
-            Some(format!(
-                "strconv.ParseFloat: parsing {}: value out of range",
-                quote(s)
-            )),
-        ),
-        Ok(v) if valid => (v, None),
-        _ => (0.0, Some(syntax())),
-    }
+    (0.0, Some(syntax()))
 }
 
 fn parse_hex_float(s: &str) -> Option<f64> {

@@ -6,7 +6,7 @@
 //! arrays and nulls are skipped by `| json`.
 
 use super::super::labels_builder::{LabelsBuilder, DUPLICATE_SUFFIX};
-use super::sanitize_label_key;
+use super::{sanitize_key_bytes, sanitize_label_key, swar, ParserHints};
 
 pub const ERR_JSON: &str = "JSONParserErr";
 
@@ -29,12 +29,39 @@ pub enum ValueType {
 }
 
 fn next_token(data: &[u8]) -> Option<usize> {
-    data.iter()
-        .position(|c| !matches!(c, b' ' | b'\n' | b'\r' | b'\t'))
+    match data.first() {
+        Some(b' ' | b'\n' | b'\r' | b'\t') => data
+            .iter()
+            .position(|c| !matches!(c, b' ' | b'\n' | b'\r' | b'\t')),
+        Some(_) => Some(0),
+        None => None,
+    }
 }
 
 /// The index just past the closing quote, and whether a backslash was seen.
+#[inline]
 fn string_end(data: &[u8]) -> (Option<usize>, bool) {
+    let mut at = 0;
+    while let Some(x) = swar::load(data, at) {
+        let m = swar::eq(x, b'"') | swar::eq(x, b'\\');
+        if m != 0 {
+            at += swar::first(m);
+            break;
+        }
+        at += 8;
+    }
+    match data[at.min(data.len())..]
+        .iter()
+        .position(|&c| c == b'"' || c == b'\\')
+    {
+        Some(i) if data[at + i] == b'"' => (Some(at + i + 1), false),
+        Some(_) => string_end_escaped(data),
+        None => (None, false),
+    }
+}
+
+/// [`string_end`] of a string with a backslash.
+fn string_end_escaped(data: &[u8]) -> (Option<usize>, bool) {
     let mut escaped = false;
     for (i, &c) in data.iter().enumerate() {
         if c == b'"' {
@@ -126,12 +153,13 @@ pub fn get_value(data: &[u8]) -> Result<(&[u8], ValueType, usize), &'static str>
     Ok((value, ty, offset + end))
 }
 
-/// The callback of [`object_each`]: key (unescaped), value, type.
-pub type MemberFn<'f, E> = dyn FnMut(&[u8], &[u8], ValueType) -> Result<(), E> + 'f;
-
 /// jsonparser's `ObjectEach`: calls `f(key, value, type)` for each member of the object
 /// at the start of `data`; `f` may stop the walk with its own error.
-pub fn object_each<E: From<&'static str>>(data: &[u8], f: &mut MemberFn<'_, E>) -> Result<(), E> {
+pub fn object_each<E, F>(data: &[u8], f: &mut F) -> Result<(), E>
+where
+    E: From<&'static str>,
+    F: FnMut(&[u8], &[u8], ValueType) -> Result<(), E>,
+{
     let mut offset = next_token(data).ok_or(MALFORMED_OBJECT)?;
     if data[offset] != b'{' {
         return Err(MALFORMED_OBJECT.into());
@@ -275,6 +303,12 @@ pub fn unescape(input: &[u8], out: &mut Vec<u8>) -> Result<(), InvalidEscape> {
 /// Appends `b` as text, each invalid UTF-8 byte and each U+FFFD becoming a space (Loki's
 /// `removeInvalidUtf`).
 pub fn push_lossy_spaces(b: &[u8], out: &mut String) {
+    if let Ok(s) = std::str::from_utf8(b) {
+        if !s.contains('\u{fffd}') {
+            out.push_str(s);
+            return;
+        }
+    }
     for chunk in b.utf8_chunks() {
         let valid = chunk.valid();
         if valid.contains('\u{fffd}') {
@@ -301,110 +335,103 @@ fn unescape_string(raw: &[u8], scratch: &mut Vec<u8>, out: &mut String) {
     }
 }
 
-enum WalkError {
-    Json(&'static str),
-}
-
-impl From<&'static str> for WalkError {
-    fn from(e: &'static str) -> Self {
-        WalkError::Json(e)
-    }
-}
-
-/// `| json` without arguments.
+/// `| json` without arguments; with [`ParserHints`], only the wanted labels are stored
+/// (the whole object is still walked, so that errors are the same).
 #[derive(Debug, Default)]
 pub struct JsonParser {
-    prefix: Vec<u8>,
-    key: String,
-    value: String,
+    hints: Option<ParserHints>,
+    walk: Walk,
+}
+
+/// The buffers of one walk, reused from line to line.
+#[derive(Debug, Default)]
+struct Walk {
+    /// The sanitised names of the enclosing objects, joined with `_`.
+    prefix: String,
+    name: String,
+    text: String,
     scratch: Vec<u8>,
 }
 
 impl JsonParser {
+    pub fn new(hints: Option<ParserHints>) -> Self {
+        JsonParser {
+            hints,
+            walk: Walk::default(),
+        }
+    }
+
+    pub fn hints(&self) -> Option<&ParserHints> {
+        self.hints.as_ref()
+    }
+
     pub fn process(&mut self, line: &[u8], lbs: &mut LabelsBuilder) {
-        self.prefix.clear();
-        let mut state = (
-            &mut self.prefix,
-            &mut self.key,
-            &mut self.value,
-            &mut self.scratch,
-        );
-        if let Err(WalkError::Json(e)) = walk_object(line, &mut state, lbs) {
+        self.walk.prefix.clear();
+        if let Some(h) = &mut self.hints {
+            h.refresh(lbs);
+        }
+        if let Err(e) = self.walk.object(line, self.hints.as_ref(), lbs) {
             lbs.set_err(ERR_JSON);
             lbs.set_err_details(e);
         }
     }
 }
 
-type WalkState<'s> = (
-    &'s mut Vec<u8>,
-    &'s mut String,
-    &'s mut String,
-    &'s mut Vec<u8>,
-);
-
-fn walk_object(
-    data: &[u8],
-    state: &mut WalkState<'_>,
-    lbs: &mut LabelsBuilder,
-) -> Result<(), WalkError> {
-    object_each(data, &mut |key: &[u8], value: &[u8], ty| match ty {
-        ValueType::String | ValueType::Number | ValueType::Boolean => {
-            let (prefix, name, text, scratch) = &mut *state;
-            name.clear();
-            if prefix.is_empty() {
-                sanitize_label_key(&String::from_utf8_lossy(key), true, name);
-            } else {
-                name.push_str(&String::from_utf8_lossy(prefix));
-                name.push('_');
-                append_sanitized(key, false, name);
-            }
-            if lbs.base_has(name) {
-                name.push_str(DUPLICATE_SUFFIX);
-            }
-            match ty {
-                ValueType::String => unescape_string(value, scratch, text),
-                _ => {
-                    text.clear();
-                    text.push_str(&String::from_utf8_lossy(value));
+impl Walk {
+    fn object(
+        &mut self,
+        data: &[u8],
+        hints: Option<&ParserHints>,
+        lbs: &mut LabelsBuilder,
+    ) -> Result<(), &'static str> {
+        object_each(data, &mut |key: &[u8], value: &[u8], ty| match ty {
+            ValueType::String | ValueType::Number | ValueType::Boolean => {
+                if self.prefix.is_empty() && hints.is_some_and(|h| !h.may_want(key)) {
+                    return Ok(());
                 }
+                self.name.clear();
+                if self.prefix.is_empty() {
+                    sanitize_key_bytes(key, true, &mut self.name);
+                } else {
+                    self.name.push_str(&self.prefix);
+                    self.name.push('_');
+                    sanitize_key_bytes(key, false, &mut self.name);
+                }
+                match hints {
+                    Some(h) => {
+                        if !h.wanted(&mut self.name) {
+                            return Ok(());
+                        }
+                    }
+                    None => {
+                        if lbs.base_has(&self.name) {
+                            self.name.push_str(DUPLICATE_SUFFIX);
+                        }
+                    }
+                }
+                match ty {
+                    ValueType::String => unescape_string(value, &mut self.scratch, &mut self.text),
+                    _ => {
+                        self.text.clear();
+                        self.text.push_str(&String::from_utf8_lossy(value));
+                    }
+                }
+                lbs.set_parsed(&self.name, &self.text);
+                Ok(())
             }
-            lbs.set_parsed(name, text);
-            Ok(())
-        }
-        ValueType::Object => {
-            let saved = state.0.len();
-            let mut part = String::new();
-            if !state.0.is_empty() {
-                state.0.push(b'_');
+            ValueType::Object => {
+                let saved = self.prefix.len();
+                let at_start = self.prefix.is_empty();
+                if !at_start {
+                    self.prefix.push('_');
+                }
+                sanitize_key_bytes(key, at_start, &mut self.prefix);
+                let r = self.object(value, hints, lbs);
+                self.prefix.truncate(saved);
+                r
             }
-            append_sanitized(key, state.0.is_empty(), &mut part);
-            state.0.extend_from_slice(part.as_bytes());
-            let r = walk_object(value, state, lbs);
-            state.0.truncate(saved);
-            r
-        }
-        ValueType::Array | ValueType::Null => Ok(()),
-    })
-}
-
-/// Loki's `appendSanitized`: the trimmed key with every rune outside `[A-Za-z0-9_]` as `_`;
-/// a leading digit gets `_` when the key starts a name.
-fn append_sanitized(key: &[u8], at_start: bool, out: &mut String) {
-    let key = String::from_utf8_lossy(key);
-    let key = key.trim();
-    if key.is_empty() {
-        return;
-    }
-    if at_start && key.as_bytes()[0].is_ascii_digit() {
-        out.push('_');
-    }
-    for c in key.chars() {
-        out.push(if c.is_ascii_alphanumeric() || c == '_' {
-            c
-        } else {
-            '_'
-        });
+            ValueType::Array | ValueType::Null => Ok(()),
+        })
     }
 }
 
@@ -605,6 +632,11 @@ impl JsonExpressionParser {
         })
     }
 
+    /// The labels it stores, which it also reads (an absent one is set empty).
+    pub fn ids(&self) -> &[String] {
+        &self.ids
+    }
+
     pub fn process(&mut self, line: &[u8], lbs: &mut LabelsBuilder) {
         if line.is_empty() {
             return;
@@ -672,7 +704,7 @@ impl UnpackParser {
         let mut entry: Option<Vec<u8>> = None;
         let pairs = &mut self.pairs;
         let scratch = &mut self.scratch;
-        let r = object_each::<&'static str>(line, &mut |key, value, ty| {
+        let r = object_each::<&'static str, _>(line, &mut |key, value, ty| {
             if ty != ValueType::String {
                 return Ok(());
             }

@@ -131,6 +131,21 @@ impl LabelFilter {
         }
     }
 
+    /// The `name="value"` conditions the entry must meet to pass (those outside an `or`).
+    pub fn required_equalities(&self, out: &mut Vec<(String, String)>) {
+        match self {
+            LabelFilter::String {
+                name,
+                test: StringTest::Eq(v),
+            } => out.push((name.clone(), v.clone())),
+            LabelFilter::And(a, b) => {
+                a.required_equalities(out);
+                b.required_equalities(out);
+            }
+            _ => {}
+        }
+    }
+
     pub fn is_noop(&self) -> bool {
         matches!(self, LabelFilter::Noop)
     }

@@ -6,7 +6,7 @@
 
 use super::super::labels_builder::{LabelsBuilder, DUPLICATE_SUFFIX};
 use super::json::push_lossy_spaces;
-use super::sanitize_label_key;
+use super::{sanitize_key_bytes, swar, ParserHints};
 
 pub const ERR_LOGFMT: &str = "LogfmtParserErr";
 
@@ -16,7 +16,16 @@ pub struct Decoder<'a> {
     pos: usize,
     key: &'a [u8],
     value: Value<'a>,
-    err: Option<String>,
+    /// The last syntax error and its position (1-based), formatted only when asked for.
+    err: Option<(usize, SyntaxError)>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum SyntaxError {
+    Unexpected(u8),
+    InvalidKey,
+    InvalidQuotedValue,
+    UnterminatedQuotedValue,
 }
 
 /// A decoded value: a slice of the line, or an unescaped copy.
@@ -49,6 +58,11 @@ impl<'a> Decoder<'a> {
         self.pos >= self.line.len()
     }
 
+    /// The rest of the line, not scanned yet.
+    pub fn rest(&self) -> &'a [u8] {
+        &self.line[self.pos.min(self.line.len())..]
+    }
+
     pub fn key(&self) -> &'a [u8] {
         self.key
     }
@@ -57,32 +71,32 @@ impl<'a> Decoder<'a> {
         self.value.as_bytes()
     }
 
-    pub fn err(&self) -> Option<&str> {
-        self.err.as_deref()
+    /// The last syntax error: `logfmt syntax error at pos N : message`.
+    pub fn err(&self) -> Option<String> {
+        let (pos, e) = self.err?;
+        let msg = match e {
+            SyntaxError::Unexpected(b'\'') => "unexpected '\\''".to_string(),
+            SyntaxError::Unexpected(c) if c.is_ascii_graphic() || c == b' ' => {
+                format!("unexpected '{}'", c as char)
+            }
+            SyntaxError::Unexpected(c) => format!("unexpected '\\x{c:02x}'"),
+            SyntaxError::InvalidKey => "invalid key".to_string(),
+            SyntaxError::InvalidQuotedValue => "invalid quoted value".to_string(),
+            SyntaxError::UnterminatedQuotedValue => "unterminated quoted value".to_string(),
+        };
+        Some(format!("logfmt syntax error at pos {pos} : {msg}"))
     }
 
-    fn syntax_error(&mut self, msg: &str) {
-        self.err = Some(format!(
-            "logfmt syntax error at pos {} : {}",
-            self.pos + 1,
-            msg
-        ));
+    fn syntax_error(&mut self, e: SyntaxError) {
+        self.err = Some((self.pos + 1, e));
     }
 
     fn unexpected_byte(&mut self, c: u8) {
-        let shown = match c {
-            b'\'' => "'\\''".to_string(),
-            c if c.is_ascii_graphic() || c == b' ' => format!("'{}'", c as char),
-            c => format!("'\\x{c:02x}'"),
-        };
-        self.syntax_error(&format!("unexpected {shown}"));
+        self.syntax_error(SyntaxError::Unexpected(c));
     }
 
     fn skip_value(&mut self) -> bool {
-        match self.line[self.pos..].iter().position(|&c| c <= b' ') {
-            Some(p) => self.pos += p,
-            None => self.pos = self.line.len(),
-        }
+        self.pos = find(self.line, self.pos, Stop::SPACE);
         false
     }
 
@@ -102,12 +116,18 @@ impl<'a> Decoder<'a> {
         let mut multibyte = false;
         let mut p = self.pos;
         loop {
+            let stop = if multibyte {
+                Stop::KEY
+            } else {
+                Stop::KEY_ASCII
+            };
+            p = find(line, p, stop);
             if p >= line.len() {
                 self.pos = line.len();
                 if self.pos > start {
                     self.key = &line[start..self.pos];
                     if multibyte && invalid_utf8(self.key) {
-                        self.syntax_error("invalid key");
+                        self.syntax_error(SyntaxError::InvalidKey);
                         return false;
                     }
                 }
@@ -119,7 +139,7 @@ impl<'a> Decoder<'a> {
                 if self.pos > start {
                     self.key = &line[start..self.pos];
                     if multibyte && invalid_utf8(self.key) {
-                        self.syntax_error("invalid key");
+                        self.syntax_error(SyntaxError::InvalidKey);
                         return self.skip_value();
                     }
                 }
@@ -137,7 +157,7 @@ impl<'a> Decoder<'a> {
                 if self.pos > start {
                     self.key = &line[start..self.pos];
                     if multibyte && invalid_utf8(self.key) {
-                        self.syntax_error("invalid key");
+                        self.syntax_error(SyntaxError::InvalidKey);
                         return false;
                     }
                 }
@@ -160,22 +180,19 @@ impl<'a> Decoder<'a> {
             return self.quoted_value();
         }
         let start = self.pos;
-        let mut p = self.pos;
-        while p < line.len() {
+        let p = find(line, start, Stop::KEY);
+        if p < line.len() {
             let c = line[p];
             if c == b'=' || c == b'"' {
                 self.pos = p;
                 self.unexpected_byte(c);
                 return self.skip_value();
             }
-            if c <= b' ' {
-                self.pos = p;
-                if self.pos > start {
-                    self.value = Value::Raw(&line[start..self.pos]);
-                }
-                return true;
+            self.pos = p;
+            if self.pos > start {
+                self.value = Value::Raw(&line[start..self.pos]);
             }
-            p += 1;
+            return true;
         }
         self.pos = line.len();
         if self.pos > start {
@@ -187,20 +204,23 @@ impl<'a> Decoder<'a> {
     fn quoted_value(&mut self) -> bool {
         let line = self.line;
         let start = self.pos;
-        let (mut has_esc, mut esc) = (false, false);
-        for (p, &c) in line[self.pos + 1..].iter().enumerate() {
-            if esc {
-                esc = false;
-            } else if c == b'\\' {
+        let mut has_esc = false;
+        let mut p = self.pos + 1;
+        // A backslash escapes the byte after it, whatever it is.
+        while let Some(i) = line
+            .get(p..)
+            .and_then(|rest| memchr::memchr2(b'"', b'\\', rest))
+        {
+            if line[p + i] == b'\\' {
                 has_esc = true;
-                esc = true;
-            } else if c == b'"' {
-                self.pos += p + 2;
+                p += i + 2;
+            } else {
+                self.pos = p + i + 1;
                 if has_esc {
                     match unquote(&line[start..self.pos]) {
                         Some(v) => self.value = Value::Owned(v),
                         None => {
-                            self.syntax_error("invalid quoted value");
+                            self.syntax_error(SyntaxError::InvalidQuotedValue);
                             return false;
                         }
                     }
@@ -214,9 +234,62 @@ impl<'a> Decoder<'a> {
             }
         }
         self.pos = line.len();
-        self.syntax_error("unterminated quoted value");
+        self.syntax_error(SyntaxError::UnterminatedQuotedValue);
         false
     }
+}
+
+/// The bytes [`find`] stops at.
+#[derive(Clone, Copy)]
+struct Stop {
+    /// `=` and `"`.
+    delimiters: bool,
+    /// Bytes from 0x80 on.
+    high: bool,
+}
+
+impl Stop {
+    /// The end of a value to skip: a space or control byte.
+    const SPACE: Stop = Stop {
+        delimiters: false,
+        high: false,
+    };
+    /// The end of a key or bare value: also `=` and `"`.
+    const KEY: Stop = Stop {
+        delimiters: true,
+        high: false,
+    };
+    /// Like [`Stop::KEY`], and at the first byte of a multibyte rune.
+    const KEY_ASCII: Stop = Stop {
+        delimiters: true,
+        high: true,
+    };
+
+    fn matches(self, c: u8) -> bool {
+        c <= b' ' || (self.delimiters && (c == b'=' || c == b'"')) || (self.high && c >= 0x80)
+    }
+}
+
+/// The index of the first byte from `at` on that `stop` matches, or `line.len()`.
+#[inline]
+fn find(line: &[u8], mut at: usize, stop: Stop) -> usize {
+    while let Some(x) = swar::load(line, at) {
+        let mut m = swar::below(x, 0x21);
+        if stop.delimiters {
+            m |= swar::eq(x, b'=') | swar::eq(x, b'"');
+        }
+        if stop.high {
+            m |= x & swar::HIGH;
+        }
+        if m != 0 {
+            return at + swar::first(m);
+        }
+        at += 8;
+    }
+    while at < line.len() && !stop.matches(line[at]) {
+        at += 1;
+    }
+    at.min(line.len())
 }
 
 fn invalid_utf8(b: &[u8]) -> bool {
@@ -294,25 +367,44 @@ fn unquote(s: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// `| logfmt [--strict] [--keep-empty]`.
+/// `| logfmt [--strict] [--keep-empty]`; with [`ParserHints`], only the wanted labels are
+/// stored (the whole line is still scanned, so that `--strict` errors are the same).
 #[derive(Debug, Default)]
 pub struct LogfmtParser {
     pub strict: bool,
     pub keep_empty: bool,
+    hints: Option<ParserHints>,
     name: String,
     text: String,
 }
 
 impl LogfmtParser {
-    pub fn new(strict: bool, keep_empty: bool) -> Self {
+    pub fn new(strict: bool, keep_empty: bool, hints: Option<ParserHints>) -> Self {
         LogfmtParser {
             strict,
             keep_empty,
+            hints,
             ..Default::default()
         }
     }
 
+    pub fn hints(&self) -> Option<&ParserHints> {
+        self.hints.as_ref()
+    }
+
     pub fn process(&mut self, line: &[u8], lbs: &mut LabelsBuilder) {
+        // Without `--strict` (no error to report), the scan stops where no wanted key can
+        // follow.
+        if let Some(h) = &mut self.hints {
+            h.refresh(lbs);
+        }
+        let lenient = !self.strict;
+        let nothing_in = |h: &Option<ParserHints>, text: &[u8]| {
+            lenient && h.as_ref().is_some_and(|h| !h.may_appear(text))
+        };
+        if nothing_in(&self.hints, line) {
+            return;
+        }
         let mut dec = Decoder::new(line);
         while !dec.eol() {
             if !dec.scan_keyval() {
@@ -321,28 +413,48 @@ impl LogfmtParser {
                 }
                 continue;
             }
-            self.name.clear();
-            sanitize_label_key(&String::from_utf8_lossy(dec.key()), true, &mut self.name);
-            if self.name.is_empty() {
+            if self.hints.as_ref().is_some_and(|h| !h.may_want(dec.key())) {
                 continue;
             }
-            if lbs.base_has(&self.name) {
-                self.name.push_str(DUPLICATE_SUFFIX);
+            self.pair(&dec, lbs);
+            if nothing_in(&self.hints, dec.rest()) {
+                break;
             }
-            let val = dec.value();
-            if !self.keep_empty && val.is_empty() {
-                continue;
-            }
-            self.text.clear();
-            push_lossy_spaces(val, &mut self.text);
-            lbs.set_parsed(&self.name, &self.text);
         }
         if self.strict {
             if let Some(e) = dec.err() {
                 lbs.set_err(ERR_LOGFMT);
-                lbs.set_err_details(e);
+                lbs.set_err_details(&e);
             }
         }
+    }
+
+    /// Stores the pair just scanned, when wanted.
+    fn pair(&mut self, dec: &Decoder<'_>, lbs: &mut LabelsBuilder) {
+        self.name.clear();
+        sanitize_key_bytes(dec.key(), true, &mut self.name);
+        if self.name.is_empty() {
+            return;
+        }
+        match &self.hints {
+            Some(h) => {
+                if !h.wanted(&mut self.name) {
+                    return;
+                }
+            }
+            None => {
+                if lbs.base_has(&self.name) {
+                    self.name.push_str(DUPLICATE_SUFFIX);
+                }
+            }
+        }
+        let val = dec.value();
+        if !self.keep_empty && val.is_empty() {
+            return;
+        }
+        self.text.clear();
+        push_lossy_spaces(val, &mut self.text);
+        lbs.set_parsed(&self.name, &self.text);
     }
 }
 
@@ -399,7 +511,7 @@ impl LogfmtExpressionParser {
                 continue;
             }
             self.name.clear();
-            sanitize_label_key(&String::from_utf8_lossy(dec.key()), true, &mut self.name);
+            sanitize_key_bytes(dec.key(), true, &mut self.name);
             if self.name.is_empty() {
                 continue;
             }
@@ -423,7 +535,41 @@ impl LogfmtExpressionParser {
         if self.strict {
             if let Some(e) = dec.err() {
                 lbs.set_err(ERR_LOGFMT);
-                lbs.set_err_details(e);
+                lbs.set_err_details(&e);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn find_stops_where_a_byte_loop_stops() {
+        let bytes = [
+            b'a', b'=', b'"', b' ', b'\t', 0, 0x20, 0x21, 0x7f, 0x80, 0xc3, 0xff, b'z',
+        ];
+        let mut seed = 11u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed as usize
+        };
+        for _ in 0..3000 {
+            let len = next() % 40;
+            let line: Vec<u8> = (0..len)
+                .map(|_| match next() % 5 {
+                    0 => bytes[next() % bytes.len()],
+                    _ => b'k',
+                })
+                .collect();
+            for stop in [Stop::SPACE, Stop::KEY, Stop::KEY_ASCII] {
+                for at in 0..=len {
+                    let want = (at..len).find(|&i| stop.matches(line[i])).unwrap_or(len);
+                    assert_eq!(find(&line, at, stop), want, "{line:?} from {at}");
+                }
             }
         }
     }

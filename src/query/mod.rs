@@ -264,6 +264,11 @@ pub trait EntryVisitor {
     fn wants(&self, _min_ts: i64, _max_ts: i64) -> bool {
         true
     }
+    /// The order the visitor wants chunks in: `Some(true)` newest first, `Some(false)` oldest
+    /// first, `None` any (storage order).
+    fn newest_first(&self) -> Option<bool> {
+        None
+    }
     /// The entries that follow belong to this stream.
     fn stream(&mut self, labels: &Labels);
     /// An entry that passed the time range and every line filter.
@@ -300,8 +305,17 @@ impl QueryStats {
     }
 }
 
+/// One unit of scan work: a chunk of a segment, or a stream's data in the head.
+enum Work<'a> {
+    Chunk(&'a SegmentReader, &'a crate::segment::ChunkMeta),
+    Head(&'a HeadStream),
+}
+
 /// Visits every entry of the snapshot's streams with `start <= ts < end` that passes the line
 /// filters, decompressing block by block and skipping damaged blocks (reported in `stats`).
+/// Chunks and head streams are visited in the order the visitor asks for (newest first for a
+/// backward log query), so that a limited query stops reading as soon as nothing left can
+/// make its top `limit`; they are dealt round-robin to the parts.
 pub fn scan(
     snap: &Snapshot,
     matchers: &[Matcher],
@@ -313,12 +327,6 @@ pub fn scan(
     v: &mut dyn EntryVisitor,
 ) {
     let mut block = DecodedBlock::default();
-    // Chunks and head streams are dealt round-robin to the parts.
-    let mut dealt = 0usize;
-    let mut mine = || {
-        dealt += 1;
-        (dealt - 1) % part.of == part.index
-    };
     let each = |ts: i64,
                 line: &[u8],
                 md: &[u8],
@@ -334,6 +342,8 @@ pub fn scan(
             v.entry(ts, line, md);
         }
     };
+    // (min_ts, max_ts, work), in the same order in every part.
+    let mut work: Vec<(i64, i64, Work)> = Vec::new();
     for seg in &snap.segments {
         if seg.max_ts < start || seg.min_ts >= end {
             continue;
@@ -344,74 +354,74 @@ pub fn scan(
             .iter()
             .filter(|c| ids.binary_search(&c.stream).is_ok())
         {
-            if c.max_ts < start || c.min_ts >= end || !mine() || !v.wants(c.min_ts, c.max_ts) {
-                continue;
-            }
-            let labels = &seg.streams[c.stream as usize].labels;
-            let drops = snap.drops.for_stream(
-                labels,
-                snap.now,
-                seg.lineage.deletes_applied_through,
-                u64::MAX,
-            );
-            if c.max_ts < drops.cutoff {
-                continue;
-            }
-            if stats.cancel.is_cancelled() {
-                stats.stopped = true;
-                return;
-            }
-            stats.chunks += 1;
-            v.stream(labels);
-            let blocks = match chunk_blocks(seg.chunk_bytes(c)) {
-                Ok(b) => b,
-                Err(e) => {
-                    stats.damaged(seg.path(), c.offset, &e);
-                    continue;
-                }
-            };
-            for b in blocks {
-                if b.max_ts < start || b.min_ts >= end || !v.wants(b.min_ts, b.max_ts) {
-                    continue;
-                }
-                if let Err(e) = block.decode_from(&b) {
-                    stats.damaged(seg.path(), c.offset + b.offset as u64, &e);
-                    continue;
-                }
-                for i in 0..block.len() {
-                    let (ts, line, md) = (block.ts(i), block.line(i), block.metadata_raw(i));
-                    each(ts, line, md, &drops, stats, v);
-                }
+            if c.max_ts >= start && c.min_ts < end {
+                work.push((c.min_ts, c.max_ts, Work::Chunk(seg, c)));
             }
         }
     }
     for hs in &snap.head {
-        if !mine() {
+        let mut range: Option<(i64, i64)> = None;
+        let mut widen = |lo: i64, hi: i64| {
+            range = Some(range.map_or((lo, hi), |(a, b)| (a.min(lo), b.max(hi))));
+        };
+        for slot in &hs.slots {
+            match slot {
+                SlotState::Raw(h) => h.min_max_ts().into_iter().for_each(|(a, b)| widen(a, b)),
+                SlotState::Sealed(b) => widen(b.min_ts, b.max_ts),
+            }
+        }
+        if let Some((a, b)) = hs.open.as_ref().and_then(|h| h.min_max_ts()) {
+            widen(a, b);
+        }
+        if let Some((lo, hi)) = range {
+            work.push((lo, hi, Work::Head(hs)));
+        }
+    }
+    let newest_first = v.newest_first();
+    match newest_first {
+        Some(true) => work.sort_by_key(|w| Reverse(w.1)),
+        Some(false) => work.sort_by_key(|w| w.0),
+        None => {}
+    }
+    let backward = newest_first == Some(true);
+    for (i, (min_ts, max_ts, w)) in work.into_iter().enumerate() {
+        if i % part.of != part.index || !v.wants(min_ts, max_ts) {
             continue;
         }
         if stats.cancel.is_cancelled() {
             stats.stopped = true;
             return;
         }
-        v.stream(&hs.labels);
-        let drops = snap.drops.for_stream(&hs.labels, snap.now, 0, u64::MAX);
-        for slot in &hs.slots {
-            match slot {
-                SlotState::Raw(h) => {
-                    for i in 0..h.len() {
-                        each(h.ts(i), h.line(i), h.metadata_raw(i), &drops, stats, v);
-                    }
+        match w {
+            Work::Chunk(seg, c) => {
+                let labels = &seg.streams[c.stream as usize].labels;
+                let drops = snap.drops.for_stream(
+                    labels,
+                    snap.now,
+                    seg.lineage.deletes_applied_through,
+                    u64::MAX,
+                );
+                if c.max_ts < drops.cutoff {
+                    continue;
                 }
-                SlotState::Sealed(b) => {
+                stats.chunks += 1;
+                v.stream(labels);
+                let mut blocks = match chunk_blocks(seg.chunk_bytes(c)) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        stats.damaged(seg.path(), c.offset, &e);
+                        continue;
+                    }
+                };
+                if backward {
+                    blocks.reverse();
+                }
+                for b in blocks {
                     if b.max_ts < start || b.min_ts >= end || !v.wants(b.min_ts, b.max_ts) {
                         continue;
                     }
-                    let mut r = crate::codec::Reader::new(&b.bytes);
-                    let decoded = crate::chunk::block_ref(&mut r)
-                        .map_err(|e| e.to_string())
-                        .and_then(|br| block.decode_from(&br).map_err(|e| e.to_string()));
-                    if let Err(e) = decoded {
-                        stats.damaged(std::path::Path::new("head"), 0, &e);
+                    if let Err(e) = block.decode_from(&b) {
+                        stats.damaged(seg.path(), c.offset + b.offset as u64, &e);
                         continue;
                     }
                     for i in 0..block.len() {
@@ -420,10 +430,41 @@ pub fn scan(
                     }
                 }
             }
-        }
-        if let Some(h) = &hs.open {
-            for i in 0..h.len() {
-                each(h.ts(i), h.line(i), h.metadata_raw(i), &drops, stats, v);
+            Work::Head(hs) => {
+                v.stream(&hs.labels);
+                let drops = snap.drops.for_stream(&hs.labels, snap.now, 0, u64::MAX);
+                for slot in &hs.slots {
+                    match slot {
+                        SlotState::Raw(h) => {
+                            for i in 0..h.len() {
+                                each(h.ts(i), h.line(i), h.metadata_raw(i), &drops, stats, v);
+                            }
+                        }
+                        SlotState::Sealed(b) => {
+                            if b.max_ts < start || b.min_ts >= end || !v.wants(b.min_ts, b.max_ts) {
+                                continue;
+                            }
+                            let mut r = crate::codec::Reader::new(&b.bytes);
+                            let decoded = crate::chunk::block_ref(&mut r)
+                                .map_err(|e| e.to_string())
+                                .and_then(|br| block.decode_from(&br).map_err(|e| e.to_string()));
+                            if let Err(e) = decoded {
+                                stats.damaged(std::path::Path::new("head"), 0, &e);
+                                continue;
+                            }
+                            for i in 0..block.len() {
+                                let (ts, line, md) =
+                                    (block.ts(i), block.line(i), block.metadata_raw(i));
+                                each(ts, line, md, &drops, stats, v);
+                            }
+                        }
+                    }
+                }
+                if let Some(h) = &hs.open {
+                    for i in 0..h.len() {
+                        each(h.ts(i), h.line(i), h.metadata_raw(i), &drops, stats, v);
+                    }
+                }
             }
         }
     }
@@ -440,6 +481,9 @@ struct LogCollector {
 impl EntryVisitor for LogCollector {
     fn wants(&self, min_ts: i64, max_ts: i64) -> bool {
         self.top.wants(min_ts) || self.top.wants(max_ts)
+    }
+    fn newest_first(&self) -> Option<bool> {
+        Some(!self.top.forward)
     }
     fn stream(&mut self, labels: &Labels) {
         self.builder.set_stream(labels.pairs());

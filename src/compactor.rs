@@ -198,9 +198,22 @@ impl Store {
                 continue;
             }
             let inputs: Vec<Arc<SegmentReader>> = segs.iter().map(|&i| live[i].clone()).collect();
-            self.compact_partition(
+            let res = self.compact_partition(
                 tenant, &live, &inputs, from, to, &drops, now, through, report,
-            )?;
+            );
+            match res {
+                // A damaged chunk keeps its partition as it is; the others are still compacted.
+                Err(e @ CompactError::Damaged { .. }) => {
+                    tracing::error!(tenant = %tenant.name, error = %e, "partition not compacted");
+                    self.metrics.inc(
+                        "sawmill_compactor_failures_total",
+                        &[("tenant", &tenant.name)],
+                        1,
+                    );
+                    report.failures.push(format!("tenant {}: {e}", tenant.name));
+                }
+                other => other?,
+            }
         }
         self.drop_empty_segments(tenant, report)?;
         Ok(())

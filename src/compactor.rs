@@ -337,6 +337,10 @@ impl Store {
             return Err(e);
         }
         failpoint::hit("compact-before-publish");
+        if let Err(source) = failpoint::io_error("compact-write-error") {
+            w.abort();
+            return Err(SegmentError::Io { path, source }.into());
+        }
         let bytes = w.finish(&path)?;
         failpoint::hit("compact-after-publish");
         let output = Arc::new(SegmentReader::open(&path)?);

@@ -1,6 +1,7 @@
 //! Failpoints for crash tests: `SAWMILL_FAILPOINTS=name1,name2` makes the process kill itself
 //! with SIGKILL when it reaches one of those named points (each point is listed where it is hit,
-//! e.g. `compact-after-publish`). Unset, a check is one relaxed load of a cached flag.
+//! e.g. `compact-after-publish`), or makes an I/O step fail as a full disk would ([`io_error`]).
+//! Unset, a check is a lookup in an empty, cached list.
 
 use std::sync::OnceLock;
 
@@ -27,4 +28,12 @@ pub fn hit(name: &str) {
             libc::raise(libc::SIGKILL);
         }
     }
+}
+
+/// An injected `ENOSPC` when the point is armed, `Ok` otherwise.
+pub fn io_error(name: &str) -> std::io::Result<()> {
+    if armed().iter().any(|a| a == name) {
+        return Err(std::io::Error::from_raw_os_error(libc::ENOSPC));
+    }
+    Ok(())
 }

@@ -249,6 +249,54 @@ fn killed_at_every_step_of_compaction_every_line_is_kept_once() {
     assert_eq!(all(&s.addr(), None, r#"{app=~".+"}"#), expected);
 }
 
+/// A write error while compacting (a full disk) leaves the old segments as they were and no
+/// temporary file; compaction succeeds once writes do.
+#[test]
+fn a_failed_compaction_write_keeps_the_old_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut s = Server::start(&data, &config("1h", ""));
+    let base = now_ns() - 5 * HOUR;
+    let mut rounds = Vec::new();
+    for r in 0..3 {
+        let lines = round(base, r);
+        push_round(&s.addr(), &lines);
+        rounds.push(lines);
+        s.stop();
+        s.restart();
+    }
+    let expected = expected_of(&rounds);
+    let before = segment_files(&data, "fake");
+    s.write_config(&config("100ms", ""));
+    s.env = vec![("SAWMILL_FAILPOINTS".into(), "compact-write-error".into())];
+    s.restart();
+    wait_for(Duration::from_secs(30), "failed passes", || {
+        metric(&s.addr(), "sawmill_compactor_failures_total") >= 3.0
+    });
+    assert_eq!(
+        segment_files(&data, "fake"),
+        before,
+        "the old segments, untouched"
+    );
+    let leftovers = std::fs::read_dir(before[0].parent().unwrap())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".tmp")
+        })
+        .count();
+    assert_eq!(leftovers, 0, "the temporary file is removed");
+    assert_eq!(all(&s.addr(), None, r#"{app=~".+"}"#), expected);
+    s.env.clear();
+    s.restart();
+    wait_settled(&s);
+    assert!(segment_files(&data, "fake").len() < before.len());
+    assert_eq!(all(&s.addr(), None, r#"{app=~".+"}"#), expected);
+}
+
 #[test]
 fn retention_hides_at_once_and_compaction_removes_from_disk() {
     let dir = tempfile::tempdir().unwrap();

@@ -4,7 +4,8 @@
 //! `compactor.zstd_level`, and leaving out expired entries and lines of delete requests.
 //!
 //! A partition is rewritten when it holds chunks of several segments, of a segment that also
-//! spans other partitions, or chunks that retention or a delete request touches. One partition
+//! spans other partitions or still holds replaced chunks, or chunks that retention or a delete
+//! request touches. One partition
 //! is one atomic step (see the lineage in `segment`):
 //!
 //! ```text
@@ -176,8 +177,12 @@ impl Store {
         for (p, segs) in &parts {
             let from = p.saturating_mul(period);
             let to = from.saturating_add(period);
+            // Several segments, a segment that spans other partitions, a file that still holds
+            // replaced chunks (a pass cut short), or data that retention or a delete removes.
             let dirty = segs.len() > 1
-                || segs.iter().any(|&i| spans[i].len() > 1)
+                || segs
+                    .iter()
+                    .any(|&i| spans[i].len() > 1 || live[i].hidden_chunks > 0)
                 || segs.iter().any(|&i| {
                     let seg = &live[i];
                     seg.chunks

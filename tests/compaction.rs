@@ -127,20 +127,25 @@ fn push_round(addr: &str, lines: &[(&str, Vec<(i64, String)>)]) {
     }
 }
 
+/// Pushes `n` rounds, each followed by a clean stop (which flushes it into one new segment).
+fn segments_of_rounds(s: &mut Server, base: i64, n: usize) -> Vec<Round> {
+    (0..n)
+        .map(|r| {
+            let lines = round(base, r);
+            push_round(&s.addr(), &lines);
+            s.stop();
+            s.restart();
+            lines
+        })
+        .collect()
+}
+
 #[test]
 fn compaction_merges_segments_into_partitions_without_losing_a_line() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let mut s = Server::start(&data, &config("1h", ""));
-    let base = now_ns() - 5 * HOUR;
-    let mut rounds = Vec::new();
-    for r in 0..4 {
-        let lines = round(base, r);
-        push_round(&s.addr(), &lines);
-        rounds.push(lines);
-        s.stop(); // a clean stop flushes everything into one new segment
-        s.restart();
-    }
+    let rounds = segments_of_rounds(&mut s, now_ns() - 5 * HOUR, 4);
     let expected = expected_of(&rounds);
     assert_eq!(segment_files(&data, "fake").len(), 4);
     assert_eq!(all(&s.addr(), None, r#"{app=~".+"}"#), expected);
@@ -256,15 +261,7 @@ fn a_failed_compaction_write_keeps_the_old_segments() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let mut s = Server::start(&data, &config("1h", ""));
-    let base = now_ns() - 5 * HOUR;
-    let mut rounds = Vec::new();
-    for r in 0..3 {
-        let lines = round(base, r);
-        push_round(&s.addr(), &lines);
-        rounds.push(lines);
-        s.stop();
-        s.restart();
-    }
+    let rounds = segments_of_rounds(&mut s, now_ns() - 5 * HOUR, 3);
     let expected = expected_of(&rounds);
     let before = segment_files(&data, "fake");
     s.write_config(&config("100ms", ""));

@@ -8,28 +8,41 @@ use std::process::Command;
 
 use common::{now_ns, push_json, query_entries, Server};
 
-struct Mount(std::path::PathBuf);
+/// A tmpfs of a given size, unmounted when dropped; `None` (the test is skipped) without root.
+struct Tiny {
+    path: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
 
-impl Drop for Mount {
+impl Tiny {
+    fn mount(size: &str) -> Option<Tiny> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tiny");
+        std::fs::create_dir(&path).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&path)
+            .status();
+        if !ok.is_ok_and(|s| s.success()) {
+            eprintln!("skipping: cannot mount a tmpfs here (not root?)");
+            return None;
+        }
+        Some(Tiny { path, _dir: dir })
+    }
+}
+
+impl Drop for Tiny {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
     }
 }
 
 #[test]
 fn push_on_a_full_disk_gets_507_and_loses_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let mnt = dir.path().join("tiny");
-    std::fs::create_dir(&mnt).unwrap();
-    let ok = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
-        .arg(&mnt)
-        .status();
-    if !ok.is_ok_and(|s| s.success()) {
-        eprintln!("skipping: cannot mount a tmpfs here (not root?)");
+    let Some(tiny) = Tiny::mount("4m") else {
         return;
-    }
-    let _mount = Mount(mnt.clone());
+    };
+    let mnt = tiny.path.clone();
     let data = mnt.join("data");
     let server = Server::start(
         &data,
@@ -101,18 +114,10 @@ fn push_on_a_full_disk_gets_507_and_loses_nothing() {
 /// queries keep working, and pushes are accepted again once space returns.
 #[test]
 fn below_min_free_bytes_pushes_get_507_and_resume() {
-    let dir = tempfile::tempdir().unwrap();
-    let mnt = dir.path().join("tiny");
-    std::fs::create_dir(&mnt).unwrap();
-    let ok = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=8m", "tmpfs"])
-        .arg(&mnt)
-        .status();
-    if !ok.is_ok_and(|s| s.success()) {
-        eprintln!("skipping: cannot mount a tmpfs here (not root?)");
+    let Some(tiny) = Tiny::mount("8m") else {
         return;
-    }
-    let _mount = Mount(mnt.clone());
+    };
+    let mnt = tiny.path.clone();
     let data = mnt.join("data");
     let server = Server::start(&data, "storage:\n  min_free_bytes: 2MiB\n");
     let base = now_ns() - 10_000_000_000;
@@ -164,18 +169,10 @@ fn below_min_free_bytes_pushes_get_507_and_resume() {
 /// it, keeps every line, and finishes once space returns.
 #[test]
 fn compaction_backs_off_when_the_disk_is_short() {
-    let dir = tempfile::tempdir().unwrap();
-    let mnt = dir.path().join("tiny");
-    std::fs::create_dir(&mnt).unwrap();
-    let ok = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=32m", "tmpfs"])
-        .arg(&mnt)
-        .status();
-    if !ok.is_ok_and(|s| s.success()) {
-        eprintln!("skipping: cannot mount a tmpfs here (not root?)");
+    let Some(tiny) = Tiny::mount("32m") else {
         return;
-    }
-    let _mount = Mount(mnt.clone());
+    };
+    let mnt = tiny.path.clone();
     let data = mnt.join("data");
     let cfg = |interval: &str| {
         format!("limits_config:\n  reject_old_samples: false\n  ingestion_rate_mb: 1000\n  ingestion_burst_size_mb: 1000\n  max_entries_limit_per_query: 0\ningester:\n  flush_check_period: 1h\nstorage:\n  min_free_bytes: 0\ncompactor:\n  compaction_interval: {interval}\n")

@@ -363,9 +363,17 @@ impl DecodedBlock {
                 b.raw_len
             )));
         }
-        self.raw.resize(b.raw_len as usize, 0);
-        let got = zstd::bulk::decompress_to_buffer(b.comp, &mut self.raw[..])
-            .map_err(|e| ChunkError::Zstd(e.to_string()))?;
+        // One decompression context per thread, reused; the output goes into the buffer's spare
+        // capacity (no zero-filling of the whole block first).
+        thread_local! {
+            static DCTX: std::cell::RefCell<zstd::zstd_safe::DCtx<'static>> =
+                std::cell::RefCell::new(zstd::zstd_safe::DCtx::create());
+        }
+        self.raw.clear();
+        self.raw.reserve(b.raw_len as usize);
+        let got = DCTX
+            .with(|d| d.borrow_mut().decompress(&mut self.raw, b.comp))
+            .map_err(|code| ChunkError::Zstd(zstd::zstd_safe::get_error_name(code).to_string()))?;
         if got != b.raw_len as usize {
             return Err(ChunkError::Malformed(format!(
                 "block decompressed to {got} bytes, header says {}",

@@ -106,7 +106,11 @@ pub fn main() -> i32 {
     let res = match cli.cmd {
         Command::Serve(a) => serve(a),
         Command::Bench(BenchCommand::Push(a)) => crate::bench::push(a),
-        Command::Bench(BenchCommand::Query(a)) => crate::bench::query(a),
+        Command::Bench(BenchCommand::Query(a)) => {
+            // The in-process benchmark runs with the allocator settings the server uses.
+            crate::server::tune_allocator();
+            crate::bench::query(a)
+        }
     };
     match res {
         Ok(()) => 0,

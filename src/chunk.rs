@@ -470,6 +470,7 @@ mod tests {
         let mut d = DecodedBlock::default();
         d.decode_from(&refs[0]).unwrap();
         assert_eq!(d.len(), 1000);
+        #[allow(clippy::type_complexity)]
         let mut want: Vec<(i64, Vec<u8>, Vec<(String, String)>)> = (0..1000)
             .map(|i| {
                 (

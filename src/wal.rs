@@ -636,7 +636,7 @@ mod tests {
     use super::*;
 
     fn rec(i: i64) -> Vec<u8> {
-        let entries = vec![Entry {
+        let entries = [Entry {
             ts: i,
             line: format!("line {i}"),
             metadata: vec![("k".into(), "v".into())],

@@ -76,6 +76,7 @@ fn every_format_reads_back_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::start(&dir.path().join("data"), CONFIG);
     let base = now_ns() - 60_000_000_000;
+    #[allow(clippy::type_complexity)]
     let cases: Vec<(&str, PushRequest, &str, Option<&str>, Vec<u8>)> = vec![
         {
             let r = request("json", base, 50);

@@ -209,8 +209,8 @@ fn eval_range(
     p: &EvalParams,
     source: &mut dyn SampleSource,
 ) -> Result<Vec<StepVector>, EvalError> {
-    let range = agg.range.range.as_nanos() as i64;
-    let offset = agg.range.offset.as_nanos() as i64;
+    let range = agg.range.range.as_nanos();
+    let offset = agg.range.offset.as_nanos();
     let n = p.steps();
     let from = p.start.saturating_sub(offset).saturating_sub(range);
     let to = p.end.saturating_sub(offset);
@@ -669,6 +669,7 @@ fn vector_vector(
     let group = m.group.as_ref();
     let swapped = group.is_some_and(|g| g.side == GroupSide::Right);
     let (many, one) = if swapped { (rhs, lhs) } else { (lhs, rhs) };
+    #[allow(clippy::type_complexity)]
     let mut index: HashMap<Vec<(String, String)>, (Arc<Labels>, f64)> = HashMap::new();
     for (l, x) in one {
         let sig = signature(m, &l);

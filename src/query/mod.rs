@@ -305,6 +305,11 @@ impl QueryStats {
     }
 }
 
+/// A series' labels, as sample collectors key them.
+type SeriesKey = Vec<(String, String)>;
+/// A series' `(timestamp, value)` samples.
+type Samples = Vec<(i64, f64)>;
+
 /// One unit of scan work: a chunk of a segment, or a stream's data in the head.
 enum Work<'a> {
     Chunk(&'a SegmentReader, &'a crate::segment::ChunkMeta),
@@ -316,6 +321,7 @@ enum Work<'a> {
 /// Chunks and head streams are visited in the order the visitor asks for (newest first for a
 /// backward log query), so that a limited query stops reading as soon as nothing left can
 /// make its top `limit`; they are dealt round-robin to the parts.
+#[allow(clippy::too_many_arguments)]
 pub fn scan(
     snap: &Snapshot,
     matchers: &[Matcher],
@@ -713,8 +719,8 @@ struct SampleCollector {
     count_errors_before_unwrap: bool,
     builder: labels_builder::LabelsBuilder,
     md: Vec<(String, String)>,
-    series: Vec<(Vec<(String, String)>, Vec<(i64, f64)>)>,
-    index: HashMap<Vec<(String, String)>, usize>,
+    series: Vec<(SeriesKey, Samples)>,
+    index: HashMap<SeriesKey, usize>,
     /// The series of the current stream's entries whose series labels the pipeline left
     /// alone.
     stream_slot: Option<usize>,
@@ -805,55 +811,54 @@ impl metric::SampleSource for LogSampleSource {
         let count_errors_before_unwrap =
             agg.op == RangeOp::AvgOverTime && agg.range.unwrap.is_some();
         let parts = parallelism();
-        let results: Vec<(Vec<(Vec<(String, String)>, Vec<(i64, f64)>)>, QueryStats)> =
-            std::thread::scope(|sc| {
-                let handles: Vec<_> = (0..parts)
-                    .map(|index| {
-                        let (snap, cancel, grouping) =
-                            (&snap, self.stats.cancel.clone(), grouping.clone());
-                        sc.spawn(move || {
-                            let extractor = pipeline::SampleExtractor::new(
-                                &log.pipeline,
-                                agg.range.unwrap.as_ref(),
-                                bytes,
-                                grouping,
-                            )
+        let results: Vec<(Vec<(SeriesKey, Samples)>, QueryStats)> = std::thread::scope(|sc| {
+            let handles: Vec<_> = (0..parts)
+                .map(|index| {
+                    let (snap, cancel, grouping) =
+                        (&snap, self.stats.cancel.clone(), grouping.clone());
+                    sc.spawn(move || {
+                        let extractor = pipeline::SampleExtractor::new(
+                            &log.pipeline,
+                            agg.range.unwrap.as_ref(),
+                            bytes,
+                            grouping,
+                        )
+                        .expect("bug: pipeline compiled once already");
+                        let filter = pipeline::Pipeline::new(&log.pipeline)
                             .expect("bug: pipeline compiled once already");
-                            let filter = pipeline::Pipeline::new(&log.pipeline)
-                                .expect("bug: pipeline compiled once already");
-                            let mut c = SampleCollector {
-                                extractor,
-                                count_errors_before_unwrap,
-                                builder: labels_builder::LabelsBuilder::new(),
-                                md: Vec::new(),
-                                series: Vec::new(),
-                                index: HashMap::new(),
-                                stream_slot: None,
-                            };
-                            let mut stats = QueryStats {
-                                cancel,
-                                ..QueryStats::default()
-                            };
-                            scan(
-                                snap,
-                                &log.selector.matchers,
-                                &|line| filter.filter_line(line),
-                                from + 1,
-                                to + 1,
-                                Part { index, of: parts },
-                                &mut stats,
-                                &mut c,
-                            );
-                            (c.series, stats)
-                        })
+                        let mut c = SampleCollector {
+                            extractor,
+                            count_errors_before_unwrap,
+                            builder: labels_builder::LabelsBuilder::new(),
+                            md: Vec::new(),
+                            series: Vec::new(),
+                            index: HashMap::new(),
+                            stream_slot: None,
+                        };
+                        let mut stats = QueryStats {
+                            cancel,
+                            ..QueryStats::default()
+                        };
+                        scan(
+                            snap,
+                            &log.selector.matchers,
+                            &|line| filter.filter_line(line),
+                            from + 1,
+                            to + 1,
+                            Part { index, of: parts },
+                            &mut stats,
+                            &mut c,
+                        );
+                        (c.series, stats)
                     })
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| h.join().expect("bug: query part panicked"))
-                    .collect()
-            });
-        let mut merged: HashMap<Vec<(String, String)>, Vec<(i64, f64)>> = HashMap::new();
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("bug: query part panicked"))
+                .collect()
+        });
+        let mut merged: HashMap<SeriesKey, Samples> = HashMap::new();
         for (series, stats) in results {
             self.stats.merge(stats);
             for (labels, samples) in series {

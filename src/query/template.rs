@@ -2548,10 +2548,7 @@ fn parse_bytes(text: &str) -> Option<i64> {
         .count();
     let num: f64 = t[..n].replace(',', "").parse().ok()?;
     let unit = t[n..].trim().to_ascii_lowercase();
-    let mult: f64 = match crate::logql::byte_unit(&unit) {
-        Some(m) => m,
-        None => return None,
-    };
+    let mult: f64 = crate::logql::byte_unit(&unit)?;
     let v = num * mult;
     (v < 9.2e18).then_some(v as i64)
 }

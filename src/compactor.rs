@@ -39,7 +39,7 @@ use crate::retention::{Drops, StreamDrops};
 use crate::segment::{
     ChunkMeta, Lineage, Replaced, SegmentError, SegmentReader, SegmentStream, SegmentWriter,
 };
-use crate::store::{Store, Tenant};
+use crate::store::{now_ns, Store, Tenant};
 
 #[derive(Debug, Error)]
 pub enum CompactError {
@@ -84,10 +84,6 @@ impl CompactionReport {
         self.failures.extend(o.failures);
         self.disk_short |= o.disk_short;
     }
-}
-
-pub fn now_ns() -> i64 {
-    chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)
 }
 
 impl Store {

@@ -67,16 +67,10 @@ pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
 /// existing ancestor).
 pub fn free_bytes(path: &Path) -> std::io::Result<u64> {
     use std::os::unix::ffi::OsStrExt;
-    let mut p = path;
-    while !p.exists() {
-        p = match p.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => parent,
-            _ => Path::new("."),
-        };
-        if p == Path::new(".") {
-            break;
-        }
-    }
+    let p = path
+        .ancestors()
+        .find(|p| !p.as_os_str().is_empty() && p.exists())
+        .unwrap_or(Path::new("."));
     let c = std::ffi::CString::new(p.as_os_str().as_bytes())
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     // SAFETY: `c` is a valid NUL-terminated path and `st` a properly sized, writable statvfs.

@@ -38,6 +38,11 @@ pub enum PushError {
     Wal(#[from] WalError),
 }
 
+/// Now, in Unix nanoseconds: the clock retention, compaction and query defaults are read from.
+pub fn now_ns() -> i64 {
+    chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)
+}
+
 /// What happened to a push that was (at least partly) logged.
 pub struct PushOutcome {
     /// Wait for this WAL write counter before acknowledging (`fsync: always`).
@@ -165,7 +170,7 @@ impl Store {
         end_ns: i64,
     ) -> Result<crate::retention::DeleteRequest, crate::retention::DeleteError> {
         let t = self.tenant(tenant);
-        let now_ms = crate::compactor::now_ns() / 1_000_000;
+        let now_ms = now_ns() / 1_000_000;
         let r = t.deletes.lock().add(query, start_ns, end_ns, now_ms)?;
         self.refresh_drops(&t);
         Ok(r)

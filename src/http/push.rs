@@ -39,7 +39,7 @@ pub async fn push(
             ));
         }
         let limits = store.limits_for(&t);
-        let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
+        let now = crate::store::now_ns();
         let validated = validate(req, &limits, now);
         Ok(store.push(&t, validated)?)
     })

@@ -15,9 +15,7 @@ use crate::query::metric::{self, EvalParams};
 use crate::query::Cancel;
 use crate::query::{self, LogQuery, LogSampleSource, QueryStats, StreamResult};
 
-pub(super) fn now_ns() -> i64 {
-    chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)
-}
+pub(super) use crate::store::now_ns;
 
 /// `max_query_length`: Loki's 400 for a range longer than the limit.
 fn check_query_length(start: i64, end: i64, max: std::time::Duration) -> Result<(), ApiError> {

@@ -194,7 +194,7 @@ pub fn snapshot(tenant: &Tenant, matchers: &[Matcher], start: i64, end: i64) -> 
         segments,
         head: out,
         drops: tenant.drops(),
-        now: crate::compactor::now_ns(),
+        now: crate::store::now_ns(),
     }
 }
 
@@ -630,7 +630,7 @@ pub fn series(tenant: &Tenant, groups: &[Vec<Matcher>], start: i64, end: i64) ->
     // Head first, then segments, under the head lock: a flush moving data between them is
     // either wholly before or wholly after this read.
     let drops = tenant.drops();
-    let now = crate::compactor::now_ns();
+    let now = crate::store::now_ns();
     let cutoff = |l: &Labels| drops.for_stream(l, now, 0, 0).cutoff;
     let head = tenant.head.lock();
     for st in head.streams.values() {

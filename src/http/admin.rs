@@ -2,24 +2,21 @@
 //! reload endpoint (`POST /-/reload`, as Prometheus and Alertmanager have it). Deletes belong to
 //! the requesting tenant only; the rules are applied by `retention` and the compactor.
 
-use axum::body::Bytes;
-use axum::extract::{RawQuery, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::params::{parse_timestamp, Params};
+use super::params::parse_timestamp;
 use super::read::{blocking, json_response, now_ns};
-use super::{tenant_of, ApiError, AppState};
+use super::{tenant_of, ApiError, AppState, TenantQuery};
 
 /// `POST|PUT /loki/api/v1/delete?query=SELECTOR[|= ...]&start=&end=` → 204.
 pub async fn create(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
-    body: Bytes,
+    TenantQuery {
+        tenant, params: p, ..
+    }: TenantQuery,
 ) -> Result<Response, ApiError> {
-    let tenant = tenant_of(&state, &headers)?;
-    let p = Params::from_request(raw.as_deref(), &headers, &body)?;
     let query = p.query()?.to_string();
     let start = p
         .get("start")
@@ -67,12 +64,10 @@ pub async fn list(State(state): State<AppState>, headers: HeaderMap) -> Result<R
 /// `DELETE /loki/api/v1/delete?request_id=ID[&force=true]` → 204 while the request is pending.
 pub async fn cancel(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
-    body: Bytes,
+    TenantQuery {
+        tenant, params: p, ..
+    }: TenantQuery,
 ) -> Result<Response, ApiError> {
-    let tenant = tenant_of(&state, &headers)?;
-    let p = Params::from_request(raw.as_deref(), &headers, &body)?;
     let id = p
         .get("request_id")
         .filter(|s| !s.is_empty())

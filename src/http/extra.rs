@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use super::params::Params;
 use super::read::labels_json;
 use super::read::{blocking, json_response, now_ns, on_tenant, parse_error, CancelOnDrop};
-use super::{tenant_of, ApiError, AppState};
+use super::{ApiError, AppState, TenantQuery};
 use crate::labels::Labels;
 use crate::logql::{self, Expr, MatchOp, Matcher};
 use crate::query::labels_builder::{LabelsBuilder, ERROR_DETAILS_LABEL, ERROR_LABEL};
@@ -365,12 +365,10 @@ fn usage_by_stream(
 /// the selector matches in the range.
 pub async fn index_stats(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
-    body: Bytes,
+    TenantQuery {
+        tenant, params: p, ..
+    }: TenantQuery,
 ) -> Result<Response, ApiError> {
-    let tenant = tenant_of(&state, &headers)?;
-    let p = Params::from_request(raw.as_deref(), &headers, &body)?;
     let (start, end) = p.range(now_ns())?;
     let matchers = selector_of(p.get("query").unwrap_or(""))?;
     let store = state.store.clone();
@@ -482,32 +480,26 @@ fn volume_series(
 /// vector at `end`.
 pub async fn index_volume(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
-    body: Bytes,
+    q: TenantQuery,
 ) -> Result<Response, ApiError> {
-    volume(state, headers, raw, body, false).await
+    volume(state, q, false).await
 }
 
 /// `/loki/api/v1/index/volume_range`: the same per `step` bucket.
 pub async fn index_volume_range(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
-    body: Bytes,
+    q: TenantQuery,
 ) -> Result<Response, ApiError> {
-    volume(state, headers, raw, body, true).await
+    volume(state, q, true).await
 }
 
 async fn volume(
     state: AppState,
-    headers: HeaderMap,
-    raw: Option<String>,
-    body: Bytes,
+    TenantQuery {
+        tenant, params: p, ..
+    }: TenantQuery,
     range: bool,
 ) -> Result<Response, ApiError> {
-    let tenant = tenant_of(&state, &headers)?;
-    let p = Params::from_request(raw.as_deref(), &headers, &body)?;
     let (start, end) = p.range(now_ns())?;
     let q = p.get("query").unwrap_or("");
     // `{}` selects every stream here (Loki's `MatchAny`); anything else is a checked selector.
@@ -620,12 +612,10 @@ fn encode_volume(series: &[VolumeSeries]) -> String {
 /// internal labels (`__stream_shard__` and every other `__` name).
 pub async fn detected_labels(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
-    body: Bytes,
+    TenantQuery {
+        tenant, params: p, ..
+    }: TenantQuery,
 ) -> Result<Response, ApiError> {
-    let tenant = tenant_of(&state, &headers)?;
-    let p = Params::from_request(raw.as_deref(), &headers, &body)?;
     let (start, end) = p.range(now_ns())?;
     let groups = match p.get("query") {
         Some(q) if !q.trim().is_empty() => vec![selector_of(q)?],
@@ -836,33 +826,27 @@ fn detect_field_values(streams: &[StreamResult], name: &str, limit: usize) -> BT
 /// `/loki/api/v1/detected_fields`.
 pub async fn detected_fields(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
-    body: Bytes,
+    q: TenantQuery,
 ) -> Result<Response, ApiError> {
-    detected(state, headers, raw, body, None).await
+    detected(state, q, None).await
 }
 
 /// `/loki/api/v1/detected_field/NAME/values`.
 pub async fn detected_field_values(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
-    body: Bytes,
+    q: TenantQuery,
 ) -> Result<Response, ApiError> {
-    detected(state, headers, raw, body, Some(name)).await
+    detected(state, q, Some(name)).await
 }
 
 async fn detected(
     state: AppState,
-    headers: HeaderMap,
-    raw: Option<String>,
-    body: Bytes,
+    TenantQuery {
+        tenant, params: p, ..
+    }: TenantQuery,
     values_of: Option<String>,
 ) -> Result<Response, ApiError> {
-    let tenant = tenant_of(&state, &headers)?;
-    let p = Params::from_request(raw.as_deref(), &headers, &body)?;
     let (start, end) = p.range(now_ns())?;
     let limit = positive(&p, &["limit", "field_limit"], DEFAULT_FIELD_LIMIT)?;
     let line_limit = positive(&p, &["line_limit"], DEFAULT_LINE_LIMIT)?;

@@ -134,6 +134,35 @@ impl From<crate::query::QueryError> for ApiError {
     }
 }
 
+/// What the query endpoints start from: the tenant, the parameters of the query string and
+/// form body, and the headers. The body is read first (with axum's limit and rejections), then
+/// the tenant is checked, then the parameters are parsed.
+pub struct TenantQuery {
+    pub tenant: String,
+    pub params: params::Params,
+    pub headers: HeaderMap,
+}
+
+impl axum::extract::FromRequest<AppState> for TenantQuery {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Response> {
+        let headers = req.headers().clone();
+        let raw = req.uri().query().map(str::to_owned);
+        let body = bytes::Bytes::from_request(req, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let tenant = tenant_of(state, &headers).map_err(IntoResponse::into_response)?;
+        let params = params::Params::from_request(raw.as_deref(), &headers, &body)
+            .map_err(IntoResponse::into_response)?;
+        Ok(TenantQuery {
+            tenant,
+            params,
+            headers,
+        })
+    }
+}
+
 /// The tenant of a request: `X-Scope-OrgID` with auth enabled, else `fake`.
 pub fn tenant_of(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
     if !state.store.cfg.auth_enabled {

@@ -2,14 +2,13 @@
 //! `labels`, `label/NAME/values`, `series`, plus `ready`, `metrics` and `status/buildinfo`.
 //! Response shapes are Loki's (`loki-api.md` §1.3).
 
-use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::params::Params;
-use super::{tenant_of, ApiError, AppState};
+use super::{ApiError, AppState, TenantQuery};
 use crate::logql::{self, Expr, Matcher};
 use crate::query::metric::{self, EvalParams};
 use crate::query::Cancel;
@@ -83,12 +82,12 @@ pub(super) async fn on_tenant<T: Default + Send + 'static>(
 
 pub async fn query_range(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
-    body: Bytes,
+    TenantQuery {
+        tenant,
+        params: p,
+        headers,
+    }: TenantQuery,
 ) -> Result<Response, ApiError> {
-    let tenant = tenant_of(&state, &headers)?;
-    let p = Params::from_request(raw.as_deref(), &headers, &body)?;
     let q = p.query()?;
     let limits = state.store.limits_for(&tenant);
     let (start, end) = p.range(now_ns())?;
@@ -155,12 +154,10 @@ pub async fn query_range(
 /// `/loki/api/v1/query`: metric queries at one instant (log queries are refused, as by Loki).
 pub async fn query_instant(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
-    body: Bytes,
+    TenantQuery {
+        tenant, params: p, ..
+    }: TenantQuery,
 ) -> Result<Response, ApiError> {
-    let tenant = tenant_of(&state, &headers)?;
-    let p = Params::from_request(raw.as_deref(), &headers, &body)?;
     let q = p.query()?;
     let limits = state.store.limits_for(&tenant);
     let time = match p.get("time") {
@@ -387,12 +384,10 @@ fn data_response(data: Vec<serde_json::Value>) -> Response {
 
 pub async fn labels(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
-    body: Bytes,
+    TenantQuery {
+        tenant, params: p, ..
+    }: TenantQuery,
 ) -> Result<Response, ApiError> {
-    let tenant = tenant_of(&state, &headers)?;
-    let p = Params::from_request(raw.as_deref(), &headers, &body)?;
     let (start, end) = p.range(now_ns())?;
     let matchers = optional_selector(&p)?;
     let names = on_tenant(&state, tenant, move |t| {
@@ -405,12 +400,10 @@ pub async fn labels(
 pub async fn label_values(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
-    body: Bytes,
+    TenantQuery {
+        tenant, params: p, ..
+    }: TenantQuery,
 ) -> Result<Response, ApiError> {
-    let tenant = tenant_of(&state, &headers)?;
-    let p = Params::from_request(raw.as_deref(), &headers, &body)?;
     let (start, end) = p.range(now_ns())?;
     let matchers = optional_selector(&p)?;
     let values = on_tenant(&state, tenant, move |t| {
@@ -422,12 +415,10 @@ pub async fn label_values(
 
 pub async fn series(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
-    body: Bytes,
+    TenantQuery {
+        tenant, params: p, ..
+    }: TenantQuery,
 ) -> Result<Response, ApiError> {
-    let tenant = tenant_of(&state, &headers)?;
-    let p = Params::from_request(raw.as_deref(), &headers, &body)?;
     let (start, end) = p.range(now_ns())?;
     let groups: Vec<Vec<Matcher>> = p
         .all("match[]")

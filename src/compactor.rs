@@ -62,24 +62,29 @@ pub struct CompactionReport {
     pub input_bytes: u64,
     pub output_bytes: u64,
     pub entries_read: u64,
-    /// Entries left out: expired, deleted or duplicated.
-    pub entries_dropped: u64,
+    /// Entries left out, by why: past retention, named by a delete request, an exact duplicate.
     pub entries_expired: u64,
     pub entries_deleted: u64,
+    pub entries_duplicate: u64,
     pub segments_deleted: usize,
     pub failures: Vec<String>,
     pub disk_short: bool,
 }
 
 impl CompactionReport {
+    /// Entries left out for any reason.
+    pub fn entries_dropped(&self) -> u64 {
+        self.entries_expired + self.entries_deleted + self.entries_duplicate
+    }
+
     fn add(&mut self, o: CompactionReport) {
         self.partitions += o.partitions;
         self.input_bytes += o.input_bytes;
         self.output_bytes += o.output_bytes;
         self.entries_read += o.entries_read;
-        self.entries_dropped += o.entries_dropped;
         self.entries_expired += o.entries_expired;
         self.entries_deleted += o.entries_deleted;
+        self.entries_duplicate += o.entries_duplicate;
         self.segments_deleted += o.segments_deleted;
         self.failures.extend(o.failures);
         self.disk_short |= o.disk_short;
@@ -119,11 +124,10 @@ impl Store {
                 .inc("sawmill_compactor_input_bytes_total", &t, r.input_bytes);
             self.metrics
                 .inc("sawmill_compactor_output_bytes_total", &t, r.output_bytes);
-            let dup = r.entries_dropped - r.entries_expired - r.entries_deleted;
             for (reason, n) in [
                 ("retention", r.entries_expired),
                 ("delete", r.entries_deleted),
-                ("duplicate", dup),
+                ("duplicate", r.entries_duplicate),
             ] {
                 self.metrics.inc(
                     "sawmill_compactor_entries_dropped_total",
@@ -314,7 +318,8 @@ impl Store {
             blocks_raw: 0,
             stream: None,
         };
-        let mut stats = MergeStats::default();
+        // Counted here, added to the report once the partition is published.
+        let mut stats = CompactionReport::default();
         let res = (|| {
             for (labels, (meta, chunks)) in &streams {
                 let sd = drops.for_stream(labels, now, 0, through);
@@ -345,13 +350,10 @@ impl Store {
         let bytes = w.finish(&path)?;
         failpoint::hit("compact-after-publish");
         let output = Arc::new(SegmentReader::open(&path)?);
+        report.add(stats);
         report.partitions += 1;
         report.input_bytes += need;
         report.output_bytes += bytes;
-        report.entries_read += stats.read;
-        report.entries_dropped += stats.dropped;
-        report.entries_expired += stats.expired;
-        report.entries_deleted += stats.deleted;
         let replaced = output.lineage.replaces.clone();
         let gone = {
             let mut segs = tenant.segments.write();
@@ -475,7 +477,7 @@ impl Store {
                         partitions = r.partitions,
                         input_bytes = r.input_bytes,
                         output_bytes = r.output_bytes,
-                        entries_dropped = r.entries_dropped,
+                        entries_dropped = r.entries_dropped(),
                         segments_deleted = r.segments_deleted,
                         failures = r.failures.len(),
                         "compaction pass"
@@ -484,14 +486,6 @@ impl Store {
             })
             .expect("bug: cannot spawn compactor thread");
     }
-}
-
-#[derive(Default)]
-struct MergeStats {
-    read: u64,
-    dropped: u64,
-    expired: u64,
-    deleted: u64,
 }
 
 /// Builds a stream's output chunks: blocks of `block_size`, chunks of `target` raw bytes.
@@ -572,7 +566,7 @@ struct Cursor {
 fn merge_stream(
     chunks: &[(&SegmentReader, &ChunkMeta)],
     drops: &StreamDrops<'_>,
-    stats: &mut MergeStats,
+    stats: &mut CompactionReport,
     mut emit: impl FnMut(i64, &[u8], &[u8]) -> Result<(), CompactError>,
 ) -> Result<(), CompactError> {
     let mut pending: Vec<(BlockRef<'_>, &SegmentReader, u64)> = Vec::new();
@@ -613,17 +607,16 @@ fn merge_stream(
         };
         let c = &mut cursors[ci];
         let (line, md) = (c.block.line(c.at), c.block.metadata_raw(c.at));
-        stats.read += 1;
+        stats.entries_read += 1;
         let dup = last
             .as_ref()
             .is_some_and(|(t, l, m)| *t == ts && l == line && m == md);
-        if dup || drops.drops(ts, line) {
-            stats.dropped += 1;
-            if !dup && ts < drops.cutoff {
-                stats.expired += 1;
-            } else if !dup {
-                stats.deleted += 1;
-            }
+        if dup {
+            stats.entries_duplicate += 1;
+        } else if ts < drops.cutoff {
+            stats.entries_expired += 1;
+        } else if drops.drops(ts, line) {
+            stats.entries_deleted += 1;
         } else {
             emit(ts, line, md)?;
             let l = last.get_or_insert_with(|| (0, Vec::new(), Vec::new()));

@@ -183,6 +183,8 @@ pub struct Limits {
     pub max_entries_limit_per_query: usize,
     /// Most series a metric query may return.
     pub max_query_series: usize,
+    /// Live tail connections a tenant may hold at once; more are refused with 400.
+    pub max_concurrent_tail_requests: usize,
     /// Longest `end - start` a query may cover (0 = no limit).
     #[serde(deserialize_with = "de_duration")]
     pub max_query_length: Duration,
@@ -291,6 +293,7 @@ impl Default for Limits {
             max_global_streams_per_user: 5000,
             max_entries_limit_per_query: 5000,
             max_query_series: 500,
+            max_concurrent_tail_requests: 10,
             max_query_length: Duration::from_secs(721 * 3600),
             query_timeout: Duration::from_secs(60),
             retention_period: Duration::ZERO,
@@ -436,6 +439,10 @@ impl serde::Serialize for LimitsSer<'_> {
             &l.max_entries_limit_per_query,
         )?;
         m.serialize_entry("max_query_series", &l.max_query_series)?;
+        m.serialize_entry(
+            "max_concurrent_tail_requests",
+            &l.max_concurrent_tail_requests,
+        )?;
         m.serialize_entry("max_query_length", &dur(l.max_query_length))?;
         m.serialize_entry("query_timeout", &dur(l.query_timeout))?;
         m.serialize_entry("retention_period", &dur(l.retention_period))?;

@@ -17,6 +17,7 @@
 pub mod bench;
 pub mod chunk;
 pub mod cli;
+pub mod client;
 pub mod codec;
 pub mod compactor;
 pub mod config;
@@ -32,6 +33,7 @@ pub mod retention;
 pub mod segment;
 pub mod server;
 pub mod store;
+pub mod tail;
 pub mod telemetry;
 pub mod tenant;
 pub mod wal;

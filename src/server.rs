@@ -36,6 +36,12 @@ pub async fn run(
         r
     });
     tracing::info!(addr = %listener.local_addr()?, data = %cfg.data_dir().display(), "sawmill listening");
+    // Live tails end with the server: they are told before connections are drained.
+    let tails = store.tails.clone();
+    let shutdown = async move {
+        shutdown.await;
+        tails.close_all();
+    };
     let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);
     let serving = tokio::spawn(async move { server.await });
     match recovery.await {
@@ -57,6 +63,7 @@ pub async fn run(
     let result = serving
         .await
         .map_err(|e| std::io::Error::other(e.to_string()))?;
+
     let s = store.clone();
     tokio::task::spawn_blocking(move || s.shutdown())
         .await

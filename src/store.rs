@@ -83,6 +83,8 @@ pub struct Store {
     flush_lock: Mutex<()>,
     last_flush: Mutex<Option<Instant>>,
     pub metrics: Metrics,
+    /// Live tails, handed every accepted entry.
+    pub tails: Arc<crate::tail::TailHub>,
 }
 
 /// What start-up found.
@@ -113,6 +115,7 @@ impl Store {
             flush_lock: Mutex::new(()),
             last_flush: Mutex::new(None),
             metrics: Metrics::default(),
+            tails: Arc::default(),
         })
     }
 
@@ -543,6 +546,7 @@ impl Store {
         };
         let to_seal = head.commit(&applied, pos, ing.chunk_block_size, ing.chunk_target_size);
         drop(head);
+        self.tails.publish(tenant_id, &v.streams, &applied.accepted);
         for slot in to_seal {
             slot.seal(ing.zstd_level);
         }

@@ -7,6 +7,7 @@ pub mod extra;
 pub mod params;
 pub mod push;
 pub mod read;
+pub mod tail;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -57,7 +58,7 @@ impl ApiError {
         }
     }
 
-    fn message(&self) -> &str {
+    pub fn message(&self) -> &str {
         match self {
             ApiError::BadRequest(m)
             | ApiError::Unauthorized(m)
@@ -228,6 +229,7 @@ pub fn router(state: AppState) -> Router {
             get(read::label_values).post(read::label_values),
         )
         .route("/loki/api/v1/series", get(read::series).post(read::series))
+        .route("/loki/api/v1/tail", get(tail::tail))
         .route("/loki/api/v1/status/buildinfo", get(read::buildinfo))
         .route(
             "/loki/api/v1/delete",

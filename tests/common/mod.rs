@@ -68,6 +68,17 @@ impl Server {
     pub fn restart_within(&mut self, limit: Duration) {
         self.stop(); // a running process is stopped cleanly first, never left behind
         self.port = free_port();
+        self.spawn(limit);
+    }
+
+    /// Stops the process if it runs and starts it again on the same port (for clients that
+    /// keep the address, such as a following `sawmill query --tail`).
+    pub fn restart_same_port(&mut self) {
+        self.stop();
+        self.spawn(Duration::from_secs(60));
+    }
+
+    fn spawn(&mut self, limit: Duration) {
         let child = Command::new(BIN)
             .args(["serve", "--config"])
             .arg(&self.config)

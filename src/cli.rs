@@ -317,6 +317,8 @@ enum BenchCommand {
     Push(BenchPushArgs),
     /// Query speed over generated data (in-process, fresh data directory).
     Query(BenchQueryArgs),
+    /// Live tail latency: push acknowledged → line on a tail, against a running server.
+    Tail(BenchTailArgs),
 }
 
 #[derive(Args)]
@@ -339,6 +341,20 @@ pub struct BenchQueryArgs {
     /// After the queries, compact (timed), then run the queries again.
     #[arg(long)]
     pub compact: bool,
+}
+
+#[derive(Args)]
+pub struct BenchTailArgs {
+    #[arg(long, env = "LOKI_ADDR", default_value = "http://127.0.0.1:3100")]
+    pub addr: String,
+    /// Lines to push (one per push).
+    #[arg(long, default_value_t = 500)]
+    pub lines: usize,
+    /// Pause between pushes, in milliseconds.
+    #[arg(long, default_value_t = 10)]
+    pub interval_ms: u64,
+    #[arg(long)]
+    pub org_id: Option<String>,
 }
 
 #[derive(Args)]
@@ -383,6 +399,7 @@ pub fn main() -> i32 {
         Command::Push(a) => return finish(push(a)),
         Command::Serve(a) => serve(a),
         Command::Bench(BenchCommand::Push(a)) => crate::bench::push(a),
+        Command::Bench(BenchCommand::Tail(a)) => crate::bench::tail(a),
         Command::Bench(BenchCommand::Query(a)) => {
             // The in-process benchmark runs with the allocator settings the server uses.
             crate::server::tune_allocator();

@@ -42,6 +42,11 @@ pub async fn run(
         shutdown.await;
         tails.close_all();
     };
+    // No Nagle delay: small responses and tail frames go out at once.
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);
     let serving = tokio::spawn(async move { server.await });
     match recovery.await {

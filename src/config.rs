@@ -924,8 +924,16 @@ mod tests {
         expands("a: cost$$\n", &[], Ok("a: cost$\n"));
         expands("s: '{app=~\"x$\"}'\n", &[], Ok("s: '{app=~\"x$\"}'\n"));
         expands("a: $X\n", &[("X", "1")], Ok("a: $X\n"));
-        expands("# uses ${UNSET}\na: 1\n", &[], Ok("# uses ${UNSET}\na: 1\n"));
-        expands("a: ${UNSET}\n", &[], Err("environment variable UNSET is not set"));
+        expands(
+            "# uses ${UNSET}\na: 1\n",
+            &[],
+            Ok("# uses ${UNSET}\na: 1\n"),
+        );
+        expands(
+            "a: ${UNSET}\n",
+            &[],
+            Err("environment variable UNSET is not set"),
+        );
         expands("a: ${X\n", &[], Err("unterminated ${"));
         expands("a: ${1X}\n", &[], Err("invalid variable name"));
         expands("a: ${}\n", &[], Err("invalid variable name"));
@@ -947,8 +955,8 @@ mod tests {
 
     #[track_caller]
     fn overrides(file: &str, vars: &[(&str, &str)], check: impl Fn(&Config) -> bool) {
-        let c = Config::load_with(None, file, &env(vars))
-            .unwrap_or_else(|e| panic!("{vars:?}: {e}"));
+        let c =
+            Config::load_with(None, file, &env(vars)).unwrap_or_else(|e| panic!("{vars:?}: {e}"));
         assert!(check(&c), "{vars:?}: {c:?}");
     }
 
@@ -970,18 +978,24 @@ mod tests {
             |c| c.limits_config.retention_period == Duration::from_secs(86400),
         );
         overrides("", &[("SAWMILL_AUTH_ENABLED", "true")], |c| c.auth_enabled);
-        overrides("", &[("SAWMILL_LIMITS_CONFIG__MAX_LINE_SIZE", "1MB")], |c| {
-            c.limits_config.max_line_size == 1_000_000
-        });
+        overrides(
+            "",
+            &[("SAWMILL_LIMITS_CONFIG__MAX_LINE_SIZE", "1MB")],
+            |c| c.limits_config.max_line_size == 1_000_000,
+        );
         overrides("", &[("SAWMILL_INGESTER__WAL__FSYNC", "always")], |c| {
             c.ingester.wal.fsync == FsyncMode::Always
         });
-        overrides("", &[("SAWMILL_COMMON__PATH_PREFIX", "/srv/sawmill")], |c| {
-            c.data_dir() == Path::new("/srv/sawmill")
-        });
-        overrides("", &[("SAWMILL_OVERRIDES__TEAM__MAX_LINE_SIZE", "10KB")], |c| {
-            c.limits_for("team").max_line_size == 10_000
-        });
+        overrides(
+            "",
+            &[("SAWMILL_COMMON__PATH_PREFIX", "/srv/sawmill")],
+            |c| c.data_dir() == Path::new("/srv/sawmill"),
+        );
+        overrides(
+            "",
+            &[("SAWMILL_OVERRIDES__TEAM__MAX_LINE_SIZE", "10KB")],
+            |c| c.limits_for("team").max_line_size == 10_000,
+        );
         overrides(
             "",
             &[(
@@ -993,7 +1007,11 @@ mod tests {
         // Not config keys: left alone.
         overrides(
             "",
-            &[("SAWMILL_LOG", "debug"), ("SAWMILL_TEST_SEED", "1"), ("OTHER__X", "1")],
+            &[
+                ("SAWMILL_LOG", "debug"),
+                ("SAWMILL_TEST_SEED", "1"),
+                ("OTHER__X", "1"),
+            ],
             |c| c.server.log_level == "info",
         );
     }

@@ -32,7 +32,10 @@ pub const LOKI_ALIASES: [(&str, &str); 6] = [
         "sawmill_discarded_samples_total",
         "loki_discarded_samples_total",
     ),
-    ("sawmill_discarded_bytes_total", "loki_discarded_bytes_total"),
+    (
+        "sawmill_discarded_bytes_total",
+        "loki_discarded_bytes_total",
+    ),
     (
         "sawmill_ingester_memory_streams",
         "loki_ingester_memory_streams",
@@ -43,30 +46,118 @@ pub const LOKI_ALIASES: [(&str, &str); 6] = [
     ),
 ];
 
-/// `# HELP` text of the families Sawmill exports (others are rendered without one).
-const HELP: [(&str, &str); 22] = [
-    ("compactor_runs_total", "Compaction runs."),
+/// `# HELP` text of every family Sawmill exports, by name without the `sawmill_` prefix (a
+/// test lints `/metrics` with promtool, which wants one for each; add new metrics here).
+const HELP: &[(&str, &str)] = &[
+    (
+        "compactor_disk_short_total",
+        "Compactions skipped for lack of disk space.",
+    ),
     ("compactor_duration_seconds", "Duration of compaction runs."),
-    ("compactor_failures_total", "Compaction runs or partitions that failed."),
-    ("compactor_input_bytes_total", "Segment bytes read by compaction."),
-    ("compactor_output_bytes_total", "Segment bytes written by compaction."),
+    (
+        "compactor_entries_dropped_total",
+        "Entries removed by compaction, by reason (retention, delete, duplicate) and tenant.",
+    ),
+    (
+        "compactor_failures_total",
+        "Compactions of a partition that failed.",
+    ),
+    (
+        "compactor_input_bytes_total",
+        "Segment bytes read by compaction, by tenant.",
+    ),
+    (
+        "compactor_output_bytes_total",
+        "Segment bytes written by compaction, by tenant.",
+    ),
+    (
+        "compactor_partitions_total",
+        "Partitions compacted, by tenant.",
+    ),
+    ("compactor_runs_total", "Compaction runs."),
+    (
+        "compactor_segments_deleted_total",
+        "Segment files removed by compaction.",
+    ),
     ("config_reloads_total", "Successful configuration reloads."),
-    ("discarded_bytes_total", "Bytes of entries refused, by reason and tenant."),
-    ("discarded_samples_total", "Entries refused, by reason and tenant."),
-    ("distributor_bytes_received_total", "Bytes of entries accepted, by tenant."),
-    ("distributor_lines_received_total", "Entries accepted, by tenant."),
-    ("flush_duration_seconds", "Duration of flushes of the head to segments."),
-    ("head_open_bytes", "Uncompressed bytes in open head blocks, by tenant."),
-    ("ingester_memory_streams", "Streams held in memory, by tenant."),
-    ("push_requests_total", "Push requests by body format (json, protobuf)."),
-    ("request_duration_seconds", "HTTP request durations by method, route and status code."),
-    ("segment_bytes", "Bytes of segment files on disk, by tenant."),
-    ("segment_bytes_written_total", "Bytes of segment files written by flushes."),
+    (
+        "discarded_bytes_total",
+        "Bytes of entries refused, by reason and tenant.",
+    ),
+    (
+        "discarded_samples_total",
+        "Entries refused, by reason and tenant.",
+    ),
+    (
+        "distributor_bytes_received_total",
+        "Bytes of entries accepted, by tenant.",
+    ),
+    (
+        "distributor_lines_received_total",
+        "Entries accepted, by tenant.",
+    ),
+    (
+        "flush_duration_seconds",
+        "Duration of flushes of the head to segments.",
+    ),
+    (
+        "flush_failures_total",
+        "Flushes of the head to segments that failed.",
+    ),
+    (
+        "head_open_bytes",
+        "Uncompressed bytes in open head blocks, by tenant.",
+    ),
+    (
+        "ingester_memory_streams",
+        "Streams held in memory, by tenant.",
+    ),
+    (
+        "push_disk_short_total",
+        "Pushes refused for lack of disk space, by tenant.",
+    ),
+    (
+        "push_requests_total",
+        "Push requests by body format (json, protobuf).",
+    ),
+    (
+        "query_damaged_blocks_total",
+        "Damaged blocks skipped by queries.",
+    ),
+    (
+        "request_duration_seconds",
+        "HTTP request durations by method, route and status code.",
+    ),
+    (
+        "segment_bytes",
+        "Bytes of segment files on disk, by tenant.",
+    ),
+    (
+        "segment_bytes_written_total",
+        "Bytes of segment files written by flushes, by tenant.",
+    ),
+    (
+        "segment_damaged_total",
+        "Damaged segment files found at start.",
+    ),
     ("segments", "Segment files on disk, by tenant."),
-    ("segments_written_total", "Segment files written by flushes."),
+    (
+        "segments_written_total",
+        "Segment files written by flushes, by tenant.",
+    ),
     ("wal_bytes", "Bytes of write-ahead log files on disk."),
-    ("wal_corruptions_total", "Damaged write-ahead log records skipped at replay."),
-    ("wal_write_failures_total", "Failed write-ahead log writes (the push was refused)."),
+    (
+        "wal_corruptions_total",
+        "Damaged write-ahead log records skipped at replay.",
+    ),
+    (
+        "wal_files_removed_total",
+        "Write-ahead log files deleted once flushed.",
+    ),
+    (
+        "wal_write_failures_total",
+        "Failed write-ahead log writes (the push was refused).",
+    ),
 ];
 
 /// A gauge sampled at render time: name, labels, value.
@@ -314,7 +405,49 @@ mod tests {
         ] {
             assert!(text.contains(want), "{want}\nnot in\n{text}");
         }
-        assert_eq!(text.matches("# TYPE loki_request_duration_seconds ").count(), 1);
+        assert_eq!(
+            text.matches("# TYPE loki_request_duration_seconds ")
+                .count(),
+            1
+        );
+    }
+
+    /// Every metric name written in the source has a `# HELP` text (promtool's lint wants one).
+    #[test]
+    fn every_metric_has_help() {
+        fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+            for e in std::fs::read_dir(dir).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    walk(&p, out);
+                } else if p.extension().is_some_and(|x| x == "rs") && !p.ends_with("telemetry.rs") {
+                    out.push(p);
+                }
+            }
+        }
+        let mut files = Vec::new();
+        walk(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+            &mut files,
+        );
+        let name = regex::Regex::new(r#""sawmill_([a-z0-9_]+)""#).unwrap();
+        let mut seen = 0;
+        for f in files {
+            let text = std::fs::read_to_string(&f).unwrap();
+            for c in name.captures_iter(&text) {
+                seen += 1;
+                assert!(
+                    HELP.iter().any(|(n, _)| *n == &c[1]),
+                    "sawmill_{} ({}) has no HELP text in telemetry::HELP",
+                    &c[1],
+                    f.display()
+                );
+            }
+        }
+        assert!(
+            seen > 20,
+            "found only {seen} metric names: the scan is broken"
+        );
     }
 
     #[track_caller]
@@ -325,7 +458,10 @@ mod tests {
     #[test]
     fn loki_route_names() {
         route("/loki/api/v1/push", "loki_api_v1_push");
-        route("/loki/api/v1/label/{name}/values", "loki_api_v1_label_name_values");
+        route(
+            "/loki/api/v1/label/{name}/values",
+            "loki_api_v1_label_name_values",
+        );
         route("/-/reload", "reload");
         route("/", "root");
         route("other", "other");

@@ -143,13 +143,18 @@ fn python() -> Result<PathBuf, String> {
         let venv = cache().join("venv");
         let py = venv.join("bin/python");
         if !py.exists() {
-            run(Command::new("python3").arg("-m").arg("venv").arg(&venv)).map_err(|e| {
-                format!("cannot create a virtualenv (install python3-venv): {e}")
-            })?;
+            run(Command::new("python3").arg("-m").arg("venv").arg(&venv))
+                .map_err(|e| format!("cannot create a virtualenv (install python3-venv): {e}"))?;
         }
         install_once(&venv, &PIP_PACKAGES, || {
             run(Command::new(&py)
-                .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                ])
                 .args(PIP_PACKAGES))
         })?;
         Ok(py)
@@ -188,9 +193,7 @@ fn stored(addr: &str, run: &str, from: i64) -> Vec<(BTreeMap<String, String>, St
 }
 
 /// The expected (labels, line) pairs, sorted.
-fn want(
-    rows: &[(&[(&str, &str)], String)],
-) -> Vec<(BTreeMap<String, String>, String)> {
+fn want(rows: &[(&[(&str, &str)], String)]) -> Vec<(BTreeMap<String, String>, String)> {
     let mut out: Vec<_> = rows
         .iter()
         .map(|(labels, line)| {
@@ -223,7 +226,11 @@ fn python_logging_loki() {
         .arg(script("python_logging_loki.py"))
         .args([&s.addr(), &run_id]))
     .unwrap();
-    let base = [("client", "python-logging-loki"), ("logger", "sawmill-test"), ("run", &run_id)];
+    let base = [
+        ("client", "python-logging-loki"),
+        ("logger", "sawmill-test"),
+        ("run", &run_id),
+    ];
     let with = |extra: &[(&'static str, &'static str)]| -> Vec<(&str, &str)> {
         base.iter().copied().chain(extra.iter().copied()).collect()
     };

@@ -327,7 +327,10 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
         .unwrap_or_else(|| "other".into());
     let method = req.method().to_string();
     if route == "/loki/api/v1/push" || route == "/api/prom/push" {
-        let ct = req.headers().get("content-type").and_then(|v| v.to_str().ok());
+        let ct = req
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok());
         let format = match crate::ingest::decode::BodyFormat::from_content_type(ct) {
             crate::ingest::decode::BodyFormat::Json => "json",
             crate::ingest::decode::BodyFormat::Protobuf => "protobuf",

@@ -48,7 +48,7 @@ pub const LOKI_ALIASES: [(&str, &str); 6] = [
 
 /// `# HELP` text of every family Sawmill exports, by name without the `sawmill_` prefix (a
 /// test lints `/metrics` with promtool, which wants one for each; add new metrics here).
-const HELP: &[(&str, &str)] = &[
+pub const HELP: &[(&str, &str)] = &[
     (
         "compactor_disk_short_total",
         "Compactions skipped for lack of disk space.",

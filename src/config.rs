@@ -77,7 +77,7 @@ pub struct ServerConfig {
     pub http_listen_port: u16,
     /// `error`, `warn`, `info`, `debug` or `trace`.
     pub log_level: String,
-    /// `json` (structured, the default) or `logfmt`-like plain text.
+    /// `json` (structured, one object per line, the default) or `text` (human-readable).
     pub log_format: String,
 }
 
@@ -407,11 +407,11 @@ impl Config {
 
     fn validate(&self) -> Result<(), (String, String)> {
         let cfg = self;
-        if !["json", "logfmt"].contains(&cfg.server.log_format.as_str()) {
+        if !["json", "text"].contains(&cfg.server.log_format.as_str()) {
             return Err((
                 "server.log_format".into(),
                 format!(
-                    "unknown log format {:?}: use json or logfmt",
+                    "unknown log format {:?}: use json or text",
                     cfg.server.log_format
                 ),
             ));
@@ -1040,7 +1040,7 @@ mod tests {
         );
         override_fails(
             &[("SAWMILL_SERVER__LOG_FORMAT", "xml")],
-            "environment variable SAWMILL_SERVER__LOG_FORMAT (server.log_format): unknown log format \"xml\": use json or logfmt",
+            "environment variable SAWMILL_SERVER__LOG_FORMAT (server.log_format): unknown log format \"xml\": use json or text",
         );
     }
 

@@ -24,10 +24,7 @@ fn files_under(dir: &Path, exts: &[&str], out: &mut Vec<PathBuf>) {
         let p = e.unwrap().path();
         if p.is_dir() {
             files_under(&p, exts, out);
-        } else if p
-            .extension()
-            .is_some_and(|x| exts.iter().any(|e| x == *e))
-        {
+        } else if p.extension().is_some_and(|x| exts.iter().any(|e| x == *e)) {
             out.push(p);
         }
     }
@@ -38,8 +35,7 @@ fn documents(path: &Path) -> Vec<Value> {
     let text = std::fs::read_to_string(path).unwrap();
     serde_yaml::Deserializer::from_str(&text)
         .map(|d| {
-            serde::Deserialize::deserialize(d)
-                .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            serde::Deserialize::deserialize(d).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
         })
         .filter(|v: &Value| !v.is_null())
         .collect()
@@ -105,7 +101,12 @@ fn every_yaml_and_json_file_parses() {
 
 #[test]
 fn config_files_pass_check_config() {
-    for f in ["sawmill.yaml", "minimal.yaml", "bench.yaml", "conformance.yaml"] {
+    for f in [
+        "sawmill.yaml",
+        "minimal.yaml",
+        "bench.yaml",
+        "conformance.yaml",
+    ] {
         let text = std::fs::read_to_string(root().join("config").join(f)).unwrap();
         check_config(f, &text, &BTreeMap::new());
     }
@@ -140,8 +141,17 @@ fn compose_stack_is_consistent() {
     let dir = root().join("deploy/docker");
     let compose = &documents(&dir.join("compose.yaml"))[0];
     let services = compose["services"].as_mapping().unwrap();
-    for name in ["sawmill", "grafana", "promtail", "alertmanager", "prometheus"] {
-        assert!(services.contains_key(name), "compose.yaml has no {name} service");
+    for name in [
+        "sawmill",
+        "grafana",
+        "promtail",
+        "alertmanager",
+        "prometheus",
+    ] {
+        assert!(
+            services.contains_key(name),
+            "compose.yaml has no {name} service"
+        );
     }
     // Every bind mount's source exists.
     for (name, svc) in services {
@@ -176,7 +186,9 @@ fn compose_stack_is_consistent() {
     let port = get(cfg, "server.http_listen_port").as_u64().unwrap();
     let ports = sawmill["ports"].as_sequence().unwrap();
     assert!(
-        ports.iter().any(|p| p.as_str().unwrap().ends_with(&format!(":{port}"))),
+        ports
+            .iter()
+            .any(|p| p.as_str().unwrap().ends_with(&format!(":{port}"))),
         "port {port} not published: {ports:?}"
     );
     // Grafana's provisioned data source points at the sawmill service.
@@ -206,7 +218,8 @@ fn kubernetes_objects_are_consistent() {
         assert!(f.is_file(), "kustomization lists missing {}", f.display());
         objects.extend(documents(&f));
     }
-    let find = |kind: &str| -> Vec<&Value> { objects.iter().filter(|o| o["kind"] == kind).collect() };
+    let find =
+        |kind: &str| -> Vec<&Value> { objects.iter().filter(|o| o["kind"] == kind).collect() };
     let sts = find("StatefulSet");
     assert_eq!(sts.len(), 1);
     let sts = sts[0];
@@ -220,7 +233,10 @@ fn kubernetes_objects_are_consistent() {
     for r in ["cpu", "memory"] {
         assert!(!c["resources"]["requests"][r].is_null(), "no {r} request");
     }
-    assert_eq!(get(pod, "securityContext.runAsNonRoot").as_bool(), Some(true));
+    assert_eq!(
+        get(pod, "securityContext.runAsNonRoot").as_bool(),
+        Some(true)
+    );
 
     // The config: the ConfigMap the pod mounts, at the path the args name, with the pod's env.
     let cm_name = pod["volumes"]
@@ -233,7 +249,12 @@ fn kubernetes_objects_are_consistent() {
         .into_iter()
         .find(|o| o["metadata"]["name"] == cm_name)
         .unwrap_or_else(|| panic!("ConfigMap {cm_name} not defined"));
-    let args: Vec<&str> = c["args"].as_sequence().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    let args: Vec<&str> = c["args"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
     let cfg_path = args[args.iter().position(|a| *a == "--config").unwrap() + 1];
     let mount = c["volumeMounts"]
         .as_sequence()
@@ -250,7 +271,12 @@ fn kubernetes_objects_are_consistent() {
         .as_sequence()
         .into_iter()
         .flatten()
-        .filter_map(|e| Some((e["name"].as_str()?.to_string(), e["value"].as_str()?.to_string())))
+        .filter_map(|e| {
+            Some((
+                e["name"].as_str()?.to_string(),
+                e["value"].as_str()?.to_string(),
+            ))
+        })
         .collect();
     check_config("kubernetes ConfigMap", yaml, &env);
 
@@ -266,24 +292,35 @@ fn kubernetes_objects_are_consistent() {
         str_of(&cfg, "common.path_prefix"),
         str_of(data_mount, "mountPath")
     );
-    assert_eq!(str_of(sts, "spec.volumeClaimTemplates.0.metadata.name"), "data");
+    assert_eq!(
+        str_of(sts, "spec.volumeClaimTemplates.0.metadata.name"),
+        "data"
+    );
     let port = get(&cfg, "server.http_listen_port").as_u64().unwrap();
     assert_eq!(get(c, "ports.0.containerPort").as_u64(), Some(port));
     let port_name = str_of(c, "ports.0.name");
     assert_eq!(str_of(c, "readinessProbe.httpGet.port"), port_name);
 
     // The Services select the pod; the ServiceMonitor selects exactly one Service.
-    let pod_labels = get(sts, "spec.template.metadata.labels").as_mapping().unwrap();
+    let pod_labels = get(sts, "spec.template.metadata.labels")
+        .as_mapping()
+        .unwrap();
     let services = find("Service");
     assert!(!services.is_empty());
     for s in &services {
         for (k, v) in get(s, "spec.selector").as_mapping().unwrap() {
-            assert_eq!(pod_labels.get(k), Some(v), "service selector {k:?} misses the pod");
+            assert_eq!(
+                pod_labels.get(k),
+                Some(v),
+                "service selector {k:?} misses the pod"
+            );
         }
     }
     let sm = find("ServiceMonitor");
     assert_eq!(sm.len(), 1);
-    let want = get(sm[0], "spec.selector.matchLabels").as_mapping().unwrap();
+    let want = get(sm[0], "spec.selector.matchLabels")
+        .as_mapping()
+        .unwrap();
     let selected: Vec<_> = services
         .iter()
         .filter(|s| {
@@ -291,9 +328,17 @@ fn kubernetes_objects_are_consistent() {
             want.iter().all(|(k, v)| l.get(k) == Some(v))
         })
         .collect();
-    assert_eq!(selected.len(), 1, "ServiceMonitor selects {} services", selected.len());
+    assert_eq!(
+        selected.len(),
+        1,
+        "ServiceMonitor selects {} services",
+        selected.len()
+    );
     assert_eq!(str_of(sm[0], "spec.endpoints.0.path"), "/metrics");
-    assert_eq!(str_of(sm[0], "spec.endpoints.0.port"), str_of(selected[0], "spec.ports.0.name"));
+    assert_eq!(
+        str_of(sm[0], "spec.endpoints.0.port"),
+        str_of(selected[0], "spec.ports.0.name")
+    );
 }
 
 #[test]
@@ -324,13 +369,19 @@ fn dockerfile_runs_as_non_root_with_healthcheck_and_volume() {
     let port = get(minimal, "server.http_listen_port").as_u64().unwrap();
     assert_eq!(instr("EXPOSE "), vec![port.to_string().as_str()]);
     // Every file the build copies from the repository exists.
-    for l in joined.lines().filter_map(|l| l.trim().strip_prefix("COPY ")) {
+    for l in joined
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("COPY "))
+    {
         if l.starts_with("--from") {
             continue;
         }
         let parts: Vec<&str> = l.split_whitespace().collect();
         for src in &parts[..parts.len() - 1] {
-            assert!(root().join(src).exists(), "COPY {src}: not in the repository");
+            assert!(
+                root().join(src).exists(),
+                "COPY {src}: not in the repository"
+            );
         }
     }
 }
@@ -338,10 +389,19 @@ fn dockerfile_runs_as_non_root_with_healthcheck_and_volume() {
 #[test]
 fn systemd_unit_verifies() {
     let unit = std::fs::read_to_string(root().join("deploy/systemd/sawmill.service")).unwrap();
-    for key in ["DynamicUser=yes", "StateDirectory=sawmill", "ProtectSystem=strict", "Restart=on-failure"] {
+    for key in [
+        "DynamicUser=yes",
+        "StateDirectory=sawmill",
+        "ProtectSystem=strict",
+        "Restart=on-failure",
+    ] {
         assert!(unit.lines().any(|l| l == key), "no {key}");
     }
-    if Command::new("systemd-analyze").arg("--version").output().is_err() {
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
         notice("systemd-analyze not installed: unit not verified");
         return;
     }
@@ -367,7 +427,10 @@ fn systemd_unit_verifies() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.status.success() && text.trim().is_empty(), "systemd-analyze verify: {text}");
+    assert!(
+        out.status.success() && text.trim().is_empty(),
+        "systemd-analyze verify: {text}"
+    );
     // The offline security rating (systemd 250 and later); lower is better, 10 is unprotected.
     let out = Command::new("systemd-analyze")
         .args(["security", "--offline=true", "--no-pager"])
@@ -381,7 +444,10 @@ fn systemd_unit_verifies() {
     {
         Some(rest) => {
             let score: f64 = rest.split_whitespace().next().unwrap().parse().unwrap();
-            assert!(score <= 2.0, "exposure {score}: the unit lost hardening\n{text}");
+            assert!(
+                score <= 2.0,
+                "exposure {score}: the unit lost hardening\n{text}"
+            );
         }
         None => notice("systemd-analyze security --offline unsupported: rating skipped"),
     }
@@ -390,7 +456,10 @@ fn systemd_unit_verifies() {
 /// Runs a checker if it is installed; it must succeed.
 fn external_check(tool: &str, args: &[&str], file: &Path) {
     match Command::new(tool).args(args).arg(file).output() {
-        Err(_) => notice(&format!("{tool} not installed: {} not checked", file.display())),
+        Err(_) => notice(&format!(
+            "{tool} not installed: {} not checked",
+            file.display()
+        )),
         Ok(out) => assert!(
             out.status.success(),
             "{tool} {args:?} {}: {}{}",
@@ -404,8 +473,16 @@ fn external_check(tool: &str, args: &[&str], file: &Path) {
 #[test]
 fn prometheus_and_alertmanager_files_pass_their_checkers() {
     let dir = root().join("deploy/docker");
-    external_check("promtool", &["check", "config"], &dir.join("prometheus.yaml"));
-    external_check("promtool", &["check", "rules"], &dir.join("sawmill-alerts.yaml"));
+    external_check(
+        "promtool",
+        &["check", "config"],
+        &dir.join("prometheus.yaml"),
+    );
+    external_check(
+        "promtool",
+        &["check", "rules"],
+        &dir.join("sawmill-alerts.yaml"),
+    );
     external_check("amtool", &["check-config"], &dir.join("alertmanager.yaml"));
 }
 
@@ -441,7 +518,11 @@ fn dashboard_and_alerts_use_exported_metrics() {
     }
     for e in &exprs {
         for m in metric.find_iter(e) {
-            assert!(known(m.as_str()), "{} is not a metric Sawmill exports: {e}", m.as_str());
+            assert!(
+                known(m.as_str()),
+                "{} is not a metric Sawmill exports: {e}",
+                m.as_str()
+            );
         }
     }
 }

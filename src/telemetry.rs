@@ -145,6 +145,10 @@ pub const HELP: &[(&str, &str)] = &[
         "segments_written_total",
         "Segment files written by flushes, by tenant.",
     ),
+    (
+        "tail_dropped_entries_total",
+        "Entries a live tail could not deliver (slow client), by tenant.",
+    ),
     ("wal_bytes", "Bytes of write-ahead log files on disk."),
     (
         "wal_corruptions_total",

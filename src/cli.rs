@@ -418,7 +418,7 @@ pub fn main() -> i32 {
 fn serve(a: ServeArgs) -> anyhow::Result<()> {
     let mut cfg = match &a.config {
         Some(path) => Config::from_file(path)?,
-        None => Config::default(),
+        None => Config::load(None)?,
     };
     if let Some(l) = &a.listen {
         cfg.set_listen(l)?;

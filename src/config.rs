@@ -1,6 +1,13 @@
 //! Configuration: Loki's key names and nesting wherever Loki has the same setting, embedded
 //! defaults so that `sawmill serve` runs with no file, strict parsing (an unknown key is an error
 //! naming it), and the `--listen`/`--data-dir` overrides. `config/sawmill.yaml` documents every key.
+//!
+//! [`Config::load`] is the one loader (start, `--check-config`, SIGHUP and `POST /-/reload`):
+//! read the file (or start from the embedded defaults), expand `${VAR}` / `${VAR:-default}`
+//! (`$$` is a literal `$`), parse the YAML tree, apply `SAWMILL_*` environment overrides to that
+//! tree (`SAWMILL_SERVER__HTTP_LISTEN_PORT=3100`: path segments joined by `__`, values parsed as
+//! YAML scalars), then deserialize and validate, so an override gets exactly the parsing and
+//! the errors a value in the file gets.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -25,7 +32,27 @@ pub enum ConfigError {
     },
     #[error("invalid value: {0}")]
     Value(String),
+    #[error("{source_name} line {line}: {msg}")]
+    Expand {
+        source_name: String,
+        line: usize,
+        msg: String,
+    },
+    #[error("environment variable {var} ({key}): {msg}")]
+    Env {
+        var: String,
+        key: String,
+        msg: String,
+    },
 }
+
+/// Prefix of the environment variables that override config keys.
+pub const ENV_PREFIX: &str = "SAWMILL_";
+
+/// Top-level keys that are scalars: the only overrides without a `__` in their name
+/// (`SAWMILL_AUTH_ENABLED`). Other `SAWMILL_*` names without `__` (`SAWMILL_LOG`, ...) are not
+/// config keys and are left alone.
+const TOP_LEVEL_SCALARS: [&str; 1] = ["auth_enabled"];
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -50,7 +77,7 @@ pub struct ServerConfig {
     pub http_listen_port: u16,
     /// `error`, `warn`, `info`, `debug` or `trace`.
     pub log_level: String,
-    /// `json` (structured, the default) or `logfmt`-like plain text.
+    /// `json` (structured, one object per line, the default) or `text` (human-readable).
     pub log_format: String,
 }
 
@@ -303,29 +330,104 @@ impl Default for Limits {
 }
 
 impl Config {
-    /// Reads and validates a YAML config file.
+    /// Reads and validates a YAML config file, with `${VAR}` expansion and `SAWMILL_*`
+    /// overrides from the process environment (see [`Config::load`]).
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
+        Config::load(Some(path))
+    }
+
+    /// The loader: the file at `path` (or the embedded defaults), `${VAR}` expanded, with the
+    /// process's `SAWMILL_*` overrides applied.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let env: BTreeMap<String, String> = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect();
+        let text = match path {
+            Some(p) => std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                path: p.to_path_buf(),
+                source,
+            })?,
+            None => String::new(),
+        };
+        Config::load_with(path, &text, &env)
+    }
+
+    /// [`Config::load`] with the file's text and the environment given.
+    pub fn load_with(
+        path: Option<&Path>,
+        text: &str,
+        env: &BTreeMap<String, String>,
+    ) -> Result<Config, ConfigError> {
+        let file = path.map_or_else(|| PathBuf::from("(embedded defaults)"), Path::to_path_buf);
+        let expanded = expand_env(text, env).map_err(|(line, msg)| ConfigError::Expand {
+            source_name: format!("config file {}", file.display()),
+            line,
+            msg,
         })?;
-        Config::from_yaml(&text).map_err(|(key, msg)| ConfigError::Invalid {
-            path: path.to_path_buf(),
+        let mut tree = parse_tree(&expanded).map_err(|(key, msg)| ConfigError::Invalid {
+            path: file.clone(),
             key,
             msg,
+        })?;
+        let applied = apply_env_overrides(&mut tree, env)?;
+        Config::from_tree(tree).map_err(|(key, msg)| {
+            // An error inside a key an override set (or on the way to it) names the variable.
+            match applied.iter().find(|(_, path)| {
+                *path == key
+                    || key.starts_with(&format!("{path}."))
+                    || key.starts_with(&format!("{path}["))
+                    || path.starts_with(&format!("{key}."))
+            }) {
+                Some((var, _)) => ConfigError::Env {
+                    var: var.clone(),
+                    key,
+                    msg,
+                },
+                None => ConfigError::Invalid {
+                    path: file,
+                    key,
+                    msg,
+                },
+            }
         })
     }
 
-    /// Parses YAML text; the error names the key path (`limits_config.max_line_size`).
+    /// Parses YAML text (no `${VAR}` expansion, no environment); the error names the key path
+    /// (`limits_config.max_line_size`).
     pub fn from_yaml(text: &str) -> Result<Config, (String, String)> {
-        if text.trim().is_empty() {
-            return Ok(Config::default());
-        }
-        let de = serde_yaml::Deserializer::from_str(text);
-        let cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+        Config::from_tree(parse_tree(text)?)
+    }
+
+    /// Deserializes and validates a parsed YAML tree.
+    fn from_tree(tree: serde_yaml::Value) -> Result<Config, (String, String)> {
+        let cfg: Config = serde_path_to_error::deserialize(tree).map_err(|e| {
             let key = e.path().to_string();
             (key, e.into_inner().to_string())
         })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), (String, String)> {
+        let cfg = self;
+        if !["json", "text"].contains(&cfg.server.log_format.as_str()) {
+            return Err((
+                "server.log_format".into(),
+                format!(
+                    "unknown log format {:?}: use json or text",
+                    cfg.server.log_format
+                ),
+            ));
+        }
+        if tracing_subscriber::EnvFilter::try_new(&cfg.server.log_level).is_err() {
+            return Err((
+                "server.log_level".into(),
+                format!(
+                    "invalid log level {:?}: use error, warn, info, debug or trace",
+                    cfg.server.log_level
+                ),
+            ));
+        }
         let mut all = vec![("limits_config".to_string(), cfg.limits_config.clone())];
         for tenant in cfg.overrides.keys() {
             let l = cfg
@@ -343,7 +445,7 @@ impl Config {
                 })?;
             }
         }
-        Ok(cfg)
+        Ok(())
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -448,6 +550,144 @@ impl serde::Serialize for LimitsSer<'_> {
         m.serialize_entry("retention_period", &dur(l.retention_period))?;
         m.serialize_entry("retention_stream", &l.retention_stream)?;
         m.end()
+    }
+}
+
+/// Parses YAML text into a tree; empty text (or only comments) is an empty mapping.
+fn parse_tree(text: &str) -> Result<serde_yaml::Value, (String, String)> {
+    let v: serde_yaml::Value = if text.trim().is_empty() {
+        serde_yaml::Value::Null
+    } else {
+        serde_yaml::from_str(text).map_err(|e| ("(yaml syntax)".to_string(), e.to_string()))?
+    };
+    Ok(match v {
+        serde_yaml::Value::Null => serde_yaml::Value::Mapping(Default::default()),
+        v => v,
+    })
+}
+
+/// Expands `${VAR}` and `${VAR:-default}` (default when unset or empty); `$$` is a literal `$`;
+/// any other `$` is kept as it is (LogQL regexes use it). Whole-line comments are left alone.
+/// The error is (line number, message).
+pub fn expand_env(text: &str, env: &BTreeMap<String, String>) -> Result<String, (usize, String)> {
+    let mut out = String::with_capacity(text.len());
+    for (n, line) in text.split_inclusive('\n').enumerate() {
+        if line.trim_start().starts_with('#') || !line.contains('$') {
+            out.push_str(line);
+            continue;
+        }
+        let mut rest = line;
+        while let Some(i) = rest.find('$') {
+            out.push_str(&rest[..i]);
+            let after = &rest[i + 1..];
+            if let Some(a) = after.strip_prefix('$') {
+                out.push('$');
+                rest = a;
+            } else if let Some(a) = after.strip_prefix('{') {
+                let end = a.find('}').ok_or_else(|| {
+                    (
+                        n + 1,
+                        "unterminated ${: write ${NAME}, or $$ for a literal $".to_string(),
+                    )
+                })?;
+                let inner = &a[..end];
+                let (name, default) = match inner.split_once(":-") {
+                    Some((name, d)) => (name, Some(d)),
+                    None => (inner, None),
+                };
+                let valid = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                    && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                if !valid {
+                    return Err((
+                        n + 1,
+                        format!("invalid variable name in ${{{inner}}}: use letters, digits and _"),
+                    ));
+                }
+                match (env.get(name).filter(|v| !v.is_empty() || default.is_none()), default) {
+                    (Some(v), _) => out.push_str(v),
+                    (None, Some(d)) => out.push_str(d),
+                    (None, None) => {
+                        return Err((
+                            n + 1,
+                            format!(
+                                "environment variable {name} is not set: set it, or write ${{{name}:-default}}"
+                            ),
+                        ))
+                    }
+                }
+                rest = &a[end + 1..];
+            } else {
+                out.push('$');
+                rest = after;
+            }
+        }
+        out.push_str(rest);
+    }
+    Ok(out)
+}
+
+/// Applies `SAWMILL_*` overrides to the tree; returns (variable, dotted key) of each applied.
+fn apply_env_overrides(
+    tree: &mut serde_yaml::Value,
+    env: &BTreeMap<String, String>,
+) -> Result<Vec<(String, String)>, ConfigError> {
+    use serde_yaml::Value;
+    let mut applied = Vec::new();
+    for (var, raw) in env {
+        let Some(name) = var.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        let lower = name.to_ascii_lowercase();
+        if !lower.contains("__") && !TOP_LEVEL_SCALARS.contains(&lower.as_str()) {
+            continue;
+        }
+        let segments: Vec<&str> = lower.split("__").collect();
+        let key = segments.join(".");
+        let err = |msg: String| ConfigError::Env {
+            var: var.clone(),
+            key: key.clone(),
+            msg,
+        };
+        if segments.iter().any(|s| s.is_empty()) {
+            return Err(err(
+                "empty key segment: join keys with exactly two underscores, e.g. SAWMILL_SERVER__HTTP_LISTEN_PORT".into(),
+            ));
+        }
+        let mut node = &mut *tree;
+        for (i, seg) in segments.iter().enumerate() {
+            let Value::Mapping(map) = node else {
+                return Err(err(format!(
+                    "{} is not a section, it cannot have key {seg:?}",
+                    segments[..i].join(".")
+                )));
+            };
+            let k = Value::String((*seg).to_string());
+            if i + 1 == segments.len() {
+                map.insert(k, env_value(raw));
+                break;
+            }
+            let child = map
+                .entry(k)
+                .or_insert_with(|| Value::Mapping(Default::default()));
+            if child.is_null() {
+                *child = Value::Mapping(Default::default());
+            }
+            node = child;
+        }
+        applied.push((var.clone(), key));
+    }
+    Ok(applied)
+}
+
+/// An environment value as a YAML value: `3100` a number, `true` a bool, `24h` a string,
+/// `[a, b]` a list; empty, or text that is not YAML, is kept as a string.
+fn env_value(raw: &str) -> serde_yaml::Value {
+    if raw.trim().is_empty() {
+        return serde_yaml::Value::String(raw.to_string());
+    }
+    match serde_yaml::from_str::<serde_yaml::Value>(raw) {
+        Ok(serde_yaml::Value::Null) | Err(_) => serde_yaml::Value::String(raw.to_string()),
+        Ok(v) => v,
     }
 }
 
@@ -661,6 +901,154 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(key, "overrides.t.retention_stream[0].selector");
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[track_caller]
+    fn expands(text: &str, vars: &[(&str, &str)], want: Result<&str, &str>) {
+        let got = expand_env(text, &env(vars));
+        match (got, want) {
+            (Ok(g), Ok(w)) => assert_eq!(g, w, "{text}"),
+            (Err((_, g)), Err(w)) => assert!(g.contains(w), "{text}: {g}"),
+            (g, w) => panic!("{text}: got {g:?}, want {w:?}"),
+        }
+    }
+
+    #[test]
+    fn env_expansion() {
+        expands("a: ${X}\n", &[("X", "1")], Ok("a: 1\n"));
+        expands("a: ${X:-7}\n", &[], Ok("a: 7\n"));
+        expands("a: ${X:-7}\n", &[("X", "")], Ok("a: 7\n"));
+        expands("a: ${X:-}\n", &[], Ok("a: \n"));
+        expands("a: ${X}${Y}\n", &[("X", "1"), ("Y", "2")], Ok("a: 12\n"));
+        expands("a: $${X}\n", &[], Ok("a: ${X}\n"));
+        expands("a: cost$$\n", &[], Ok("a: cost$\n"));
+        expands("s: '{app=~\"x$\"}'\n", &[], Ok("s: '{app=~\"x$\"}'\n"));
+        expands("a: $X\n", &[("X", "1")], Ok("a: $X\n"));
+        expands(
+            "# uses ${UNSET}\na: 1\n",
+            &[],
+            Ok("# uses ${UNSET}\na: 1\n"),
+        );
+        expands(
+            "a: ${UNSET}\n",
+            &[],
+            Err("environment variable UNSET is not set"),
+        );
+        expands("a: ${X\n", &[], Err("unterminated ${"));
+        expands("a: ${1X}\n", &[], Err("invalid variable name"));
+        expands("a: ${}\n", &[], Err("invalid variable name"));
+    }
+
+    #[test]
+    fn unset_variable_names_line() {
+        let e = Config::load_with(
+            Some(Path::new("s.yaml")),
+            "server:\n  http_listen_port: ${PORT}\n",
+            &env(&[]),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "config file s.yaml line 2: environment variable PORT is not set: set it, or write ${PORT:-default}"
+        );
+    }
+
+    #[track_caller]
+    fn overrides(file: &str, vars: &[(&str, &str)], check: impl Fn(&Config) -> bool) {
+        let c =
+            Config::load_with(None, file, &env(vars)).unwrap_or_else(|e| panic!("{vars:?}: {e}"));
+        assert!(check(&c), "{vars:?}: {c:?}");
+    }
+
+    #[track_caller]
+    fn override_fails(vars: &[(&str, &str)], want: &str) {
+        let file = "auth_enabled: false\nserver:\n  log_level: info\n";
+        let e = Config::load_with(None, file, &env(vars)).unwrap_err();
+        assert_eq!(e.to_string(), want, "{vars:?}");
+    }
+
+    #[test]
+    fn env_overrides() {
+        overrides("", &[("SAWMILL_SERVER__HTTP_LISTEN_PORT", "3200")], |c| {
+            c.server.http_listen_port == 3200
+        });
+        overrides(
+            "limits_config:\n  retention_period: 1h\n",
+            &[("SAWMILL_LIMITS_CONFIG__RETENTION_PERIOD", "24h")],
+            |c| c.limits_config.retention_period == Duration::from_secs(86400),
+        );
+        overrides("", &[("SAWMILL_AUTH_ENABLED", "true")], |c| c.auth_enabled);
+        overrides(
+            "",
+            &[("SAWMILL_LIMITS_CONFIG__MAX_LINE_SIZE", "1MB")],
+            |c| c.limits_config.max_line_size == 1_000_000,
+        );
+        overrides("", &[("SAWMILL_INGESTER__WAL__FSYNC", "always")], |c| {
+            c.ingester.wal.fsync == FsyncMode::Always
+        });
+        overrides(
+            "",
+            &[("SAWMILL_COMMON__PATH_PREFIX", "/srv/sawmill")],
+            |c| c.data_dir() == Path::new("/srv/sawmill"),
+        );
+        overrides(
+            "",
+            &[("SAWMILL_OVERRIDES__TEAM__MAX_LINE_SIZE", "10KB")],
+            |c| c.limits_for("team").max_line_size == 10_000,
+        );
+        overrides(
+            "",
+            &[(
+                "SAWMILL_LIMITS_CONFIG__RETENTION_STREAM",
+                "[{selector: '{app=\"x\"}', period: 1h}]",
+            )],
+            |c| c.limits_config.retention_stream.len() == 1,
+        );
+        // Not config keys: left alone.
+        overrides(
+            "",
+            &[
+                ("SAWMILL_LOG", "debug"),
+                ("SAWMILL_TEST_SEED", "1"),
+                ("OTHER__X", "1"),
+            ],
+            |c| c.server.log_level == "info",
+        );
+    }
+
+    #[test]
+    fn bad_env_overrides_name_the_variable() {
+        override_fails(
+            &[("SAWMILL_SERVER__HTTP_LISTEN_PORT", "many")],
+            "environment variable SAWMILL_SERVER__HTTP_LISTEN_PORT (server.http_listen_port): invalid type: string \"many\", expected u16",
+        );
+        override_fails(
+            &[("SAWMILL_LIMITS_CONFIG__RETENTION_PEROD", "24h")],
+            "environment variable SAWMILL_LIMITS_CONFIG__RETENTION_PEROD (limits_config.retention_perod): unknown field `retention_perod`, expected one of `ingestion_rate_mb`, `ingestion_burst_size_mb`, `max_line_size`, `max_label_names_per_series`, `max_label_name_length`, `max_label_value_length`, `reject_old_samples`, `reject_old_samples_max_age`, `creation_grace_period`, `allow_structured_metadata`, `max_structured_metadata_size`, `max_structured_metadata_entries_count`, `out_of_order_time_window`, `max_global_streams_per_user`, `max_entries_limit_per_query`, `max_query_series`, `max_query_length`, `query_timeout`, `retention_period`, `retention_stream`",
+        );
+        override_fails(
+            &[("SAWMILL_SERVR__HTTP_LISTEN_PORT", "1")],
+            "environment variable SAWMILL_SERVR__HTTP_LISTEN_PORT (servr): unknown field `servr`, expected one of `auth_enabled`, `server`, `common`, `distributor`, `ingester`, `limits_config`, `compactor`, `storage`, `overrides`",
+        );
+        override_fails(
+            &[("SAWMILL_AUTH_ENABLED__X", "1")],
+            "environment variable SAWMILL_AUTH_ENABLED__X (auth_enabled.x): auth_enabled is not a section, it cannot have key \"x\"",
+        );
+        override_fails(
+            &[("SAWMILL_SERVER____PORT", "1")],
+            "environment variable SAWMILL_SERVER____PORT (server..port): empty key segment: join keys with exactly two underscores, e.g. SAWMILL_SERVER__HTTP_LISTEN_PORT",
+        );
+        override_fails(
+            &[("SAWMILL_SERVER__LOG_FORMAT", "xml")],
+            "environment variable SAWMILL_SERVER__LOG_FORMAT (server.log_format): unknown log format \"xml\": use json or text",
+        );
     }
 
     #[track_caller]

@@ -113,7 +113,10 @@ pub async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-/// Sets up structured logging as configured (`json` by default).
+/// Sets up logging as configured: JSON by default, one object per line with the event's fields
+/// at the top level (`{"timestamp":..,"level":"INFO","fields"...}` flattened) and the fields of
+/// the current span (the `request_id` of the HTTP request being served) under `span`.
+/// `SAWMILL_LOG` (an `EnvFilter` directive such as `sawmill=debug`) overrides `server.log_level`.
 pub fn init_logging(cfg: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SAWMILL_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.server.log_level));
@@ -121,7 +124,12 @@ pub fn init_logging(cfg: &Config) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     let _ = if cfg.server.log_format == "json" {
-        builder.json().try_init()
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init()
     } else {
         builder.try_init()
     };

@@ -1,6 +1,9 @@
 //! HTTP: Loki's API on axum. `router(state)` builds every route; handlers live in `push` (write
 //! path) and `read` (queries and metadata); [`ApiError`] is the one place where errors become
-//! status codes, with plain-text bodies as Loki sends them.
+//! status codes, with plain-text bodies as Loki sends them. Two middlewares wrap every route:
+//! [`request_id`] (accepted from `X-Request-ID` or generated, carried by a tracing span through
+//! every log line of the request, echoed in the response, and one JSON log line per request)
+//! and [`observe`] (request durations by route, push requests by body format).
 
 pub mod admin;
 pub mod extra;
@@ -245,10 +248,79 @@ pub fn router(state: AppState) -> Router {
             usize::try_from(max_body).unwrap_or(usize::MAX),
         ))
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            request_id,
+        ))
         .with_state(state)
 }
 
-/// Request durations by route, as `sawmill_request_duration_seconds`.
+/// The request header a caller's request ID is taken from, and the response header it is
+/// returned in.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// Longest accepted `X-Request-ID`; longer (or non-printable) ones are replaced.
+const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// The caller's `X-Request-ID` if it is 1 to 128 printable ASCII characters, else a new one.
+pub fn request_id_of(headers: &HeaderMap) -> String {
+    headers
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|id| {
+            (1..=MAX_REQUEST_ID_LEN).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_graphic())
+        })
+        .map_or_else(new_request_id, str::to_string)
+}
+
+/// 16 random bytes in hex.
+fn new_request_id() -> String {
+    let mut b = [0u8; 16];
+    if getrandom::fill(&mut b).is_err() {
+        // No OS randomness (should not happen on Linux): unique within the process instead.
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let t = crate::store::now_ns() as u64;
+        b[..8].copy_from_slice(&t.to_be_bytes());
+        b[8..].copy_from_slice(&n.to_be_bytes());
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Gives every request an ID, runs it inside a `request` span carrying that ID (so every log
+/// line written while serving it has it), returns it as `X-Request-ID`, and writes one log line
+/// per request: method, route, path, status, duration, tenant. Probes (`/ready`, `/metrics`)
+/// log at debug, everything else at info.
+async fn request_id(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    use tracing::Instrument;
+    let id = request_id_of(req.headers());
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "other".to_string(), |p| p.as_str().to_string());
+    let method = req.method().to_string();
+    let path = req.uri().path().to_string();
+    let tenant = tenant_of(&state, req.headers()).unwrap_or_default();
+    let span = tracing::info_span!("request", request_id = %id);
+    let started = Instant::now();
+    let mut resp = next.run(req).instrument(span.clone()).await;
+    let status = resp.status().as_u16();
+    let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let _entered = span.enter();
+    if route == "/ready" || route == "/metrics" {
+        tracing::debug!(%method, %route, %path, status, duration_ms, %tenant, request_id = %id, "request");
+    } else {
+        tracing::info!(%method, %route, %path, status, duration_ms, %tenant, request_id = %id, "request");
+    }
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert(REQUEST_ID_HEADER, v);
+    }
+    resp
+}
+
+/// Request durations by route, as `sawmill_request_duration_seconds` (a histogram), and push
+/// requests by body format, as `sawmill_push_requests_total{format}` (which clients send
+/// protobuf, which JSON).
 async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let route = req
         .extensions()
@@ -256,6 +328,20 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "other".into());
     let method = req.method().to_string();
+    if route == "/loki/api/v1/push" || route == "/api/prom/push" {
+        let ct = req
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok());
+        let format = match crate::ingest::decode::BodyFormat::from_content_type(ct) {
+            crate::ingest::decode::BodyFormat::Json => "json",
+            crate::ingest::decode::BodyFormat::Protobuf => "protobuf",
+        };
+        state
+            .store
+            .metrics
+            .inc("sawmill_push_requests_total", &[("format", format)], 1);
+    }
     let started = Instant::now();
     let resp = next.run(req).await;
     let status = resp.status().as_u16().to_string();

@@ -955,4 +955,17 @@ mod tests {
         );
         assert_eq!(f[0].annotations["summary"], "api at 2.5");
     }
+
+    #[test]
+    fn the_example_rules_check() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/rules/fake");
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        assert_eq!(files.len(), 5, "{files:?}");
+        let summary = check_files(&files).unwrap_or_else(|e| panic!("{e}"));
+        assert!(summary.starts_with("5 files ok: 5 groups, 8 rules"), "{summary}");
+    }
 }

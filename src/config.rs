@@ -207,7 +207,7 @@ impl RulerConfig {
     /// The directory holding the tenants' rule directories.
     pub fn rule_dir(&self, data_dir: &Path) -> PathBuf {
         if self.rule_path.as_os_str().is_empty() {
-            data_dir.join("rules")
+            data_dir.join(crate::files::RULES_DIR)
         } else {
             self.rule_path.clone()
         }

@@ -67,8 +67,8 @@ pub async fn run(
         ruler.stop();
         s.shutdown()
     })
-        .await
-        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    .await
+    .map_err(|e| std::io::Error::other(e.to_string()))?;
     tracing::info!("stopped");
     result
 }

@@ -83,7 +83,12 @@ fn json(addr: &str, path: &str) -> Value {
 fn push_errors(addr: &str, n: usize) {
     let now = now_ns();
     let values: Vec<Value> = (0..n)
-        .map(|i| serde_json::json!([(now - 1_000_000_000 + i as i64).to_string(), format!("level=error msg=\"boom {i}\"")]))
+        .map(|i| {
+            serde_json::json!([
+                (now - 1_000_000_000 + i as i64).to_string(),
+                format!("level=error msg=\"boom {i}\"")
+            ])
+        })
         .collect();
     let body = serde_json::json!({"streams": [
         {"stream": {"app": "shop", "service": "checkout"}, "values": values},
@@ -108,7 +113,10 @@ fn rules_api_create_list_get_delete() {
     let (status, body) = request("POST", &format!("{base}/team-a"), Some(group));
     assert_eq!(status, 202, "{body}");
     let group2 = "name: g2\nrules:\n  - record: x:lines:count5m\n    expr: sum(count_over_time({app=\"x\"}[5m]))\n";
-    assert_eq!(request("POST", &format!("{base}/team-a"), Some(group2)).0, 202);
+    assert_eq!(
+        request("POST", &format!("{base}/team-a"), Some(group2)).0,
+        202
+    );
     // Stored where the ruler reads rule files, for the default tenant.
     assert!(rules.join("fake").join("team-a.yaml").is_file());
 
@@ -131,7 +139,10 @@ fn rules_api_create_list_get_delete() {
 
     // Replacing a group by name keeps one of it.
     let g1b = group.replace("> 1", "> 5");
-    assert_eq!(request("POST", &format!("{base}/team-a"), Some(&g1b)).0, 202);
+    assert_eq!(
+        request("POST", &format!("{base}/team-a"), Some(&g1b)).0,
+        202
+    );
     let (_, body) = request("GET", &format!("{base}/team-a"), None);
     assert_eq!(body.matches("name: g1").count(), 1, "{body}");
     assert!(body.contains("> 5"), "{body}");
@@ -142,7 +153,10 @@ fn rules_api_create_list_get_delete() {
         (v["data"]["groups"].as_array().unwrap().len() == 2).then_some(v)
     });
     let g1 = &v["data"]["groups"][0];
-    assert_eq!((g1["name"].as_str(), g1["file"].as_str()), (Some("g1"), Some("team-a")));
+    assert_eq!(
+        (g1["name"].as_str(), g1["file"].as_str()),
+        (Some("g1"), Some("team-a"))
+    );
     assert_eq!(g1["rules"][0]["type"], "alerting");
     assert_eq!(g1["rules"][0]["duration"], 60.0);
     assert_eq!(g1["rules"][0]["labels"]["severity"], "page");
@@ -151,9 +165,16 @@ fn rules_api_create_list_get_delete() {
     assert_eq!(v["data"]["groups"][0]["rules"][0]["type"], "recording");
 
     // Bad input: 400 naming what is wrong; nothing stored.
-    let (status, body) = request("POST", &format!("{base}/team-b"), Some("name: g\nrules:\n  - alert: A\n    expr: '{app=\"x\"}'\n"));
+    let (status, body) = request(
+        "POST",
+        &format!("{base}/team-b"),
+        Some("name: g\nrules:\n  - alert: A\n    expr: '{app=\"x\"}'\n"),
+    );
     assert_eq!(status, 400);
-    assert!(body.contains("rule 1 (\"A\"): expr: a log query cannot be a rule"), "{body}");
+    assert!(
+        body.contains("rule 1 (\"A\"): expr: a log query cannot be a rule"),
+        "{body}"
+    );
     let (status, body) = request("POST", &format!("{base}/team-b"), Some("name: [oops"));
     assert_eq!(status, 400, "{body}");
     let (status, _) = request("POST", &format!("{base}/team-b"), Some(""));
@@ -161,7 +182,10 @@ fn rules_api_create_list_get_delete() {
     assert!(!rules.join("fake").join("team-b.yaml").exists());
 
     // Deletes: unknown ones are 404, known ones 202.
-    assert_eq!(request("DELETE", &format!("{base}/team-a/nope"), None).0, 404);
+    assert_eq!(
+        request("DELETE", &format!("{base}/team-a/nope"), None).0,
+        404
+    );
     assert_eq!(request("DELETE", &format!("{base}/nope"), None).0, 404);
     assert_eq!(request("GET", &format!("{base}/nope"), None).0, 404);
     assert_eq!(request("GET", &format!("{base}/team-a/nope"), None).0, 404);
@@ -198,7 +222,13 @@ fn namespace_traversal_is_refused() {
     // Nothing was written anywhere outside (or inside) the rule directory.
     assert!(!dir.path().join("escaped.yaml").exists());
     assert!(!dir.path().join("rules").join("escaped.yaml").exists());
-    assert!(!rules.join("fake").exists() || std::fs::read_dir(rules.join("fake")).unwrap().next().is_none());
+    assert!(
+        !rules.join("fake").exists()
+            || std::fs::read_dir(rules.join("fake"))
+                .unwrap()
+                .next()
+                .is_none()
+    );
 }
 
 fn alert_of(a: &str) -> Option<Value> {
@@ -236,7 +266,10 @@ fn alerts_go_pending_then_firing_and_survive_a_restart() {
     let firing = wait_for(Duration::from_secs(30), "firing after for: 2s", || {
         alert_of(&a).filter(|x| x["state"] == "firing")
     });
-    assert_eq!(firing["activeAt"], first["activeAt"], "the same alert fires");
+    assert_eq!(
+        firing["activeAt"], first["activeAt"],
+        "the same alert fires"
+    );
 
     // The rule's value is what the query API answers at the rule's evaluation time.
     let v = json(&a, "/prometheus/api/v1/rules?type=alert");
@@ -253,7 +286,11 @@ fn alerts_go_pending_then_firing_and_survive_a_restart() {
     let result = q["data"]["result"].as_array().unwrap();
     assert_eq!(result.len(), 1, "{body}");
     let value: f64 = result[0]["value"][1].as_str().unwrap().parse().unwrap();
-    let alert_value: f64 = rule["alerts"][0]["value"].as_str().unwrap().parse().unwrap();
+    let alert_value: f64 = rule["alerts"][0]["value"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert_eq!(value, alert_value);
 
     // Counted in /metrics.
@@ -264,7 +301,9 @@ fn alerts_go_pending_then_firing_and_survive_a_restart() {
     // A restart keeps the alert: the same activeAt, already firing.
     srv.restart();
     let a = srv.addr();
-    let after = wait_for(Duration::from_secs(30), "the restored alert", || alert_of(&a));
+    let after = wait_for(Duration::from_secs(30), "the restored alert", || {
+        alert_of(&a)
+    });
     assert_eq!(after["state"], "firing");
     assert_eq!(after["activeAt"], first["activeAt"]);
 }
@@ -279,7 +318,11 @@ fn rules_check_names_file_group_and_rule() {
         .arg(&good)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         "1 files ok: 1 groups, 2 rules"
@@ -303,11 +346,15 @@ fn rules_check_names_file_group_and_rule() {
     let err = String::from_utf8_lossy(&out.stderr);
     let f = bad.display();
     assert!(
-        err.contains(&format!("{f}: group \"shop-errors\", rule 1 (\"ShopErrors\"): for: invalid duration \"soon\"")),
+        err.contains(&format!(
+            "{f}: group \"shop-errors\", rule 1 (\"ShopErrors\"): for: invalid duration \"soon\""
+        )),
         "{err}"
     );
     assert!(
-        err.contains(&format!("{f}: group \"shop-errors\", rule 2 (\"shop lines\"): record: invalid metric name")),
+        err.contains(&format!(
+            "{f}: group \"shop-errors\", rule 2 (\"shop lines\"): record: invalid metric name"
+        )),
         "{err}"
     );
     assert!(err.contains("2 problems found"), "{err}");

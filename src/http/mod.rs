@@ -264,6 +264,16 @@ pub fn router(state: AppState) -> Router {
             get(rules::get_group).delete(rules::delete_group),
         )
         .route(
+            "/api/prom/rules/{namespace}",
+            get(rules::get_namespace)
+                .post(rules::post_namespace)
+                .delete(rules::delete_namespace),
+        )
+        .route(
+            "/api/prom/rules/{namespace}/{group}",
+            get(rules::get_group).delete(rules::delete_group),
+        )
+        .route(
             "/prometheus/api/v1/rules",
             get(rules::prometheus_rules).post(rules::prometheus_rules),
         )

@@ -58,7 +58,9 @@ pub async fn get_namespace(
     let ruler = state.ruler.clone();
     let key = ns.clone();
     let groups = blocking(move || Ok(ruler.namespace_groups(&tenant, &key)?)).await?;
-    Ok(yaml_response(&std::collections::BTreeMap::from([(ns, groups)])))
+    Ok(yaml_response(&std::collections::BTreeMap::from([(
+        ns, groups,
+    )])))
 }
 
 /// `POST /loki/api/v1/rules/{namespace}` with one group as YAML: created or replaced, 202.

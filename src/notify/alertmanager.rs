@@ -70,12 +70,26 @@ impl Notifier {
                         let r = send_request(req, encode(batch).as_bytes());
                         let n = batch.len() as u64;
                         match &r {
-                            Ok(()) => c("sawmill_notifications_sent_total", &[("alertmanager", &am)], n),
-                            Err(_) => c("sawmill_notifications_errors_total", &[("alertmanager", &am)], n),
+                            Ok(()) => c(
+                                "sawmill_notifications_sent_total",
+                                &[("alertmanager", &am)],
+                                n,
+                            ),
+                            Err(_) => c(
+                                "sawmill_notifications_errors_total",
+                                &[("alertmanager", &am)],
+                                n,
+                            ),
                         }
                         r
                     },
-                    move |n| c2("sawmill_notifications_dropped_total", &[("alertmanager", &am2)], n),
+                    move |n| {
+                        c2(
+                            "sawmill_notifications_dropped_total",
+                            &[("alertmanager", &am2)],
+                            n,
+                        )
+                    },
                 )
             })
             .collect();

@@ -161,7 +161,12 @@ pub fn send_request(req: ureq::Request, body: &[u8]) -> Result<(), SendError> {
     match req.send_bytes(body) {
         Ok(_) => Ok(()),
         Err(ureq::Error::Status(code, r)) => {
-            let text: String = r.into_string().unwrap_or_default().chars().take(300).collect();
+            let text: String = r
+                .into_string()
+                .unwrap_or_default()
+                .chars()
+                .take(300)
+                .collect();
             let msg = format!("status {code}: {}", text.trim());
             if code >= 500 || code == 429 {
                 Err(SendError::Retry(msg))

@@ -50,7 +50,11 @@ pub struct Sample {
 
 impl TimeSeries {
     /// One sample at `ts_ms` of the series named by `labels` (sorted here).
-    pub fn one(labels: impl IntoIterator<Item = (String, String)>, value: f64, ts_ms: i64) -> TimeSeries {
+    pub fn one(
+        labels: impl IntoIterator<Item = (String, String)>,
+        value: f64,
+        ts_ms: i64,
+    ) -> TimeSeries {
         let mut labels: Vec<Label> = labels
             .into_iter()
             .map(|(name, value)| Label { name, value })
@@ -134,7 +138,10 @@ mod tests {
     #[test]
     fn encodes_a_snappy_write_request() {
         let s = TimeSeries::one(
-            [("job".to_string(), "a".to_string()), ("__name__".to_string(), "m".to_string())],
+            [
+                ("job".to_string(), "a".to_string()),
+                ("__name__".to_string(), "m".to_string()),
+            ],
             1.5,
             1_700_000_000_123,
         );

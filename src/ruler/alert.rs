@@ -159,17 +159,25 @@ impl Alerts {
     /// The alerts to send at `ts`: firing ones not sent for `resend_delay`, and ones resolved
     /// since they were last sent. `endsAt` is the resolution time, or for firing alerts
     /// `ts + 4 * max(resend_delay, interval)` so Alertmanager resolves them if we stop.
-    pub fn to_send(&mut self, ts: i64, resend_delay: Duration, interval: Duration) -> Vec<Outgoing> {
+    pub fn to_send(
+        &mut self,
+        ts: i64,
+        resend_delay: Duration,
+        interval: Duration,
+    ) -> Vec<Outgoing> {
         let valid_for = 4 * ns(resend_delay.max(interval));
         let mut out = Vec::new();
         for a in self.active.values_mut() {
             let needs = match a.state {
                 AlertState::Pending => false,
-                _ if a.resolved_at.is_some_and(|r| a.last_sent_at.is_none_or(|s| r > s)) => true,
+                _ if a
+                    .resolved_at
+                    .is_some_and(|r| a.last_sent_at.is_none_or(|s| r > s)) =>
+                {
+                    true
+                }
                 AlertState::Inactive => false,
-                AlertState::Firing => a
-                    .last_sent_at
-                    .is_none_or(|s| s + ns(resend_delay) <= ts),
+                AlertState::Firing => a.last_sent_at.is_none_or(|s| s + ns(resend_delay) <= ts),
             };
             if !needs {
                 continue;
@@ -334,7 +342,9 @@ mod tests {
             annotations: BTreeMap::new(),
             value: 2.0,
         });
-        let e = a.step(0, two, Duration::ZERO, Duration::ZERO, 1).unwrap_err();
+        let e = a
+            .step(0, two, Duration::ZERO, Duration::ZERO, 1)
+            .unwrap_err();
         assert!(e.contains("exceeded limit of 1 with 2 alerts"), "{e}");
         assert!(a.active.is_empty());
     }

@@ -126,6 +126,9 @@ struct SavedRule {
     alerts: Vec<Alert>,
 }
 
+/// A tenant's alerts by (namespace, group, rule identity).
+type SavedByRule = BTreeMap<(String, String, String), Vec<Alert>>;
+
 /// (tenant, namespace, group, rule identity)
 type RestoreKey = (String, String, String, String);
 
@@ -139,9 +142,11 @@ pub struct Ruler {
     /// Alerts read at start, waiting for their rule to be loaded.
     restored: Mutex<HashMap<RestoreKey, Vec<Alert>>>,
     /// The last saved alerts of each tenant, by rule.
-    saved: Mutex<HashMap<String, BTreeMap<(String, String, String), Vec<Alert>>>>,
+    saved: Mutex<HashMap<String, SavedByRule>>,
     /// Serializes loads (start, poll, reload, API writes).
     sync_lock: Mutex<()>,
+    /// Serializes the API's read-modify-write of rule files.
+    write_lock: Mutex<()>,
     signal: Mutex<bool>,
     wake: Condvar,
     stop: AtomicBool,
@@ -164,7 +169,7 @@ impl Ruler {
     pub fn new(store: Arc<Store>) -> Arc<Ruler> {
         let cfg = store.cfg.ruler.clone();
         let rule_dir = cfg.rule_dir(store.data_dir());
-        let state_dir = store.data_dir().join("ruler");
+        let state_dir = store.data_dir().join(crate::files::RULER_DIR);
         let generator_base = if cfg.external_url.is_empty() {
             format!("http://{}", store.cfg.listen_addr())
         } else {
@@ -185,6 +190,7 @@ impl Ruler {
             restored: Mutex::new(HashMap::new()),
             saved: Mutex::new(HashMap::new()),
             sync_lock: Mutex::new(()),
+            write_lock: Mutex::new(()),
             signal: Mutex::new(false),
             wake: Condvar::new(),
             stop: AtomicBool::new(false),
@@ -315,12 +321,10 @@ impl Ruler {
         for e in &errors {
             tracing::error!(error = %e, "rule file not loaded");
         }
-        self.store
-            .metrics
-            .inc("sawmill_ruler_loads_total", &[], 1);
+        self.store.metrics.inc("sawmill_ruler_loads_total", &[], 1);
         let n = specs.len();
         let now = now_ns();
-        let mut old = std::mem::take(&mut *self.groups.lock());
+        let mut old = self.groups.lock().clone();
         let mut new = BTreeMap::new();
         for (key, spec) in specs {
             let interval = spec.interval.unwrap_or(self.cfg.evaluation_interval);
@@ -365,6 +369,12 @@ impl Ruler {
                 })),
             };
             new.insert(key, group);
+        }
+        // Saved alerts of groups that are gone are forgotten.
+        for (tenant, rules) in self.saved.lock().iter_mut() {
+            rules.retain(|(ns, group, _), _| {
+                new.contains_key(&(tenant.clone(), ns.clone(), group.clone()))
+            });
         }
         *self.groups.lock() = new;
         self.poke();
@@ -561,9 +571,7 @@ impl Ruler {
     }
 
     fn alerts_file(&self, tenant: &str) -> PathBuf {
-        self.state_dir
-            .join(crate::tenant::tenant_dir_name(tenant))
-            .join("alerts.json")
+        crate::files::alerts_file(self.store.data_dir(), tenant)
     }
 
     fn save_alerts(&self, tenant: &str) {
@@ -679,6 +687,7 @@ impl Ruler {
     pub fn put_group(&self, tenant: &str, ns: &str, group: RuleGroup) -> Result<(), RulerError> {
         validate_namespace(ns)?;
         rulefmt::check_group(ns, &group).map_err(RulerError::Invalid)?;
+        let _w = self.write_lock.lock();
         let mut f = self.read_namespace(tenant, ns)?.unwrap_or_default();
         match f.groups.iter_mut().find(|g| g.name == group.name) {
             Some(g) => *g = group,
@@ -690,6 +699,11 @@ impl Ruler {
 
     pub fn delete_namespace(&self, tenant: &str, ns: &str) -> Result<(), RulerError> {
         validate_namespace(ns)?;
+        let _w = self.write_lock.lock();
+        self.remove_namespace(tenant, ns)
+    }
+
+    fn remove_namespace(&self, tenant: &str, ns: &str) -> Result<(), RulerError> {
         let path = self.namespace_file(tenant, ns);
         match std::fs::remove_file(&path) {
             Ok(()) => {}
@@ -705,6 +719,7 @@ impl Ruler {
 
     pub fn delete_group(&self, tenant: &str, ns: &str, group: &str) -> Result<(), RulerError> {
         validate_namespace(ns)?;
+        let _w = self.write_lock.lock();
         let mut f = self
             .read_namespace(tenant, ns)?
             .ok_or_else(|| RulerError::NotFound("group does not exist".into()))?;
@@ -714,7 +729,7 @@ impl Ruler {
             return Err(RulerError::NotFound("group does not exist".into()));
         }
         if f.groups.is_empty() {
-            return self.delete_namespace(tenant, ns);
+            return self.remove_namespace(tenant, ns);
         }
         self.write_namespace(tenant, ns, &f)
     }
@@ -781,7 +796,9 @@ fn record(
             labels.insert(k.clone(), val.clone());
         }
         if !seen.insert(labels.clone()) {
-            return Err("vector contains metrics with the same labelset after applying rule labels".into());
+            return Err(
+                "vector contains metrics with the same labelset after applying rule labels".into(),
+            );
         }
         out.push(TimeSeries::one(labels, v, ts.div_euclid(1_000_000)));
     }
@@ -817,8 +834,7 @@ fn alert_series(spec: &RuleSpec, vector: Vec<(LabelMap, f64)>) -> Result<Vec<Fou
             .collect();
         if !seen.insert(labels.clone()) {
             return Err(
-                "vector contains metrics with the same labelset after applying alert labels"
-                    .into(),
+                "vector contains metrics with the same labelset after applying alert labels".into(),
             );
         }
         out.push(Found {
@@ -915,17 +931,28 @@ mod tests {
         )
         .unwrap();
         let spec = &g[0].rules[0];
-        let v = vec![(LabelMap::from([("job".to_string(), "api".to_string())]), 2.0)];
+        let v = vec![(
+            LabelMap::from([("job".to_string(), "api".to_string())]),
+            2.0,
+        )];
         let s = record(spec, v.clone(), 5_000_000_000, 0).unwrap();
         let names: Vec<(&str, &str)> = s[0]
             .labels
             .iter()
             .map(|l| (l.name.as_str(), l.value.as_str()))
             .collect();
-        assert_eq!(names, [("__name__", "job:x:sum"), ("job", "api"), ("team", "a")]);
-        assert_eq!((s[0].samples[0].value, s[0].samples[0].timestamp), (2.0, 5000));
+        assert_eq!(
+            names,
+            [("__name__", "job:x:sum"), ("job", "api"), ("team", "a")]
+        );
+        assert_eq!(
+            (s[0].samples[0].value, s[0].samples[0].timestamp),
+            (2.0, 5000)
+        );
         let two = vec![v[0].clone(), (LabelMap::new(), 1.0)];
-        assert!(record(spec, two, 0, 1).unwrap_err().contains("exceeded limit of 1"));
+        assert!(record(spec, two, 0, 1)
+            .unwrap_err()
+            .contains("exceeded limit of 1"));
     }
 
     #[test]
@@ -966,6 +993,9 @@ mod tests {
         files.sort();
         assert_eq!(files.len(), 5, "{files:?}");
         let summary = check_files(&files).unwrap_or_else(|e| panic!("{e}"));
-        assert!(summary.starts_with("5 files ok: 5 groups, 8 rules"), "{summary}");
+        assert!(
+            summary.starts_with("5 files ok: 5 groups, 8 rules"),
+            "{summary}"
+        );
     }
 }

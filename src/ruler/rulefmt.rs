@@ -213,7 +213,9 @@ pub fn check_group(file: &str, g: &RuleGroup) -> Result<GroupSpec, Vec<RuleError
         },
     };
     if g.rules.is_empty() {
-        errors.push(group_err("no rules: a group needs at least one rule".into()));
+        errors.push(group_err(
+            "no rules: a group needs at least one rule".into(),
+        ));
     }
     let mut rules = Vec::new();
     for (i, r) in g.rules.iter().enumerate() {
@@ -266,16 +268,18 @@ fn check_rule(r: &Rule) -> Result<RuleSpec, Vec<String>> {
         (Some(a), None) => (RuleKind::Alerting, a.clone()),
         (None, Some(rec)) => (RuleKind::Recording, rec.clone()),
         (Some(_), Some(_)) => {
-            return Err(vec![
-                "only one of 'record' and 'alert' may be set".into(),
-            ])
+            return Err(vec!["only one of 'record' and 'alert' may be set".into()])
         }
         (None, None) => return Err(vec!["one of 'record' or 'alert' must be set".into()]),
     };
     if name.trim().is_empty() {
         errors.push(format!(
             "the {} name must not be empty",
-            if kind == RuleKind::Alerting { "alert" } else { "record" }
+            if kind == RuleKind::Alerting {
+                "alert"
+            } else {
+                "record"
+            }
         ));
     }
     if kind == RuleKind::Recording && !valid_metric_name(&name) {
@@ -384,30 +388,47 @@ groups:
     fn errors_name_file_group_rule_and_problem() {
         errors("groups: [{name: g, rules: [{alert: A, expr: 'count_over_time({a=\"b\"}[1m]', for: 1m}]}]",
             &["rules.yaml: group \"g\", rule 1 (\"A\"): expr: "]);
-        errors("groups: [{name: g, rules: [{alert: A, expr: '{a=\"b\"}'}]}]",
-            &["rule 1 (\"A\"): expr: a log query cannot be a rule"]);
+        errors(
+            "groups: [{name: g, rules: [{alert: A, expr: '{a=\"b\"}'}]}]",
+            &["rule 1 (\"A\"): expr: a log query cannot be a rule"],
+        );
         errors("groups: [{name: g, rules: [{record: 'bad name', expr: 'count_over_time({a=\"b\"}[1m])'}]}]",
             &["rule 1 (\"bad name\"): record: invalid metric name"]);
         errors("groups: [{name: g, rules: [{record: r, expr: 'count_over_time({a=\"b\"}[1m])', for: 1m}]}]",
             &["rule 1 (\"r\"): for: only alerting rules have it"]);
-        errors("groups: [{name: g, rules: [{alert: A, record: r, expr: 'vector(1)'}]}]",
-            &["only one of 'record' and 'alert' may be set"]);
-        errors("groups: [{name: g, rules: [{expr: 'vector(1)'}]}]",
-            &["group \"g\", rule 1 (\"\"): one of 'record' or 'alert' must be set"]);
-        errors("groups: [{name: g, rules: [{alert: A, expr: 'vector(1)', for: 5x}]}]",
-            &["rule 1 (\"A\"): for: invalid duration \"5x\""]);
+        errors(
+            "groups: [{name: g, rules: [{alert: A, record: r, expr: 'vector(1)'}]}]",
+            &["only one of 'record' and 'alert' may be set"],
+        );
+        errors(
+            "groups: [{name: g, rules: [{expr: 'vector(1)'}]}]",
+            &["group \"g\", rule 1 (\"\"): one of 'record' or 'alert' must be set"],
+        );
+        errors(
+            "groups: [{name: g, rules: [{alert: A, expr: 'vector(1)', for: 5x}]}]",
+            &["rule 1 (\"A\"): for: invalid duration \"5x\""],
+        );
         errors("groups: [{name: g, rules: [{alert: A, expr: 'vector(1)', annotations: {s: '{{ $labels.a '}}]}]",
             &["rule 1 (\"A\"): annotations.s: template: unclosed action"]);
-        errors("groups: [{name: g, rules: [{alert: A, expr: 'vector(1)', labels: {'a-b': x}}]}]",
-            &["labels: invalid name \"a-b\""]);
-        errors("groups: [{name: g, interval: 0s, rules: [{alert: A, expr: 'vector(1)'}]}]",
-            &["rules.yaml: group \"g\": interval: must be more than 0s"]);
-        errors("groups: [{name: '', rules: [{alert: A, expr: 'vector(1)'}]}]",
-            &["group \"\": the group name must not be empty"]);
+        errors(
+            "groups: [{name: g, rules: [{alert: A, expr: 'vector(1)', labels: {'a-b': x}}]}]",
+            &["labels: invalid name \"a-b\""],
+        );
+        errors(
+            "groups: [{name: g, interval: 0s, rules: [{alert: A, expr: 'vector(1)'}]}]",
+            &["rules.yaml: group \"g\": interval: must be more than 0s"],
+        );
+        errors(
+            "groups: [{name: '', rules: [{alert: A, expr: 'vector(1)'}]}]",
+            &["group \"\": the group name must not be empty"],
+        );
         errors("groups: [{name: g, rules: [{alert: A, expr: 'vector(1)'}]}, {name: g, rules: [{alert: B, expr: 'vector(1)'}]}]",
             &["group \"g\": the group name is repeated"]);
         errors("groups: [{name: g, rules: []}]", &["group \"g\": no rules"]);
-        errors("groups: [{name: g, rulez: []}]", &["rules.yaml: groups[0]: unknown field `rulez`"]);
+        errors(
+            "groups: [{name: g, rulez: []}]",
+            &["rules.yaml: groups[0]: unknown field `rulez`"],
+        );
         errors("groups: [{name: g, rules: [{alert: A, expr: 'vector(1)', for: 5x}, {record: 'a b', expr: ''}]}]",
             &["rule 1 (\"A\"): for:", "rule 2 (\"a b\"): record: invalid metric name", "rule 2 (\"a b\"): expr: must be set"]);
     }

@@ -148,9 +148,7 @@ impl Template {
 
 /// Renders `text` as a template in one go (parse errors included in the message).
 pub fn expand(text: &str, d: &TemplateData) -> Result<String, String> {
-    Template::parse(text)
-        .map_err(|e| e.to_string())?
-        .render(d)
+    Template::parse(text).map_err(|e| e.to_string())?.render(d)
 }
 
 /// The end of an action (`}}` outside a string literal).
@@ -326,13 +324,18 @@ fn run(c: &Command, prev: Option<Val>, d: &TemplateData) -> Result<Val, String> 
     let one = |vals: &[Val]| -> Result<Val, String> {
         match vals {
             [v] => Ok(v.clone()),
-            _ => Err(format!("wrong number of args for {f:?}: want 1 got {}", vals.len())),
+            _ => Err(format!(
+                "wrong number of args for {f:?}: want 1 got {}",
+                vals.len()
+            )),
         }
     };
     Ok(match f {
         Func::Humanize => Val::Str(humanize(one(&vals)?.num()?)),
         Func::Humanize1024 => Val::Str(humanize1024(one(&vals)?.num()?)),
-        Func::HumanizePercentage => Val::Str(format!("{}%", go_g(one(&vals)?.num()? * 100.0, Some(4)))),
+        Func::HumanizePercentage => {
+            Val::Str(format!("{}%", go_g(one(&vals)?.num()? * 100.0, Some(4))))
+        }
         Func::HumanizeDuration => Val::Str(humanize_duration(one(&vals)?.num()?)),
         Func::ToUpper => Val::Str(one(&vals)?.text().to_uppercase()),
         Func::ToLower => Val::Str(one(&vals)?.text().to_lowercase()),
@@ -538,7 +541,11 @@ pub fn go_g(v: f64, prec: Option<usize>) -> String {
     if let Some(s) = special(v) {
         return s;
     }
-    let sign = if v.is_sign_negative() && v != 0.0 { "-" } else { "" };
+    let sign = if v.is_sign_negative() && v != 0.0 {
+        "-"
+    } else {
+        ""
+    };
     if v == 0.0 {
         return "0".into();
     }

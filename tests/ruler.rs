@@ -359,3 +359,55 @@ fn rules_check_names_file_group_and_rule() {
     );
     assert!(err.contains("2 problems found"), "{err}");
 }
+
+#[test]
+fn the_example_rules_evaluate() {
+    let dir = tempfile::tempdir().unwrap();
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/rules/fake");
+    let rules = dir.path().join("rules");
+    let srv = Server::start(&dir.path().join("data"), &config(&rules));
+    let a = srv.addr();
+    let now = now_ns();
+    let body = serde_json::json!({"streams": [
+        {"stream": {"service": "payments", "env": "prod"}, "values": [
+            [(now - 3_000_000_000i64).to_string(), "level=error msg=\"payment failed\" provider=acme duration_ms=812"],
+            [(now - 2_000_000_000i64).to_string(), "level=info msg=ok duration_ms=40"],
+            [(now - 1_000_000_000i64).to_string(), "panic: runtime error: index out of range"],
+        ]},
+    ]});
+    assert_eq!(push_json(&a, &body.to_string()).0, 204);
+    // The files appear after the lines: the ruler picks them up (poll_interval: 1s) and
+    // evaluates new groups at once.
+    std::fs::create_dir_all(rules.join("fake")).unwrap();
+    for f in std::fs::read_dir(&examples).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, rules.join("fake").join(f.file_name().unwrap())).unwrap();
+    }
+    // Every example rule is evaluated without an error (nothing is left `unknown`).
+    let rules = wait_for(
+        Duration::from_secs(60),
+        "every example rule evaluated",
+        || {
+            let v = json(&a, "/prometheus/api/v1/rules");
+            let rules: Vec<Value> = v["data"]["groups"]
+                .as_array()?
+                .iter()
+                .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default())
+                .collect();
+            (rules.len() == 8 && rules.iter().all(|r| r["health"] != "unknown")).then_some(rules)
+        },
+    );
+    for r in &rules {
+        assert_eq!(r["health"], "ok", "{r}");
+    }
+    // The panic line fires PanicOrOOM at once (no `for`); checkout is silent.
+    let v = json(&a, "/prometheus/api/v1/alerts");
+    let names: Vec<&str> = v["data"]["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["labels"]["alertname"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"PanicOrOOM"), "{v}");
+    assert!(names.contains(&"ServiceSilent"), "{v}");
+}

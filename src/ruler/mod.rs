@@ -218,7 +218,8 @@ impl Ruler {
         *self.thread.lock() = Some(t);
     }
 
-    /// Stops evaluating, saves alert state, sends what is queued (one attempt).
+    /// Stops evaluating (alert state was saved after the last evaluation) and sends what is
+    /// queued (one attempt).
     pub fn stop(&self) {
         self.stop.store(true, Ordering::Release);
         self.poke();
@@ -385,6 +386,12 @@ impl Ruler {
         let mut alerts = Alerts::default();
         let rk = (key.0.clone(), key.1.clone(), key.2.clone(), r.identity());
         if let Some(saved) = self.restored.lock().remove(&rk) {
+            // Kept in the saved state until the rule's first evaluation replaces it.
+            self.saved
+                .lock()
+                .entry(rk.0.clone())
+                .or_default()
+                .insert((rk.1.clone(), rk.2.clone(), rk.3.clone()), saved.clone());
             for mut a in saved {
                 // Sent again after a restart: Alertmanager deduplicates.
                 a.last_sent_at = None;
@@ -587,11 +594,22 @@ impl Ruler {
                 .collect(),
             None => return,
         };
+        let path = self.alerts_file(tenant);
+        if rules.is_empty() {
+            // Nothing to restore: no file, and no write at every quiet evaluation.
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::error!(file = %path.display(), error = %e, "cannot remove alert state")
+                }
+            }
+            return;
+        }
         let body = SavedAlerts {
             saved_at: now_ns(),
             rules,
         };
-        let path = self.alerts_file(tenant);
         let text = serde_json::to_vec(&body).expect("bug: alerts serialize");
         if let Err(e) = write_atomic(&path, &text) {
             tracing::error!(file = %path.display(), error = %e, "cannot save alert state");

@@ -411,3 +411,68 @@ fn the_example_rules_evaluate() {
     assert!(names.contains(&"PanicOrOOM"), "{v}");
     assert!(names.contains(&"ServiceSilent"), "{v}");
 }
+
+#[test]
+fn rules_belong_to_their_tenant() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    let srv = Server::start(
+        &dir.path().join("data"),
+        &format!("auth_enabled: true\n{}", config(&rules)),
+    );
+    let base = format!("{}/loki/api/v1/rules", srv.addr());
+    let call = |method: &str, url: &str, tenant: Option<&str>, body: Option<&str>| {
+        let mut h = vec![("Content-Type", "application/yaml")];
+        if let Some(t) = tenant {
+            h.push(("X-Scope-OrgID", t));
+        }
+        try_request(
+            method,
+            url,
+            &h,
+            body.map(str::as_bytes),
+            Duration::from_secs(30),
+        )
+        .unwrap()
+        .0
+    };
+    let group = "name: g\nrules:\n  - alert: A\n    expr: vector(1)\n";
+    assert_eq!(call("POST", &format!("{base}/ns"), None, Some(group)), 401);
+    assert_eq!(
+        call("POST", &format!("{base}/ns"), Some("team-a"), Some(group)),
+        202
+    );
+    assert!(rules.join("team-a").join("ns.yaml").is_file());
+    assert_eq!(
+        call("GET", &format!("{base}/ns"), Some("team-a"), None),
+        200
+    );
+    assert_eq!(
+        call("GET", &format!("{base}/ns"), Some("team-b"), None),
+        404
+    );
+    assert_eq!(call("GET", &base, Some("team-b"), None), 404);
+    assert_eq!(
+        call("DELETE", &format!("{base}/ns"), Some("team-b"), None),
+        404
+    );
+    // The alert (vector(1), no `for`) fires for team-a only.
+    let alerts = |t: &str| {
+        let (_, body) = try_request(
+            "GET",
+            &format!("{}/prometheus/api/v1/alerts", srv.addr()),
+            &[("X-Scope-OrgID", t)],
+            None,
+            Duration::from_secs(30),
+        )
+        .unwrap();
+        serde_json::from_str::<Value>(&body).unwrap()["data"]["alerts"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    wait_for(Duration::from_secs(30), "team-a's alert", || {
+        (alerts("team-a") == 1).then_some(())
+    });
+    assert_eq!(alerts("team-b"), 0);
+}

@@ -177,3 +177,77 @@ pub fn send_request(req: ureq::Request, body: &[u8]) -> Result<(), SendError> {
         Err(e) => Err(SendError::Retry(e.to_string())),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU64;
+    use std::sync::mpsc;
+
+    #[test]
+    fn a_full_queue_drops_the_oldest() {
+        let (started_tx, started_rx) = mpsc::channel::<()>();
+        let (gate_tx, gate_rx) = mpsc::channel::<()>();
+        let delivered = Arc::new(Mutex::new(Vec::new()));
+        let dropped = Arc::new(AtomicU64::new(0));
+        let (d, dr) = (delivered.clone(), dropped.clone());
+        let sender = Sender::start(
+            "test",
+            5,
+            100,
+            move |batch: &[u32]| {
+                let _ = started_tx.send(());
+                gate_rx.recv().unwrap();
+                d.lock().extend_from_slice(batch);
+                Ok(())
+            },
+            move |n| {
+                dr.fetch_add(n, Ordering::Relaxed);
+            },
+        );
+        sender.push([0]);
+        started_rx.recv().unwrap(); // item 0 is being sent; the queue is empty
+        sender.push(1..=10);
+        assert_eq!(sender.pending(), 5);
+        assert_eq!(dropped.load(Ordering::Relaxed), 5);
+        for _ in 0..2 {
+            gate_tx.send(()).unwrap();
+        }
+        sender.stop();
+        assert_eq!(*delivered.lock(), [0, 6, 7, 8, 9, 10]);
+    }
+
+    #[test]
+    fn failed_batches_are_retried_in_order() {
+        let attempts = Arc::new(AtomicU64::new(0));
+        let delivered = Arc::new(Mutex::new(Vec::new()));
+        let (a, d) = (attempts.clone(), delivered.clone());
+        let (done_tx, done_rx) = mpsc::channel::<()>();
+        let sender = Sender::start(
+            "test",
+            100,
+            2,
+            move |batch: &[u32]| {
+                if a.fetch_add(1, Ordering::Relaxed) < 2 {
+                    return Err(SendError::Retry("connection refused".into()));
+                }
+                let mut d = d.lock();
+                d.extend_from_slice(batch);
+                if d.len() == 3 {
+                    let _ = done_tx.send(());
+                }
+                Ok(())
+            },
+            |_| {},
+        );
+        sender.push([1, 2, 3]);
+        done_rx.recv().unwrap();
+        sender.stop();
+        assert_eq!(*delivered.lock(), [1, 2, 3]);
+        assert_eq!(
+            attempts.load(Ordering::Relaxed),
+            4,
+            "two failures, then two batches"
+        );
+    }
+}

@@ -195,6 +195,18 @@ fn rules_api_create_list_get_delete() {
     assert_eq!(request("DELETE", &format!("{base}/team-a"), None).0, 202);
     assert_eq!(request("GET", &base, None).0, 404);
     assert!(!rules.join("fake").join("team-a.yaml").exists());
+
+    // A file an operator wrote as `.yml` is the same namespace to the API.
+    let ops = rules.join("fake").join("ops.yml");
+    std::fs::write(
+        &ops,
+        format!("groups:\n  - {}", group.replace('\n', "\n    ")),
+    )
+    .unwrap();
+    let (status, body) = request("GET", &format!("{base}/ops/g1"), None);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(request("DELETE", &format!("{base}/ops"), None).0, 202);
+    assert!(!ops.exists());
 }
 
 #[test]

@@ -257,8 +257,16 @@ impl Ruler {
         self.rule_dir.join(tenant)
     }
 
+    /// A namespace's file: `<ns>.yaml`, or an operator's `<ns>.yml` if only that exists.
     fn namespace_file(&self, tenant: &str, ns: &str) -> PathBuf {
-        self.tenant_dir(tenant).join(format!("{ns}.yaml"))
+        let dir = self.tenant_dir(tenant);
+        let yml = dir.join(format!("{ns}.yml"));
+        let yaml = dir.join(format!("{ns}.yaml"));
+        if !yaml.exists() && yml.exists() {
+            yml
+        } else {
+            yaml
+        }
     }
 
     /// Every namespace file of a tenant: (namespace, path).

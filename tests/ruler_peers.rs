@@ -7,6 +7,7 @@
 
 mod common;
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -48,7 +49,9 @@ fn peers() -> Option<(PathBuf, PathBuf)> {
                 !required,
                 "SAWMILL_REQUIRE_PEERS=1 but {ALERTMANAGER} or {PROMETHEUS} is not on PATH: apt-get install -y prometheus prometheus-alertmanager"
             );
-            eprintln!(
+            // Straight to stderr, past the test harness' capture, so the skip is seen.
+            let _ = writeln!(
+                std::io::stderr(),
                 "NOTICE: skipping the ruler peer tests: {ALERTMANAGER} and {PROMETHEUS} are not installed (apt-get install -y prometheus prometheus-alertmanager)"
             );
             None

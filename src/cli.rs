@@ -47,6 +47,20 @@ enum Command {
     /// Benchmarks against a running server.
     #[command(subcommand)]
     Bench(BenchCommand),
+    // --- the ruler (src/ruler) ---
+    /// Alerting and recording rule files.
+    #[command(subcommand)]
+    Rules(RulesCommand),
+}
+
+// --- the ruler (src/ruler) ---
+#[derive(Subcommand)]
+enum RulesCommand {
+    /// Check rule files offline: YAML, groups, rules, LogQL expressions and templates.
+    Check {
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
 }
 
 /// Where the server is and who we are (logcli's flags and environment variables).
@@ -405,6 +419,10 @@ pub fn main() -> i32 {
             crate::server::tune_allocator();
             crate::bench::query(a)
         }
+        // --- the ruler (src/ruler) ---
+        Command::Rules(RulesCommand::Check { files }) => crate::ruler::check_files(&files)
+            .map(|summary| println!("{summary}"))
+            .map_err(anyhow::Error::msg),
     };
     match res {
         Ok(()) => 0,

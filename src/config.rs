@@ -66,6 +66,8 @@ pub struct Config {
     pub limits_config: Limits,
     pub compactor: CompactorConfig,
     pub storage: StorageConfig,
+    /// Alerting and recording rules (see `ruler`).
+    pub ruler: RulerConfig,
     /// Per-tenant limits that replace `limits_config` for that tenant, key by key.
     pub overrides: BTreeMap<String, LimitsOverride>,
 }
@@ -171,6 +173,81 @@ pub struct StorageConfig {
     /// Below this much free space on the data directory's filesystem, pushes are refused with 507.
     #[serde(deserialize_with = "de_bytes")]
     pub min_free_bytes: u64,
+}
+
+/// The ruler: rule files, evaluation, Alertmanager notification and remote write (Loki's names).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RulerConfig {
+    /// Rule files live in `<rule_path>/<tenant>/<namespace>.yaml`; empty: `<path_prefix>/rules`.
+    pub rule_path: PathBuf,
+    /// How often a group without its own `interval` is evaluated.
+    #[serde(deserialize_with = "de_duration")]
+    pub evaluation_interval: Duration,
+    /// How often the rule files are read again to pick up changes made outside the API.
+    #[serde(deserialize_with = "de_duration")]
+    pub poll_interval: Duration,
+    /// Comma-separated Alertmanager base URLs; alerts are POSTed to `<url>/api/v2/alerts`.
+    pub alertmanager_url: String,
+    /// A firing alert is sent again to Alertmanager after this long.
+    #[serde(deserialize_with = "de_duration")]
+    pub resend_delay: Duration,
+    /// Alert state saved before a restart is restored only if the ruler was down less than this.
+    #[serde(deserialize_with = "de_duration")]
+    pub for_outage_tolerance: Duration,
+    /// Base of the `generatorURL` of alerts; empty: `http://<listen address>`.
+    pub external_url: String,
+    pub remote_write: RulerRemoteWriteConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RulerRemoteWriteConfig {
+    /// Send the samples of recording rules to `client.url` with Prometheus remote write.
+    pub enabled: bool,
+    pub client: RemoteWriteClientConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RemoteWriteClientConfig {
+    /// The remote-write endpoint, e.g. `http://prometheus:9090/api/v1/write`.
+    pub url: String,
+}
+
+impl Default for RulerConfig {
+    fn default() -> Self {
+        RulerConfig {
+            rule_path: PathBuf::new(),
+            evaluation_interval: Duration::from_secs(60),
+            poll_interval: Duration::from_secs(60),
+            alertmanager_url: String::new(),
+            resend_delay: Duration::from_secs(60),
+            for_outage_tolerance: Duration::from_secs(3600),
+            external_url: String::new(),
+            remote_write: RulerRemoteWriteConfig::default(),
+        }
+    }
+}
+
+impl RulerConfig {
+    /// The directory holding the tenants' rule directories.
+    pub fn rule_dir(&self, data_dir: &Path) -> PathBuf {
+        if self.rule_path.as_os_str().is_empty() {
+            data_dir.join(crate::files::RULES_DIR)
+        } else {
+            self.rule_path.clone()
+        }
+    }
+
+    /// The Alertmanager base URLs, without trailing slashes.
+    pub fn alertmanager_urls(&self) -> Vec<String> {
+        self.alertmanager_url
+            .split(',')
+            .map(|u| u.trim().trim_end_matches('/').to_string())
+            .filter(|u| !u.is_empty())
+            .collect()
+    }
 }
 
 /// A retention rule for the streams a selector matches (Loki's `retention_stream`).
@@ -428,6 +505,7 @@ impl Config {
                 ),
             ));
         }
+        cfg.check_ruler()?;
         let mut all = vec![("limits_config".to_string(), cfg.limits_config.clone())];
         for tenant in cfg.overrides.keys() {
             let l = cfg
@@ -444,6 +522,37 @@ impl Config {
                     )
                 })?;
             }
+        }
+        Ok(())
+    }
+
+    fn check_ruler(&self) -> Result<(), (String, String)> {
+        let r = &self.ruler;
+        for (key, d) in [
+            ("ruler.evaluation_interval", r.evaluation_interval),
+            ("ruler.poll_interval", r.poll_interval),
+            ("ruler.resend_delay", r.resend_delay),
+        ] {
+            if d.is_zero() {
+                return Err((key.into(), "must be more than 0s".into()));
+            }
+        }
+        for url in r.alertmanager_urls() {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err((
+                    "ruler.alertmanager_url".into(),
+                    format!("{url:?} is not an http:// or https:// URL"),
+                ));
+            }
+        }
+        let rw = &r.remote_write;
+        if rw.enabled
+            && !(rw.client.url.starts_with("http://") || rw.client.url.starts_with("https://"))
+        {
+            return Err((
+                "ruler.remote_write.client.url".into(),
+                "remote_write is enabled: set an http(s):// URL such as http://prometheus:9090/api/v1/write".into(),
+            ));
         }
         Ok(())
     }

@@ -7,6 +7,9 @@
 //!     segments/<seq>.seg                 immutable segment files (see `segment`)
 //!     segments/<seq>.seg.tmp             a segment being written; removed at start
 //!     deletes.json                       the tenant's delete requests (see `retention`)
+//!   ruler/t-<hex of tenant id>/
+//!     alerts.json                        pending and firing alerts, restored at start (`ruler`)
+//!   rules/<tenant id>/<namespace>.yaml   rule files when `ruler.rule_path` is empty (`ruler`)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -18,6 +21,9 @@ pub const SEGMENTS_DIR: &str = "segments";
 pub const SEGMENT_EXT: &str = "seg";
 pub const TMP_SUFFIX: &str = ".tmp";
 pub const DELETES_FILE: &str = "deletes.json";
+pub const RULER_DIR: &str = "ruler";
+pub const ALERTS_FILE: &str = "alerts.json";
+pub const RULES_DIR: &str = "rules";
 
 pub fn wal_dir(data: &Path) -> PathBuf {
     data.join(WAL_DIR)
@@ -48,6 +54,13 @@ pub fn tenant_dir(data: &Path, tenant: &str) -> PathBuf {
 
 pub fn deletes_file(data: &Path, tenant: &str) -> PathBuf {
     tenant_dir(data, tenant).join(DELETES_FILE)
+}
+
+/// Where the ruler keeps a tenant's alert state.
+pub fn alerts_file(data: &Path, tenant: &str) -> PathBuf {
+    data.join(RULER_DIR)
+        .join(crate::tenant::tenant_dir_name(tenant))
+        .join(ALERTS_FILE)
 }
 
 pub fn segment_file(dir: &Path, seq: u64) -> PathBuf {

@@ -9,8 +9,9 @@
 //!    │                                                     │
 //!    └──── query_range / labels / series ◄── query ◄───────┘ (using logql for the AST)
 //! ```
-//! Side paths: `compactor` (merges segments per time partition, applying `retention`: expired
-//! entries and delete requests), `config` (YAML with Loki's key names), `telemetry`
+//! Side paths: `ruler` (alerting and recording rules evaluated through `query`) → `notify`
+//! (Alertmanager, Prometheus remote write), `compactor` (merges segments per time partition,
+//! applying `retention`: expired entries and delete requests), `config` (YAML with Loki's key names), `telemetry`
 //! (`/metrics`), `server` (start, recovery, shutdown), `cli` (the `sawmill` command line, load
 //! generator), `failpoint` (crash tests).
 
@@ -28,8 +29,10 @@ pub mod http;
 pub mod ingest;
 pub mod labels;
 pub mod logql;
+pub mod notify;
 pub mod query;
 pub mod retention;
+pub mod ruler;
 pub mod segment;
 pub mod server;
 pub mod store;

@@ -22,16 +22,21 @@ pub async fn run(
     std::fs::create_dir_all(cfg.data_dir())?;
     let store = Store::new(cfg.clone());
     store.set_config_path(config_path);
-    spawn_reload_on_sighup(&store);
+    let ruler = crate::ruler::Ruler::new(store.clone());
+    spawn_reload_on_sighup(&store, &ruler);
     let app = router(AppState {
         store: store.clone(),
+        ruler: ruler.clone(),
     });
     let recovering = store.clone();
+    let starting = ruler.clone();
     let recovery = tokio::task::spawn_blocking(move || {
         let r = recovering.recover();
         if r.is_ok() {
             recovering.start_flusher();
             recovering.start_compactor();
+            // Rules are evaluated once the WAL is replayed, so they see all acknowledged data.
+            starting.start();
         }
         r
     });
@@ -70,22 +75,33 @@ pub async fn run(
         .map_err(|e| std::io::Error::other(e.to_string()))?;
 
     let s = store.clone();
-    tokio::task::spawn_blocking(move || s.shutdown())
-        .await
-        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    tokio::task::spawn_blocking(move || {
+        ruler.stop();
+        s.shutdown()
+    })
+    .await
+    .map_err(|e| std::io::Error::other(e.to_string()))?;
     tracing::info!("stopped");
     result
 }
 
-/// SIGHUP reloads the config file's limits and retention, as `POST /-/reload` does.
-fn spawn_reload_on_sighup(store: &Arc<Store>) {
+/// SIGHUP reloads the config file's limits and retention and the rule files, as
+/// `POST /-/reload` does.
+fn spawn_reload_on_sighup(store: &Arc<Store>, ruler: &Arc<crate::ruler::Ruler>) {
     let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
         return;
     };
     let store = Arc::downgrade(store);
+    let ruler = Arc::downgrade(ruler);
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
             let Some(s) = store.upgrade() else { return };
+            if let Some(r) = ruler.upgrade() {
+                let _ = tokio::task::spawn_blocking(move || {
+                    tracing::info!(msg = %r.reload(), "SIGHUP");
+                })
+                .await;
+            }
             let r = tokio::task::spawn_blocking(move || s.reload()).await;
             match r {
                 Ok(Ok(msg)) => tracing::info!(%msg, "SIGHUP"),

@@ -79,12 +79,16 @@ pub async fn cancel(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// `POST /-/reload`: re-reads the config file (limits and retention) without a restart.
+/// `POST /-/reload`: re-reads the config file (limits and retention) and the rule files
+/// without a restart.
 pub async fn reload(State(state): State<AppState>) -> Result<Response, ApiError> {
     let store = state.store.clone();
+    let ruler = state.ruler.clone();
     let msg = blocking(move || {
+        let rules = ruler.reload();
         store
             .reload()
+            .map(|m| format!("{m}\n{rules}"))
             .map_err(|e| ApiError::BadRequest(format!("config not reloaded: {e}")))
     })
     .await?;

@@ -10,6 +10,7 @@ pub mod extra;
 pub mod params;
 pub mod push;
 pub mod read;
+pub mod rules;
 pub mod tail;
 
 use std::sync::Arc;
@@ -28,6 +29,7 @@ use crate::tenant::{validate_tenant_id, DEFAULT_TENANT};
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<Store>,
+    pub ruler: Arc<crate::ruler::Ruler>,
 }
 
 /// Every error an endpoint can answer with, and its status code.
@@ -138,6 +140,17 @@ impl From<crate::query::QueryError> for ApiError {
     }
 }
 
+impl From<crate::ruler::RulerError> for ApiError {
+    fn from(e: crate::ruler::RulerError) -> Self {
+        use crate::ruler::RulerError as R;
+        match e {
+            R::BadNamespace(_) | R::Invalid(_) => ApiError::BadRequest(e.to_string()),
+            R::NotFound(m) => ApiError::NotFound(m),
+            R::Io { .. } => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
 /// What the query endpoints start from: the tenant, the parameters of the query string and
 /// form body, and the headers. The body is read first (with axum's limit and rejections), then
 /// the tenant is checked, then the parameters are parsed.
@@ -242,6 +255,34 @@ pub fn router(state: AppState) -> Router {
                 .delete(admin::cancel),
         )
         .route("/-/reload", post(admin::reload))
+        // The ruler (src/ruler): Loki's YAML rules API and the Prometheus-shaped views.
+        .route("/loki/api/v1/rules", get(rules::list))
+        .route("/api/prom/rules", get(rules::list))
+        .route(
+            "/loki/api/v1/rules/{namespace}",
+            get(rules::get_namespace)
+                .post(rules::post_namespace)
+                .delete(rules::delete_namespace),
+        )
+        .route(
+            "/loki/api/v1/rules/{namespace}/{group}",
+            get(rules::get_group).delete(rules::delete_group),
+        )
+        .route(
+            "/api/prom/rules/{namespace}",
+            get(rules::get_namespace)
+                .post(rules::post_namespace)
+                .delete(rules::delete_namespace),
+        )
+        .route(
+            "/api/prom/rules/{namespace}/{group}",
+            get(rules::get_group).delete(rules::delete_group),
+        )
+        .route(
+            "/prometheus/api/v1/rules",
+            get(rules::prometheus_rules).post(rules::prometheus_rules),
+        )
+        .route("/prometheus/api/v1/alerts", get(rules::prometheus_alerts))
         .route("/ready", get(read::ready))
         .route("/metrics", get(read::metrics))
         .layer(DefaultBodyLimit::max(

@@ -12,7 +12,7 @@ use super::{ApiError, AppState, TenantQuery};
 use crate::logql::{self, Expr, Matcher};
 use crate::query::metric::{self, EvalParams};
 use crate::query::Cancel;
-use crate::query::{self, LogQuery, LogSampleSource, QueryStats, StreamResult};
+use crate::query::{self, LogQuery, QueryStats, StreamResult};
 
 pub(super) use crate::store::now_ns;
 
@@ -171,7 +171,7 @@ pub async fn query_instant(
             "log queries are not supported as an instant query type, please change your query to a range query type".into(),
         )),
         Expr::Sample(sample) => {
-            let params = EvalParams { start: time, end: time, step: 1_000_000_000, max_series: limits.max_query_series };
+            let params = EvalParams::instant(time, limits.max_query_series);
             run_metric(&state, tenant, sample, params, true).await
         }
     }
@@ -190,21 +190,12 @@ async fn run_metric(
     let guard = CancelOnDrop(Cancel::with_timeout(timeout));
     let cancel = guard.0.clone();
     let (result, mut stats) = blocking(move || {
-        let mut source = LogSampleSource {
-            tenant: store.existing_tenant(&tenant),
-            stats: QueryStats {
-                cancel: cancel.clone(),
-                ..QueryStats::default()
-            },
-        };
-        let r = metric::evaluate(&expr, &params, &mut source).map_err(|e| match e {
-            metric::EvalError::Source(_) if cancel.is_cancelled() => {
-                ApiError::from(query::QueryError::Stopped)
-            }
-            metric::EvalError::Source(m) => ApiError::Internal(m),
-            other => ApiError::BadRequest(other.to_string()),
-        })?;
-        Ok((r, source.stats))
+        Ok(query::run_metric(
+            store.existing_tenant(&tenant),
+            &expr,
+            &params,
+            cancel,
+        )?)
     })
     .await?;
     stats.exec_secs = started.elapsed().as_secs_f64();

@@ -58,6 +58,16 @@ pub struct EvalParams {
 }
 
 impl EvalParams {
+    /// One point at `time`: an instant query (`/loki/api/v1/query`, rule evaluation).
+    pub fn instant(time: i64, max_series: usize) -> EvalParams {
+        EvalParams {
+            start: time,
+            end: time,
+            step: 1_000_000_000,
+            max_series,
+        }
+    }
+
     pub fn steps(&self) -> usize {
         ((self.end as i128 - self.start as i128) / self.step as i128 + 1)
             .clamp(0, MAX_POINTS as i128) as usize

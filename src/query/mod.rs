@@ -882,3 +882,27 @@ impl metric::SampleSource for LogSampleSource {
         Ok(out)
     }
 }
+
+/// A metric query over one tenant's data (`None`: a tenant with no data, an empty result),
+/// stopped by `cancel`. The query API and the ruler both run metric queries through this, so a
+/// rule evaluated at `t` sees what `/loki/api/v1/query?time=t` answers.
+pub fn run_metric(
+    tenant: Option<Arc<Tenant>>,
+    expr: &crate::logql::SampleExpr,
+    params: &metric::EvalParams,
+    cancel: Cancel,
+) -> Result<(metric::MetricResult, QueryStats), QueryError> {
+    let mut source = LogSampleSource {
+        tenant,
+        stats: QueryStats {
+            cancel: cancel.clone(),
+            ..QueryStats::default()
+        },
+    };
+    let result = metric::evaluate(expr, params, &mut source).map_err(|e| match e {
+        metric::EvalError::Source(_) if cancel.is_cancelled() => QueryError::Stopped,
+        metric::EvalError::Source(m) => QueryError::Storage(m),
+        other => QueryError::Unsupported(other.to_string()),
+    })?;
+    Ok((result, source.stats))
+}

@@ -1077,10 +1077,11 @@ mod tests {
     }
 
     #[track_caller]
+    /// The error starts with `want` (lists of expected keys are left out of `want`).
     fn override_fails(vars: &[(&str, &str)], want: &str) {
         let file = "auth_enabled: false\nserver:\n  log_level: info\n";
         let e = Config::load_with(None, file, &env(vars)).unwrap_err();
-        assert_eq!(e.to_string(), want, "{vars:?}");
+        assert!(e.to_string().starts_with(want), "{vars:?}: {e}");
     }
 
     #[test]
@@ -1140,11 +1141,11 @@ mod tests {
         );
         override_fails(
             &[("SAWMILL_LIMITS_CONFIG__RETENTION_PEROD", "24h")],
-            "environment variable SAWMILL_LIMITS_CONFIG__RETENTION_PEROD (limits_config.retention_perod): unknown field `retention_perod`, expected one of `ingestion_rate_mb`, `ingestion_burst_size_mb`, `max_line_size`, `max_label_names_per_series`, `max_label_name_length`, `max_label_value_length`, `reject_old_samples`, `reject_old_samples_max_age`, `creation_grace_period`, `allow_structured_metadata`, `max_structured_metadata_size`, `max_structured_metadata_entries_count`, `out_of_order_time_window`, `max_global_streams_per_user`, `max_entries_limit_per_query`, `max_query_series`, `max_query_length`, `query_timeout`, `retention_period`, `retention_stream`",
+            "environment variable SAWMILL_LIMITS_CONFIG__RETENTION_PEROD (limits_config.retention_perod): unknown field `retention_perod`, expected one of",
         );
         override_fails(
             &[("SAWMILL_SERVR__HTTP_LISTEN_PORT", "1")],
-            "environment variable SAWMILL_SERVR__HTTP_LISTEN_PORT (servr): unknown field `servr`, expected one of `auth_enabled`, `server`, `common`, `distributor`, `ingester`, `limits_config`, `compactor`, `storage`, `overrides`",
+            "environment variable SAWMILL_SERVR__HTTP_LISTEN_PORT (servr): unknown field `servr`, expected one of",
         );
         override_fails(
             &[("SAWMILL_AUTH_ENABLED__X", "1")],

@@ -50,6 +50,43 @@ pub const LOKI_ALIASES: [(&str, &str); 6] = [
 /// test lints `/metrics` with promtool, which wants one for each; add new metrics here).
 pub const HELP: &[(&str, &str)] = &[
     (
+        "notifications_dropped_total",
+        "Alerts dropped because an Alertmanager's queue was full, by alertmanager.",
+    ),
+    (
+        "notifications_errors_total",
+        "Alerts whose sending to an Alertmanager failed (retried), by alertmanager.",
+    ),
+    (
+        "notifications_sent_total",
+        "Alerts sent to an Alertmanager, by alertmanager.",
+    ),
+    (
+        "remote_write_dropped_total",
+        "Recorded samples dropped because the remote-write queue was full.",
+    ),
+    (
+        "remote_write_failures_total",
+        "Remote-write requests that failed (retried).",
+    ),
+    (
+        "remote_write_samples_total",
+        "Recorded samples written to Prometheus by remote write.",
+    ),
+    (
+        "rule_evaluation_failures_total",
+        "Rule evaluations that failed, by tenant, namespace and group.",
+    ),
+    (
+        "rule_evaluations_total",
+        "Rule evaluations, by tenant, namespace and group.",
+    ),
+    (
+        "rule_group_duration_seconds",
+        "Duration of rule group evaluations.",
+    ),
+    ("ruler_loads_total", "Times the rule files were (re)loaded."),
+    (
         "compactor_disk_short_total",
         "Compactions skipped for lack of disk space.",
     ),

@@ -503,7 +503,11 @@ pub fn tail(a: crate::cli::BenchTailArgs) -> anyhow::Result<()> {
         };
         let body = serde_json::json!({"streams":[{"stream":{"job":"tailbench","run":run},
             "values":[[crate::store::now_ns().to_string(), line]]}]});
-        conn.post("/loki/api/v1/push", "application/json", body.to_string().as_bytes())?;
+        conn.post(
+            "/loki/api/v1/push",
+            "application/json",
+            body.to_string().as_bytes(),
+        )?;
         acked.push(Instant::now());
         std::thread::sleep(Duration::from_millis(a.interval_ms));
     }

@@ -44,6 +44,8 @@ enum Command {
     Fmt(FmtArgs),
     /// Push lines from stdin or files as one stream.
     Push(PushArgs),
+    /// One request's timeline across services, by request or trace ID (Sawmill only).
+    Correlate(CorrelateArgs),
     /// Benchmarks against a running server.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -284,6 +286,29 @@ struct VolumeArgs {
 }
 
 #[derive(Args)]
+struct CorrelateArgs {
+    /// The request, trace or correlation ID.
+    id: String,
+    #[command(flatten)]
+    conn: ConnArgs,
+    /// How far back to look (default: a day).
+    #[arg(long, default_value = "24h")]
+    since: String,
+    #[arg(long)]
+    from: Option<String>,
+    #[arg(long)]
+    to: Option<String>,
+    /// jsonl: the server's JSON answer.
+    #[arg(long, short = 'o', value_enum, default_value = "default")]
+    output: Mode,
+    /// Colour errors even when stdout is not a terminal.
+    #[arg(long)]
+    colored_output: bool,
+    #[arg(long, short = 'z', value_enum, default_value = "local")]
+    timezone: Timezone,
+}
+
+#[derive(Args)]
 struct FmtArgs {
     /// The query (default: read from stdin).
     query: Option<String>,
@@ -411,6 +436,7 @@ pub fn main() -> i32 {
         Command::Volume(a) => return finish(volume(a)),
         Command::Fmt(a) => return finish(fmt(a)),
         Command::Push(a) => return finish(push(a)),
+        Command::Correlate(a) => return finish(correlate(a)),
         Command::Serve(a) => serve(a),
         Command::Bench(BenchCommand::Push(a)) => crate::bench::push(a),
         Command::Bench(BenchCommand::Tail(a)) => crate::bench::tail(a),
@@ -631,4 +657,23 @@ fn push(a: PushArgs) -> client::Result<()> {
         );
     }
     Ok(())
+}
+
+fn correlate(a: CorrelateArgs) -> client::Result<()> {
+    let conn = a.conn.connect()?;
+    let range = RangeArgs {
+        since: a.since.clone(),
+        from: a.from.clone(),
+        to: a.to.clone(),
+    };
+    let (start, end) = range.resolve()?;
+    let args = client::correlate::CorrelateArgs {
+        id: a.id,
+        start,
+        end,
+        color: OutputOptions::auto_color(a.colored_output),
+        utc: a.timezone == Timezone::Utc,
+        json: a.output == Mode::Jsonl,
+    };
+    client::correlate::run(&conn, &args, &mut std::io::stdout().lock())
 }

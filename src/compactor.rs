@@ -376,7 +376,7 @@ impl Store {
             if i == 1 {
                 failpoint::hit("compact-between-deletes");
             }
-            match std::fs::remove_file(p) {
+            match crate::segment::remove(p) {
                 Ok(()) => report.segments_deleted += 1,
                 Err(e) => {
                     tracing::warn!(file = %p.display(), error = %e, "cannot delete a replaced segment; start-up will")
@@ -417,7 +417,7 @@ impl Store {
             gone
         };
         for p in &gone {
-            if std::fs::remove_file(p).is_ok() {
+            if crate::segment::remove(p).is_ok() {
                 report.segments_deleted += 1;
             }
         }

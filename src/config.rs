@@ -66,6 +66,8 @@ pub struct Config {
     pub limits_config: Limits,
     pub compactor: CompactorConfig,
     pub storage: StorageConfig,
+    /// The per-segment search index: correlation IDs and line tokens (see `index`).
+    pub index: IndexConfig,
     /// Alerting and recording rules (see `ruler`).
     pub ruler: RulerConfig,
     /// Per-tenant limits that replace `limits_config` for that tenant, key by key.
@@ -366,6 +368,48 @@ impl Default for CompactorConfig {
             block_size: 1 << 20,
             chunk_target_size: 8 << 20,
             delete_request_cancel_period: Duration::ZERO,
+        }
+    }
+}
+
+/// The search index built for every segment (Sawmill's own section).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IndexConfig {
+    /// Build and use the index: values of `fields` map to the blocks that hold them.
+    pub enabled: bool,
+    /// Also index every token of every line (4 to 64 letters and digits), so that
+    /// `|= "literal"` skips the blocks that cannot contain it.
+    pub tokens: bool,
+    /// Correlation fields: JSON and logfmt keys, structured metadata and labels, as `| json`
+    /// and `| logfmt` name them (`X-Request-ID` is `X_Request_ID`).
+    pub fields: Vec<String>,
+    /// The label (or field) naming a service in `/sawmill/api/v1/correlate` summaries.
+    pub service_label: String,
+    /// The label (or field) holding a line's level in those summaries.
+    pub level_label: String,
+}
+
+impl Default for IndexConfig {
+    fn default() -> Self {
+        IndexConfig {
+            enabled: true,
+            tokens: true,
+            fields: [
+                "request_id",
+                "requestId",
+                "x_request_id",
+                "correlation_id",
+                "trace_id",
+                "traceId",
+                "span_id",
+                "X-Request-ID",
+                "X-Correlation-ID",
+            ]
+            .map(String::from)
+            .to_vec(),
+            service_label: "app".into(),
+            level_label: "level".into(),
         }
     }
 }

@@ -6,6 +6,8 @@
 //!   tenants/t-<hex of tenant id>/
 //!     segments/<seq>.seg                 immutable segment files (see `segment`)
 //!     segments/<seq>.seg.tmp             a segment being written; removed at start
+//!     segments/<seq>.idx/                the segment's search index (tantivy; see `index`)
+//!     segments/<seq>.idx.tmp/            an index being built; removed at start
 //!     deletes.json                       the tenant's delete requests (see `retention`)
 //!   ruler/t-<hex of tenant id>/
 //!     alerts.json                        pending and firing alerts, restored at start (`ruler`)
@@ -19,6 +21,8 @@ pub const WAL_EXT: &str = "wal";
 pub const TENANTS_DIR: &str = "tenants";
 pub const SEGMENTS_DIR: &str = "segments";
 pub const SEGMENT_EXT: &str = "seg";
+/// A segment's search index: a directory next to it (see `index`).
+pub const INDEX_EXT: &str = "idx";
 pub const TMP_SUFFIX: &str = ".tmp";
 pub const DELETES_FILE: &str = "deletes.json";
 pub const RULER_DIR: &str = "ruler";

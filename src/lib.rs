@@ -26,6 +26,8 @@ pub mod failpoint;
 pub mod files;
 pub mod head;
 pub mod http;
+pub mod index;
+pub mod indexer;
 pub mod ingest;
 pub mod labels;
 pub mod logql;

@@ -285,6 +285,9 @@ pub struct SegmentReader {
     pub lineage: Lineage,
     /// Chunks of the file hidden because a compacted segment replaced them.
     pub hidden_chunks: usize,
+    /// The search index, once built or opened (`index`); shared by the copies `without`
+    /// makes, so that one attached later serves them all.
+    pub search: Arc<std::sync::OnceLock<Arc<crate::index::SegmentIndex>>>,
 }
 
 impl std::fmt::Debug for SegmentReader {
@@ -366,6 +369,7 @@ impl SegmentReader {
             max_ts,
             lineage,
             hidden_chunks: 0,
+            search: Arc::default(),
         })
     }
 
@@ -391,6 +395,7 @@ impl SegmentReader {
             min_ts,
             max_ts,
             lineage: self.lineage.clone(),
+            search: self.search.clone(),
         }
     }
 
@@ -519,12 +524,27 @@ pub fn list_segments(dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
         let Some(name) = name.to_str() else { continue };
         if name.ends_with(files::TMP_SUFFIX) {
             let _ = std::fs::remove_file(e.path());
+            let _ = std::fs::remove_dir_all(e.path());
         } else if let Some(seq) = files::segment_seq(name) {
             out.push((seq, e.path()));
+        } else if name.ends_with(&format!(".{}", files::INDEX_EXT))
+            && !e.path().with_extension(files::SEGMENT_EXT).exists()
+        {
+            // The index of a segment deleted before its index was.
+            let _ = std::fs::remove_dir_all(e.path());
         }
     }
     out.sort();
     Ok(out)
+}
+
+/// Deletes a segment file, then its search index.
+pub fn remove(path: &Path) -> std::io::Result<()> {
+    std::fs::remove_file(path)?;
+    match std::fs::remove_dir_all(crate::index::index_dir(path)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]

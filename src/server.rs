@@ -35,6 +35,7 @@ pub async fn run(
         if r.is_ok() {
             recovering.start_flusher();
             recovering.start_compactor();
+            recovering.start_indexer();
             // Rules are evaluated once the WAL is replayed, so they see all acknowledged data.
             starting.start();
         }

@@ -279,7 +279,7 @@ impl Store {
                 };
                 if r.is_replaced() {
                     tracing::info!(file = %r.path().display(), "removing a segment replaced by compaction");
-                    let _ = std::fs::remove_file(r.path());
+                    let _ = crate::segment::remove(r.path());
                     continue;
                 }
                 report.segments += 1;

@@ -4,6 +4,7 @@
 //! https and wss); `query` pages log queries and follows the live tail, `meta` lists labels,
 //! series, stats and volume, `push` ships lines, `output` prints what comes back.
 
+pub mod correlate;
 pub mod meta;
 pub mod output;
 pub mod push;

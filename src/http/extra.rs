@@ -327,6 +327,7 @@ fn usage_by_stream(
         head: snap.head,
         drops: snap.drops,
         now: snap.now,
+        narrowed: Default::default(),
     };
     let mut v = HeadUsage {
         buckets: b,

@@ -6,6 +6,7 @@
 //! and [`observe`] (request durations by route, push requests by body format).
 
 pub mod admin;
+pub mod correlate;
 pub mod extra;
 pub mod params;
 pub mod push;
@@ -246,6 +247,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/loki/api/v1/series", get(read::series).post(read::series))
         .route("/loki/api/v1/tail", get(tail::tail))
+        .route(
+            "/sawmill/api/v1/correlate",
+            get(correlate::correlate).post(correlate::correlate),
+        )
         .route("/loki/api/v1/status/buildinfo", get(read::buildinfo))
         .route(
             "/loki/api/v1/delete",

@@ -317,12 +317,16 @@ pub fn encode_streams(streams: &[StreamResult], stats: &QueryStats, categorize: 
 }
 
 pub fn labels_json(l: &crate::labels::Labels) -> String {
-    let m: serde_json::Map<String, serde_json::Value> = l
-        .pairs()
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone().into()))
-        .collect();
-    serde_json::Value::Object(m).to_string()
+    labels_json_value(l).to_string()
+}
+
+pub fn labels_json_value(l: &crate::labels::Labels) -> serde_json::Value {
+    serde_json::Value::Object(
+        l.pairs()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone().into()))
+            .collect(),
+    )
 }
 
 /// The `stats` object; Grafana reads `summary`.

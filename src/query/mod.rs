@@ -19,6 +19,7 @@ use crate::retention::{Drops, StreamDrops};
 use crate::segment::SegmentReader;
 use crate::store::Tenant;
 
+pub mod correlate;
 pub mod labels_builder;
 pub mod metric;
 pub mod pipeline;
@@ -156,6 +157,51 @@ pub struct Snapshot {
     /// Expired and deleted entries, left out of every read.
     pub drops: Arc<Drops>,
     pub now: i64,
+    /// Per segment (by sequence number), the only blocks worth reading, from its search
+    /// index ([`Snapshot::narrow`]); segments not listed are read whole.
+    pub narrowed: HashMap<u64, crate::index::Candidates>,
+}
+
+impl Snapshot {
+    /// Narrows the segment reads to the blocks whose index says they may hold entries that
+    /// pass `stages` (see `index::probe_for`); segments without an index stay whole.
+    pub fn narrow(&mut self, stages: &[crate::logql::Stage]) {
+        let segs = self.segments.clone();
+        for seg in &segs {
+            let Some(idx) = seg.search.get() else {
+                continue;
+            };
+            let Some(probe) = crate::index::probe_for(stages, &idx.meta.fields) else {
+                continue;
+            };
+            self.narrow_segment(seg.seq, idx, &probe);
+        }
+    }
+
+    /// Narrows every indexed segment with one probe.
+    pub fn narrow_by(&mut self, probe: &crate::index::Probe) {
+        let segs = self.segments.clone();
+        for seg in &segs {
+            if let Some(idx) = seg.search.get() {
+                self.narrow_segment(seg.seq, idx, probe);
+            }
+        }
+    }
+
+    fn narrow_segment(
+        &mut self,
+        seq: u64,
+        idx: &crate::index::SegmentIndex,
+        probe: &crate::index::Probe,
+    ) {
+        match idx.candidates(probe) {
+            Ok(Some(c)) => {
+                self.narrowed.insert(seq, c);
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "index not used; reading the whole segment"),
+        }
+    }
 }
 
 pub struct HeadStream {
@@ -195,6 +241,7 @@ pub fn snapshot(tenant: &Tenant, matchers: &[Matcher], start: i64, end: i64) -> 
         head: out,
         drops: tenant.drops(),
         now: crate::store::now_ns(),
+        narrowed: HashMap::new(),
     }
 }
 
@@ -312,7 +359,12 @@ type Samples = Vec<(i64, f64)>;
 
 /// One unit of scan work: a chunk of a segment, or a stream's data in the head.
 enum Work<'a> {
-    Chunk(&'a SegmentReader, &'a crate::segment::ChunkMeta),
+    /// A chunk, and the only blocks to read of it (`None`: all).
+    Chunk(
+        &'a SegmentReader,
+        &'a crate::segment::ChunkMeta,
+        Option<&'a [u32]>,
+    ),
     Head(&'a HeadStream),
 }
 
@@ -355,13 +407,19 @@ pub fn scan(
             continue;
         }
         let ids = matching_streams(seg, matchers);
+        let narrowed = snap.narrowed.get(&seg.seq);
         for c in seg
             .chunks
             .iter()
             .filter(|c| ids.binary_search(&c.stream).is_ok())
         {
             if c.max_ts >= start && c.min_ts < end {
-                work.push((c.min_ts, c.max_ts, Work::Chunk(seg, c)));
+                let blocks = match narrowed.map(|n| n.for_chunk(c.offset)) {
+                    None => None,
+                    Some(None) => continue,
+                    Some(Some(only)) => only,
+                };
+                work.push((c.min_ts, c.max_ts, Work::Chunk(seg, c, blocks)));
             }
         }
     }
@@ -399,7 +457,7 @@ pub fn scan(
             return;
         }
         match w {
-            Work::Chunk(seg, c) => {
+            Work::Chunk(seg, c, only) => {
                 let labels = &seg.streams[c.stream as usize].labels;
                 let drops = snap.drops.for_stream(
                     labels,
@@ -422,7 +480,12 @@ pub fn scan(
                 if backward {
                     blocks.reverse();
                 }
-                for b in blocks {
+                let n = blocks.len();
+                for (k, b) in blocks.into_iter().enumerate() {
+                    let ordinal = if backward { n - 1 - k } else { k } as u32;
+                    if only.is_some_and(|o| o.binary_search(&ordinal).is_err()) {
+                        continue;
+                    }
                     if b.max_ts < start || b.min_ts >= end || !v.wants(b.min_ts, b.max_ts) {
                         continue;
                     }
@@ -532,7 +595,8 @@ pub fn select_logs(
     let started = Instant::now();
     // Compiled here to report a bad pipeline; each part compiles its own (they keep state).
     pipeline::Pipeline::new(&q.pipeline).map_err(|e| QueryError::Unsupported(e.to_string()))?;
-    let snap = snapshot(tenant, &q.matchers, q.start, q.end);
+    let mut snap = snapshot(tenant, &q.matchers, q.start, q.end);
+    snap.narrow(&q.pipeline);
     let mut stats = QueryStats {
         cancel,
         ..QueryStats::default()
@@ -807,7 +871,8 @@ impl metric::SampleSource for LogSampleSource {
             return Ok(Vec::new());
         };
         // Samples in (from, to] are entries with from < ts <= to, i.e. [from + 1, to + 1).
-        let snap = snapshot(tenant, &log.selector.matchers, from + 1, to + 1);
+        let mut snap = snapshot(tenant, &log.selector.matchers, from + 1, to + 1);
+        snap.narrow(&log.pipeline);
         let count_errors_before_unwrap =
             agg.op == RangeOp::AvgOverTime && agg.range.unwrap.is_some();
         let parts = parallelism();

@@ -1,0 +1,649 @@
+//! The search index of one segment: which blocks hold a correlation ID, and which hold a
+//! token, so that a needle query reads a few blocks instead of every one. Built with tantivy
+//! into `<seq>.idx/` next to the segment (see `files`), one tantivy document per block:
+//!
+//! ```text
+//!   chunk  u64 fast      the chunk's byte offset in the segment file (its identity)
+//!   block  u64 fast      the block's position in the chunk
+//!   id     u64 indexed   xxh3 of each value of a correlation field (`index.fields`) that
+//!                        `| json` or `| logfmt` would give an entry of the block, or that its
+//!                        structured metadata or stream labels carry under that name
+//!   tok    u64 indexed   xxh3 of each token of each line: a run of 4 to 64 ASCII letters,
+//!                        digits or non-ASCII bytes (`index.tokens`)
+//! ```
+//! plus `sawmill-index.json`: format version, the fields and whether tokens were indexed,
+//! the number of chunks, and the chunks left out (damaged), which queries always read.
+//!
+//! Hashes only ever add candidates (a collision reads one block more), so a query gives the
+//! same answer with the index as without; `query` checks every entry of a candidate block.
+//! The index is written to `<seq>.idx.tmp/` and renamed when complete; a missing or damaged
+//! one is rebuilt by the indexer thread (`Store::start_indexer`), and queries read every block
+//! of a segment until its index is there.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use tantivy::collector::DocSetCollector;
+use tantivy::query::{BooleanQuery, Query, TermQuery};
+use tantivy::schema::{Field, IndexRecordOption, Schema, FAST, INDEXED};
+use tantivy::{Index, IndexReader, IndexWriter, TantivyDocument, Term};
+use thiserror::Error;
+
+use crate::chunk::{chunk_blocks, DecodedBlock};
+use crate::labels::Labels;
+use crate::logql::{
+    LabelFilterExpr, LabelParserExpr, LineFilterOp, LineFilterValue, MatchOp, Stage,
+};
+use crate::query::labels_builder::{normalize_label, LabelsBuilder};
+use crate::query::pipeline::Pipeline;
+use crate::segment::SegmentReader;
+
+const FORMAT_VERSION: u32 = 1;
+const META_FILE: &str = "sawmill-index.json";
+pub const MIN_TOKEN: usize = 4;
+pub const MAX_TOKEN: usize = 64;
+
+#[derive(Debug, Error)]
+pub enum IndexError {
+    #[error("index {path}: {source}")]
+    Tantivy {
+        path: PathBuf,
+        source: tantivy::TantivyError,
+    },
+    #[error("index {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("index {path} is damaged: {what}; it will be rebuilt")]
+    Damaged { path: PathBuf, what: String },
+}
+
+/// What `sawmill-index.json` records.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct IndexMeta {
+    pub version: u32,
+    /// Normalized field names whose values are in `id`.
+    pub fields: Vec<String>,
+    pub tokens: bool,
+    pub chunks: usize,
+    /// Offsets of chunks that could not be read when the index was built.
+    pub unindexed: Vec<u64>,
+}
+
+/// The schema's fields.
+#[derive(Clone, Copy)]
+struct Fields {
+    chunk: Field,
+    block: Field,
+    id: Field,
+    tok: Field,
+}
+
+fn schema() -> (Schema, Fields) {
+    let mut b = Schema::builder();
+    let f = Fields {
+        chunk: b.add_u64_field("chunk", FAST),
+        block: b.add_u64_field("block", FAST),
+        id: b.add_u64_field("id", INDEXED),
+        tok: b.add_u64_field("tok", INDEXED),
+    };
+    (b.build(), f)
+}
+
+pub fn hash(bytes: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(bytes)
+}
+
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b >= 0x80
+}
+
+/// Calls `f` with every token of `line` that the index keeps (4 to 64 bytes).
+pub fn for_each_token(line: &[u8], mut f: impl FnMut(&[u8])) {
+    let mut start: Option<usize> = None;
+    for (i, &b) in line.iter().enumerate() {
+        if is_token_byte(b) {
+            if start.is_none() {
+                start = Some(i);
+            }
+        } else if let Some(s) = start.take() {
+            if (MIN_TOKEN..=MAX_TOKEN).contains(&(i - s)) {
+                f(&line[s..i]);
+            }
+        }
+    }
+    if let Some(s) = start {
+        if (MIN_TOKEN..=MAX_TOKEN).contains(&(line.len() - s)) {
+            f(&line[s..]);
+        }
+    }
+}
+
+/// The tokens a line containing `literal` must have whole: those with a separator on both
+/// sides inside the literal (a token at either edge may continue in the line).
+pub fn whole_tokens(literal: &[u8]) -> Vec<u64> {
+    let mut out = Vec::new();
+    let mut start: Option<usize> = None;
+    for (i, &b) in literal.iter().enumerate() {
+        if is_token_byte(b) {
+            if start.is_none() {
+                start = Some(i);
+            }
+        } else if let Some(s) = start.take() {
+            if s > 0 && (MIN_TOKEN..=MAX_TOKEN).contains(&(i - s)) {
+                out.push(hash(&literal[s..i]));
+            }
+        }
+    }
+    out
+}
+
+/// What a query needs every entry it returns to have: all of these tokens in its line, and
+/// all of these correlation values (hashes, from the named fields).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Probe {
+    pub tokens: Vec<u64>,
+    pub ids: Vec<u64>,
+    /// The (normalized) fields the `ids` come from: an index without one of them cannot say.
+    pub id_fields: Vec<String>,
+}
+
+impl Probe {
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty() && self.ids.is_empty()
+    }
+
+    /// A probe for every entry carrying `id` in any of `fields` (the correlate API).
+    pub fn correlation(id: &str, fields: &[String]) -> Probe {
+        Probe {
+            tokens: Vec::new(),
+            ids: vec![hash(id.as_bytes())],
+            id_fields: fields.iter().map(|f| normalized(f)).collect(),
+        }
+    }
+}
+
+fn normalized(name: &str) -> String {
+    let mut s = String::new();
+    normalize_label(name, &mut s);
+    s
+}
+
+/// What of a log pipeline the index can answer: `|= "literal"` filters on the original line,
+/// and `name="value"` label filters on a correlation field after a plain `| json` or
+/// `| logfmt`, where nothing before could set that label another way. `None` when nothing.
+pub fn probe_for(stages: &[Stage], fields: &[String]) -> Option<Probe> {
+    let fields: Vec<String> = fields.iter().map(|f| normalized(f)).collect();
+    let mut p = Probe::default();
+    let mut line_changed = false;
+    let mut parsed = false;
+    let mut labels_unsafe = false;
+    for s in stages {
+        match s {
+            Stage::LineFilter(f) => {
+                if f.op == LineFilterOp::Contains && !line_changed && f.values.len() == 1 {
+                    if let LineFilterValue::Literal(lit) = &f.values[0] {
+                        p.tokens.extend(whole_tokens(lit.as_bytes()));
+                    }
+                }
+            }
+            Stage::LabelParser(LabelParserExpr::Json { expressions })
+            | Stage::LabelParser(LabelParserExpr::Logfmt { expressions, .. })
+                if expressions.is_empty() =>
+            {
+                parsed = true;
+            }
+            Stage::LabelParser(_) | Stage::LabelFormat(_) => labels_unsafe = true,
+            Stage::LineFormat(_) | Stage::Decolorize => line_changed = true,
+            Stage::DropLabels(_) | Stage::KeepLabels(_) => {}
+            Stage::LabelFilter(f) => {
+                if parsed && !labels_unsafe {
+                    equalities(f, &mut |name, value| {
+                        if !value.is_empty() && fields.iter().any(|x| x == name) {
+                            p.ids.push(hash(value.as_bytes()));
+                            p.id_fields.push(name.to_string());
+                        }
+                    });
+                }
+            }
+        }
+    }
+    (!p.is_empty()).then_some(p)
+}
+
+/// The `name="value"` conditions every entry passing `f` meets (its `and` chain).
+fn equalities(f: &LabelFilterExpr, out: &mut dyn FnMut(&str, &str)) {
+    match f {
+        LabelFilterExpr::String(m) if m.op == MatchOp::Eq => out(&m.name, &m.value),
+        LabelFilterExpr::And(a, b) => {
+            equalities(a, out);
+            equalities(b, out);
+        }
+        _ => {}
+    }
+}
+
+/// Finds the values of correlation fields in an entry, as the query pipeline would: runs
+/// `| json` and `| logfmt` (told to keep only those fields) over the stream labels and the
+/// entry's structured metadata.
+pub struct FieldExtractor {
+    json: Pipeline,
+    logfmt: Pipeline,
+    builder: LabelsBuilder,
+    names: Vec<String>,
+}
+
+impl FieldExtractor {
+    pub fn new(fields: &[String]) -> FieldExtractor {
+        let names: Vec<String> = fields.iter().map(|f| normalized(f)).collect();
+        let stages =
+            |parser: &str| match crate::logql::parse_expr(&format!("{{a=\"b\"}} | {parser}")) {
+                Ok(crate::logql::Expr::Log(l)) => l.pipeline,
+                _ => panic!("bug: {parser} does not parse"),
+            };
+        let json = Pipeline::with_hints(&stages("json"), Some(names.clone()))
+            .expect("bug: json pipeline compiles");
+        let logfmt = Pipeline::with_hints(&stages("logfmt"), Some(names.clone()))
+            .expect("bug: logfmt pipeline compiles");
+        FieldExtractor {
+            json,
+            logfmt,
+            builder: LabelsBuilder::new(),
+            names,
+        }
+    }
+
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    pub fn set_stream(&mut self, labels: &Labels) {
+        self.builder.set_stream(labels.pairs());
+    }
+
+    /// Calls `f(field index, value)` for each non-empty field value of the entry (a value
+    /// may come twice, from both parsers).
+    pub fn each(
+        &mut self,
+        line: &[u8],
+        metadata: &[(String, String)],
+        f: &mut dyn FnMut(usize, &str),
+    ) {
+        // `| json` gives nothing but an error for anything but an object, and the `| logfmt`
+        // pass sees the stream labels and metadata as well.
+        let first = line.iter().position(|b| !b.is_ascii_whitespace());
+        let json_like = first.is_some_and(|i| line[i] == b'{');
+        let passes = if json_like {
+            [Some(&mut self.json), Some(&mut self.logfmt)]
+        } else {
+            [None, Some(&mut self.logfmt)]
+        };
+        for p in passes.into_iter().flatten() {
+            self.builder.start_entry(metadata);
+            p.process(0, line, &mut self.builder);
+            for (i, n) in self.names.iter().enumerate() {
+                if let Some(v) = self.builder.get(n).filter(|v| !v.is_empty()) {
+                    f(i, v);
+                }
+            }
+        }
+    }
+}
+
+/// An opened index of one segment.
+pub struct SegmentIndex {
+    reader: IndexReader,
+    fields: Fields,
+    pub meta: IndexMeta,
+    pub path: PathBuf,
+}
+
+impl std::fmt::Debug for SegmentIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SegmentIndex({})", self.path.display())
+    }
+}
+
+/// Blocks that may hold what a probe asks for, by chunk offset.
+#[derive(Debug, Default)]
+pub struct Candidates {
+    blocks: HashMap<u64, Vec<u32>>,
+    unindexed: HashSet<u64>,
+}
+
+impl Candidates {
+    /// `None`: the chunk has nothing to read; `Some(None)`: read all its blocks;
+    /// `Some(Some(list))`: read only these (sorted).
+    pub fn for_chunk(&self, offset: u64) -> Option<Option<&[u32]>> {
+        if self.unindexed.contains(&offset) {
+            return Some(None);
+        }
+        self.blocks.get(&offset).map(|b| Some(&b[..]))
+    }
+}
+
+impl SegmentIndex {
+    /// Opens and checks the index of a segment (checksums, format, chunk count).
+    pub fn open(dir: &Path, seg: &SegmentReader) -> Result<SegmentIndex, IndexError> {
+        let tv = |source| IndexError::Tantivy {
+            path: dir.to_path_buf(),
+            source,
+        };
+        let damaged = |what: String| IndexError::Damaged {
+            path: dir.to_path_buf(),
+            what,
+        };
+        let text = std::fs::read(dir.join(META_FILE)).map_err(|source| IndexError::Io {
+            path: dir.join(META_FILE),
+            source,
+        })?;
+        let meta: IndexMeta =
+            serde_json::from_slice(&text).map_err(|e| damaged(format!("{META_FILE}: {e}")))?;
+        if meta.version != FORMAT_VERSION {
+            return Err(damaged(format!("format version {}", meta.version)));
+        }
+        if meta.chunks != seg.chunks.len() + seg.hidden_chunks {
+            return Err(damaged(format!(
+                "made for {} chunks, the segment has {}",
+                meta.chunks,
+                seg.chunks.len() + seg.hidden_chunks
+            )));
+        }
+        let index = Index::open_in_dir(dir).map_err(tv)?;
+        let bad = index.validate_checksum().map_err(tv)?;
+        if !bad.is_empty() {
+            return Err(damaged(format!("checksum mismatch in {bad:?}")));
+        }
+        let (_, fields) = schema();
+        let reader = index.reader().map_err(tv)?;
+        Ok(SegmentIndex {
+            reader,
+            fields,
+            meta,
+            path: dir.to_path_buf(),
+        })
+    }
+
+    /// Builds the index of a segment into `dir` (through `dir.tmp`, renamed when complete).
+    pub fn build(
+        seg: &SegmentReader,
+        dir: &Path,
+        fields: &[String],
+        tokens: bool,
+    ) -> Result<SegmentIndex, IndexError> {
+        let tmp = PathBuf::from(format!("{}{}", dir.display(), crate::files::TMP_SUFFIX));
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| IndexError::Io { path, source }
+        };
+        let tv = |source| IndexError::Tantivy {
+            path: tmp.clone(),
+            source,
+        };
+        match std::fs::remove_dir_all(&tmp) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&tmp)(e)),
+            _ => {}
+        }
+        std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+        let (schema, f) = schema();
+        let index = Index::create_in_dir(&tmp, schema).map_err(tv)?;
+        let mut writer: IndexWriter<TantivyDocument> =
+            index.writer_with_num_threads(1, 30_000_000).map_err(tv)?;
+        let mut extractor = FieldExtractor::new(fields);
+        let mut block = DecodedBlock::default();
+        let mut md: Vec<(String, String)> = Vec::new();
+        let (mut ids, mut toks) = (HashSet::new(), HashSet::new());
+        let mut unindexed = Vec::new();
+        // Hidden chunks are never read again (a later `without` only hides more).
+        for c in &seg.chunks {
+            let Ok(blocks) = chunk_blocks(seg.chunk_bytes(c)) else {
+                unindexed.push(c.offset);
+                continue;
+            };
+            extractor.set_stream(&seg.streams[c.stream as usize].labels);
+            let mut docs = Vec::with_capacity(blocks.len());
+            let mut ok = true;
+            for (bi, b) in blocks.iter().enumerate() {
+                if block.decode_from(b).is_err() {
+                    ok = false;
+                    break;
+                }
+                ids.clear();
+                toks.clear();
+                for i in 0..block.len() {
+                    let line = block.line(i);
+                    md.clear();
+                    md.extend(
+                        crate::chunk::metadata_pairs(block.metadata_raw(i))
+                            .map(|(k, v)| (k.to_string(), v.to_string())),
+                    );
+                    extractor.each(line, &md, &mut |_, v| {
+                        ids.insert(hash(v.as_bytes()));
+                    });
+                    if tokens {
+                        for_each_token(line, |t| {
+                            toks.insert(hash(t));
+                        });
+                    }
+                }
+                let mut doc = TantivyDocument::new();
+                doc.add_u64(f.chunk, c.offset);
+                doc.add_u64(f.block, bi as u64);
+                for h in &ids {
+                    doc.add_u64(f.id, *h);
+                }
+                for h in &toks {
+                    doc.add_u64(f.tok, *h);
+                }
+                docs.push(doc);
+            }
+            if !ok {
+                unindexed.push(c.offset);
+                continue;
+            }
+            for d in docs {
+                writer.add_document(d).map_err(tv)?;
+            }
+        }
+        writer.commit().map_err(tv)?;
+        writer.wait_merging_threads().map_err(tv)?;
+        let meta = IndexMeta {
+            version: FORMAT_VERSION,
+            fields: extractor.names().to_vec(),
+            tokens,
+            chunks: seg.chunks.len() + seg.hidden_chunks,
+            unindexed,
+        };
+        let meta_path = tmp.join(META_FILE);
+        let text = serde_json::to_vec(&meta).expect("bug: index meta encodes");
+        let mut file = std::fs::File::create(&meta_path).map_err(io(&meta_path))?;
+        std::io::Write::write_all(&mut file, &text).map_err(io(&meta_path))?;
+        file.sync_all().map_err(io(&meta_path))?;
+        drop(file);
+        crate::files::sync_dir(&tmp).map_err(io(&tmp))?;
+        match std::fs::remove_dir_all(dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(dir)(e)),
+            _ => {}
+        }
+        std::fs::rename(&tmp, dir).map_err(io(dir))?;
+        if let Some(parent) = dir.parent() {
+            crate::files::sync_dir(parent).map_err(io(parent))?;
+        }
+        SegmentIndex::open(dir, seg)
+    }
+
+    /// The blocks that may hold what `p` asks for; `None` when this index cannot narrow it
+    /// (tokens not indexed, a field it does not have).
+    pub fn candidates(&self, p: &Probe) -> Result<Option<Candidates>, IndexError> {
+        let tv = |source| IndexError::Tantivy {
+            path: self.path.clone(),
+            source,
+        };
+        let mut clauses: Vec<Box<dyn Query>> = Vec::new();
+        if self.meta.tokens {
+            for t in &p.tokens {
+                clauses.push(Box::new(TermQuery::new(
+                    Term::from_field_u64(self.fields.tok, *t),
+                    IndexRecordOption::Basic,
+                )));
+            }
+        }
+        if p.id_fields.iter().all(|f| self.meta.fields.contains(f)) {
+            for h in &p.ids {
+                clauses.push(Box::new(TermQuery::new(
+                    Term::from_field_u64(self.fields.id, *h),
+                    IndexRecordOption::Basic,
+                )));
+            }
+        }
+        if clauses.is_empty() {
+            return Ok(None);
+        }
+        let query = BooleanQuery::intersection(clauses);
+        let searcher = self.reader.searcher();
+        let docs = searcher.search(&query, &DocSetCollector).map_err(tv)?;
+        let mut out = Candidates {
+            blocks: HashMap::new(),
+            unindexed: self.meta.unindexed.iter().copied().collect(),
+        };
+        let mut columns = HashMap::new();
+        for d in docs {
+            let cols = match columns.entry(d.segment_ord) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    let ff = searcher.segment_reader(d.segment_ord).fast_fields();
+                    e.insert((ff.u64("chunk").map_err(tv)?, ff.u64("block").map_err(tv)?))
+                }
+            };
+            if let (Some(c), Some(b)) = (cols.0.first(d.doc_id), cols.1.first(d.doc_id)) {
+                out.blocks.entry(c).or_default().push(b as u32);
+            }
+        }
+        for v in out.blocks.values_mut() {
+            v.sort_unstable();
+        }
+        Ok(Some(out))
+    }
+}
+
+/// Where the index of the segment at `seg_path` lives.
+pub fn index_dir(seg_path: &Path) -> PathBuf {
+    seg_path.with_extension(crate::files::INDEX_EXT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tokens(line: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        for_each_token(line.as_bytes(), |t| {
+            out.push(String::from_utf8_lossy(t).into_owned())
+        });
+        out
+    }
+
+    #[test]
+    fn tokens_are_runs_of_4_to_64_letters_and_digits() {
+        assert_eq!(
+            tokens("GET /api/v1/users 200 took=12ms req-0001f3a2-0f3a"),
+            ["users", "took", "12ms", "0001f3a2", "0f3a"]
+        );
+        assert_eq!(tokens(&"x".repeat(65)), Vec::<String>::new());
+        assert_eq!(tokens("héllo wörld"), ["héllo", "wörld"]);
+    }
+
+    #[test]
+    fn whole_tokens_need_a_separator_on_both_sides() {
+        let h = |s: &str| hash(s.as_bytes());
+        assert_eq!(whole_tokens(b"req-0001f3a2-0f3a"), [h("0001f3a2")]);
+        assert_eq!(whole_tokens(b"0001f3a2"), Vec::<u64>::new());
+        assert_eq!(
+            whole_tokens(b" error: disk full "),
+            [h("error"), h("disk"), h("full")]
+        );
+        assert_eq!(whole_tokens(b"abc def"), Vec::<u64>::new());
+    }
+
+    #[track_caller]
+    fn probe(q: &str, want_tokens: &[&str], want_ids: &[&str]) {
+        let stages = match crate::logql::parse_expr(q).unwrap() {
+            crate::logql::Expr::Log(l) => l.pipeline,
+            _ => unreachable!(),
+        };
+        let fields: Vec<String> = crate::config::IndexConfig::default().fields;
+        let got = probe_for(&stages, &fields).unwrap_or_default();
+        let h = |s: &&str| hash(s.as_bytes());
+        assert_eq!(
+            got.tokens,
+            want_tokens.iter().map(h).collect::<Vec<_>>(),
+            "{q}"
+        );
+        assert_eq!(got.ids, want_ids.iter().map(h).collect::<Vec<_>>(), "{q}");
+    }
+
+    #[test]
+    fn what_the_index_can_answer() {
+        probe(r#"{a="b"} |= "req-0001f3a2-0f3a""#, &["0001f3a2"], &[]);
+        probe(r#"{a="b"} | json | request_id="r1""#, &[], &["r1"]);
+        probe(
+            r#"{a="b"} | logfmt | trace_id="t1" and status="500""#,
+            &[],
+            &["t1"],
+        );
+        probe(r#"{a="b"} | json | X_Request_ID="h1""#, &[], &["h1"]);
+        // Not answerable: negative or alternative filters, a changed line, a label that
+        // another stage could set, a field that is not a correlation field.
+        probe(r#"{a="b"} != " oops-1234 ""#, &[], &[]);
+        probe(r#"{a="b"} |= " oops-1234 " or "x""#, &[], &[]);
+        probe(
+            r#"{a="b"} | line_format "{{.x}}" |= " oops-1234 ""#,
+            &[],
+            &[],
+        );
+        probe(
+            r#"{a="b"} | regexp "(?P<request_id>.*)" | request_id="r1""#,
+            &[],
+            &[],
+        );
+        probe(
+            r#"{a="b"} | json | label_format request_id=x | request_id="r1""#,
+            &[],
+            &[],
+        );
+        probe(
+            r#"{a="b"} | json | request_id="r1" or request_id="r2""#,
+            &[],
+            &[],
+        );
+        probe(r#"{a="b"} | request_id="r1""#, &[], &[]);
+        probe(r#"{a="b"} | json | user="u1""#, &[], &[]);
+    }
+
+    #[test]
+    fn fields_come_out_as_the_parsers_name_them() {
+        let mut x = FieldExtractor::new(&crate::config::IndexConfig::default().fields);
+        x.set_stream(&Labels::parse(r#"{app="api"}"#).unwrap());
+        let mut got = Vec::new();
+        let mut each = |line: &str, md: &[(String, String)]| {
+            got.clear();
+            x.each(line.as_bytes(), md, &mut |i, v| {
+                got.push((i, v.to_string()))
+            });
+            got.sort();
+            got.dedup();
+            got.clone()
+        };
+        assert_eq!(
+            each(r#"{"request_id":"r1","trace_id":7}"#, &[]),
+            [(0, "r1".into()), (4, "7".into())]
+        );
+        assert_eq!(each("msg=hi X-Request-ID=h1", &[]), [(7, "h1".into())]);
+        assert_eq!(
+            each("plain line", &[("span_id".into(), "s1".into())]),
+            [(6, "s1".into())]
+        );
+        assert!(each(r#"{"nested":{"request_id":"r1"}}"#, &[]).is_empty());
+    }
+}

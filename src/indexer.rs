@@ -1,0 +1,104 @@
+//! The indexer thread: gives every segment its search index (`index`). After each flush and
+//! compaction the new segments have none; at start no segment has one attached. The thread
+//! opens the index on disk when there is one and it checks out, and builds it otherwise
+//! (missing, damaged, or made with other `index` settings). Queries read every block of a
+//! segment until its index is attached, so the index only ever makes them faster.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::index::{index_dir, IndexError, SegmentIndex};
+use crate::segment::SegmentReader;
+use crate::store::Store;
+
+/// A segment whose index could not be built is tried again after this long.
+const RETRY_AFTER: Duration = Duration::from_secs(600);
+
+impl Store {
+    /// Opens the segment's index, or builds it.
+    pub fn index_segment(&self, seg: &SegmentReader) -> Result<SegmentIndex, IndexError> {
+        let cfg = &self.cfg.index;
+        let dir = index_dir(seg.path());
+        let wanted = crate::index::FieldExtractor::new(&cfg.fields)
+            .names()
+            .to_vec();
+        if dir.exists() {
+            match SegmentIndex::open(&dir, seg) {
+                Ok(i) if i.meta.tokens == cfg.tokens && i.meta.fields == wanted => return Ok(i),
+                Ok(_) => {
+                    tracing::info!(index = %dir.display(), "index settings changed; rebuilding")
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "rebuilding a damaged index");
+                    self.metrics.inc("sawmill_index_damaged_total", &[], 1);
+                }
+            }
+        }
+        let started = Instant::now();
+        let built = SegmentIndex::build(seg, &dir, &cfg.fields, cfg.tokens)?;
+        self.metrics.inc("sawmill_index_builds_total", &[], 1);
+        self.metrics.observe(
+            "sawmill_index_build_duration_seconds",
+            &[],
+            started.elapsed().as_secs_f64(),
+        );
+        Ok(built)
+    }
+
+    /// Attaches an index to every segment that has none, until the store is dropped.
+    pub fn start_indexer(self: &Arc<Self>) {
+        if !self.cfg.index.enabled {
+            return;
+        }
+        let store = Arc::downgrade(self);
+        std::thread::Builder::new()
+            .name("indexer".into())
+            .spawn(move || {
+                let mut failed: HashMap<PathBuf, Instant> = HashMap::new();
+                loop {
+                    let Some(s) = store.upgrade() else { return };
+                    let did = s.index_pass(&mut failed);
+                    drop(s);
+                    if !did {
+                        std::thread::sleep(Duration::from_millis(200));
+                    }
+                }
+            })
+            .expect("bug: cannot spawn indexer thread");
+    }
+
+    /// Indexes one segment that needs it; false when none does.
+    fn index_pass(&self, failed: &mut HashMap<PathBuf, Instant>) -> bool {
+        for t in self.tenants() {
+            let segs = t.segments.read().clone();
+            for seg in segs {
+                if seg.search.get().is_some()
+                    || seg.chunks.is_empty()
+                    || failed
+                        .get(seg.path())
+                        .is_some_and(|at| at.elapsed() < RETRY_AFTER)
+                {
+                    continue;
+                }
+                match self.index_segment(&seg) {
+                    Ok(i) => {
+                        // Compaction may have deleted the segment meanwhile: so goes its index.
+                        if !seg.path().exists() {
+                            let _ = std::fs::remove_dir_all(index_dir(seg.path()));
+                        }
+                        let _ = seg.search.set(Arc::new(i));
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot index a segment; queries read all of it");
+                        self.metrics.inc("sawmill_index_failures_total", &[], 1);
+                        failed.insert(seg.path().to_path_buf(), Instant::now());
+                    }
+                }
+                return true;
+            }
+        }
+        false
+    }
+}

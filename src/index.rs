@@ -171,13 +171,13 @@ fn normalized(name: &str) -> String {
 }
 
 /// What of a log pipeline the index can answer: `|= "literal"` filters on the original line,
-/// and `name="value"` label filters on a correlation field after a plain `| json` or
-/// `| logfmt`, where nothing before could set that label another way. `None` when nothing.
+/// and `name="value"` label filters on a correlation field where the label can only come
+/// from the stream, structured metadata, or a plain `| json` or `| logfmt` (the sources the
+/// index reads), not from another parser or `label_format`. `None` when nothing.
 pub fn probe_for(stages: &[Stage], fields: &[String]) -> Option<Probe> {
     let fields: Vec<String> = fields.iter().map(|f| normalized(f)).collect();
     let mut p = Probe::default();
     let mut line_changed = false;
-    let mut parsed = false;
     let mut labels_unsafe = false;
     for s in stages {
         match s {
@@ -190,15 +190,12 @@ pub fn probe_for(stages: &[Stage], fields: &[String]) -> Option<Probe> {
             }
             Stage::LabelParser(LabelParserExpr::Json { expressions })
             | Stage::LabelParser(LabelParserExpr::Logfmt { expressions, .. })
-                if expressions.is_empty() =>
-            {
-                parsed = true;
-            }
+                if expressions.is_empty() => {}
             Stage::LabelParser(_) | Stage::LabelFormat(_) => labels_unsafe = true,
             Stage::LineFormat(_) | Stage::Decolorize => line_changed = true,
             Stage::DropLabels(_) | Stage::KeepLabels(_) => {}
             Stage::LabelFilter(f) => {
-                if parsed && !labels_unsafe {
+                if !labels_unsafe {
                     equalities(f, &mut |name, value| {
                         if !value.is_empty() && fields.iter().any(|x| x == name) {
                             p.ids.push(hash(value.as_bytes()));
@@ -297,6 +294,8 @@ pub struct SegmentIndex {
     fields: Fields,
     pub meta: IndexMeta,
     pub path: PathBuf,
+    /// Bytes on disk.
+    pub bytes: u64,
 }
 
 impl std::fmt::Debug for SegmentIndex {
@@ -357,11 +356,20 @@ impl SegmentIndex {
         }
         let (_, fields) = schema();
         let reader = index.reader().map_err(tv)?;
+        let bytes = std::fs::read_dir(dir)
+            .map_err(|source| IndexError::Io {
+                path: dir.to_path_buf(),
+                source,
+            })?
+            .filter_map(|e| e.ok()?.metadata().ok())
+            .map(|m| m.len())
+            .sum();
         Ok(SegmentIndex {
             reader,
             fields,
             meta,
             path: dir.to_path_buf(),
+            bytes,
         })
     }
 
@@ -617,7 +625,7 @@ mod tests {
             &[],
             &[],
         );
-        probe(r#"{a="b"} | request_id="r1""#, &[], &[]);
+        probe(r#"{a="b"} | request_id="r1""#, &[], &["r1"]);
         probe(r#"{a="b"} | json | user="u1""#, &[], &[]);
     }
 

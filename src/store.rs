@@ -804,6 +804,17 @@ impl Store {
                 tl.clone(),
                 segs.len() as f64,
             ));
+            let indexes: Vec<_> = segs.iter().filter_map(|s| s.search.get()).collect();
+            out.push((
+                "sawmill_index_segments".to_string(),
+                tl.clone(),
+                indexes.len() as f64,
+            ));
+            out.push((
+                "sawmill_index_bytes".to_string(),
+                tl.clone(),
+                indexes.iter().map(|i| i.bytes).sum::<u64>() as f64,
+            ));
             let head = t.head.lock();
             out.push((
                 "sawmill_ingester_memory_streams".to_string(),

@@ -50,6 +50,27 @@ pub const LOKI_ALIASES: [(&str, &str); 6] = [
 /// test lints `/metrics` with promtool, which wants one for each; add new metrics here).
 pub const HELP: &[(&str, &str)] = &[
     (
+        "index_bytes",
+        "Bytes of the segments' search indexes, by tenant.",
+    ),
+    (
+        "index_segments",
+        "Segments whose search index is attached (queries narrow their reads), by tenant.",
+    ),
+    ("index_builds_total", "Segment search indexes built."),
+    (
+        "index_build_duration_seconds",
+        "Time to build a segment's search index.",
+    ),
+    (
+        "index_damaged_total",
+        "Segment search indexes found damaged on open (rebuilt).",
+    ),
+    (
+        "index_failures_total",
+        "Segment search indexes that could not be built (retried after 10 minutes).",
+    ),
+    (
         "notifications_dropped_total",
         "Alerts dropped because an Alertmanager's queue was full, by alertmanager.",
     ),

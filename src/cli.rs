@@ -358,6 +358,8 @@ enum BenchCommand {
     Query(BenchQueryArgs),
     /// Live tail latency: push acknowledged → line on a tail, against a running server.
     Tail(BenchTailArgs),
+    /// Search index: build cost and size, ID lookups and needle queries with and without it.
+    Index(BenchIndexArgs),
 }
 
 #[derive(Args)]
@@ -380,6 +382,26 @@ pub struct BenchQueryArgs {
     /// After the queries, compact (timed), then run the queries again.
     #[arg(long)]
     pub compact: bool,
+}
+
+#[derive(Args)]
+pub struct BenchIndexArgs {
+    /// Lines to generate (requests of 3 to 8 lines across 8 services, 2 namespaces).
+    #[arg(long, default_value_t = 10_000_000)]
+    pub lines: usize,
+    #[arg(long, default_value_t = 24)]
+    pub hours: u32,
+    /// Write a segment every this many lines.
+    #[arg(long, default_value_t = 250_000)]
+    pub flush_every: usize,
+    /// Lookups: 7 times this many IDs.
+    #[arg(long, default_value_t = 7)]
+    pub runs: usize,
+    /// Index correlation fields only, not every token.
+    #[arg(long)]
+    pub no_tokens: bool,
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -440,6 +462,10 @@ pub fn main() -> i32 {
         Command::Serve(a) => serve(a),
         Command::Bench(BenchCommand::Push(a)) => crate::bench::push(a),
         Command::Bench(BenchCommand::Tail(a)) => crate::bench::tail(a),
+        Command::Bench(BenchCommand::Index(a)) => {
+            crate::server::tune_allocator();
+            crate::bench::index(a)
+        }
         Command::Bench(BenchCommand::Query(a)) => {
             // The in-process benchmark runs with the allocator settings the server uses.
             crate::server::tune_allocator();

@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use tantivy::collector::DocSetCollector;
 use tantivy::query::{BooleanQuery, Query, TermQuery};
 use tantivy::schema::{Field, IndexRecordOption, Schema, FAST, INDEXED};
-use tantivy::{Index, IndexReader, IndexWriter, TantivyDocument, Term};
+use tantivy::{Index, IndexReader, SingleSegmentIndexWriter, TantivyDocument, Term};
 use thiserror::Error;
 
 use crate::chunk::{chunk_blocks, DecodedBlock};
@@ -38,7 +38,7 @@ use crate::query::labels_builder::{normalize_label, LabelsBuilder};
 use crate::query::pipeline::Pipeline;
 use crate::segment::SegmentReader;
 
-const FORMAT_VERSION: u32 = 1;
+const FORMAT_VERSION: u32 = 2;
 const META_FILE: &str = "sawmill-index.json";
 pub const MIN_TOKEN: usize = 4;
 pub const MAX_TOKEN: usize = 64;
@@ -66,6 +66,10 @@ pub struct IndexMeta {
     /// Normalized field names whose values are in `id`.
     pub fields: Vec<String>,
     pub tokens: bool,
+    /// Terms are the top `id_bits` / `tok_bits` bits of the hashes: about two postings per
+    /// term, which keeps the term dictionary small (see `bucket_bits`).
+    pub id_bits: u32,
+    pub tok_bits: u32,
     pub chunks: usize,
     /// Offsets of chunks that could not be read when the index was built.
     pub unindexed: Vec<u64>,
@@ -95,8 +99,32 @@ pub fn hash(bytes: &[u8]) -> u64 {
     xxhash_rust::xxh3::xxh3_64(bytes)
 }
 
+/// Bits of hash kept as the term: about a quarter as many terms as postings. High-entropy
+/// values (trace and span IDs) are mostly unique, so exact terms would cost a dictionary
+/// entry each; a bucket costs a few blocks read in vain (the query checks every entry), and
+/// far fewer when a probe has several terms.
+fn bucket_bits(postings: usize) -> u32 {
+    ((postings / 4).max(1).next_power_of_two().trailing_zeros()).clamp(8, 32)
+}
+
+fn bucket(h: u64, bits: u32) -> u64 {
+    h >> (64 - bits)
+}
+
+/// Letters, digits and non-ASCII bytes, as a table (the tokenizer reads every byte).
+const TOKEN_BYTE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = b.is_ascii_alphanumeric() || b >= 0x80;
+        i += 1;
+    }
+    t
+};
+
 fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b >= 0x80
+    TOKEN_BYTE[b as usize]
 }
 
 /// Calls `f` with every token of `line` that the index keeps (4 to 64 bytes).
@@ -396,13 +424,16 @@ impl SegmentIndex {
         std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
         let (schema, f) = schema();
         let index = Index::create_in_dir(&tmp, schema).map_err(tv)?;
-        let mut writer: IndexWriter<TantivyDocument> =
-            index.writer_with_num_threads(1, 30_000_000).map_err(tv)?;
+        // One tantivy segment (one term dictionary), written in memory then to `tmp`.
+        let mut writer: SingleSegmentIndexWriter<TantivyDocument> =
+            SingleSegmentIndexWriter::new(index, 200_000_000).map_err(tv)?;
         let mut extractor = FieldExtractor::new(fields);
         let mut block = DecodedBlock::default();
         let mut md: Vec<(String, String)> = Vec::new();
-        let (mut ids, mut toks) = (HashSet::new(), HashSet::new());
+        let (mut ids, mut toks): (Vec<u64>, Vec<u64>) = (Vec::new(), Vec::new());
         let mut unindexed = Vec::new();
+        // (chunk offset, block, id hashes, token hashes) of every block, then the documents.
+        let mut blocks_terms: Vec<(u64, u64, Vec<u64>, Vec<u64>)> = Vec::new();
         // Hidden chunks are never read again (a later `without` only hides more).
         for c in &seg.chunks {
             let Ok(blocks) = chunk_blocks(seg.chunk_bytes(c)) else {
@@ -426,40 +457,50 @@ impl SegmentIndex {
                         crate::chunk::metadata_pairs(block.metadata_raw(i))
                             .map(|(k, v)| (k.to_string(), v.to_string())),
                     );
-                    extractor.each(line, &md, &mut |_, v| {
-                        ids.insert(hash(v.as_bytes()));
-                    });
+                    extractor.each(line, &md, &mut |_, v| ids.push(hash(v.as_bytes())));
                     if tokens {
-                        for_each_token(line, |t| {
-                            toks.insert(hash(t));
-                        });
+                        for_each_token(line, |t| toks.push(hash(t)));
                     }
                 }
-                let mut doc = TantivyDocument::new();
-                doc.add_u64(f.chunk, c.offset);
-                doc.add_u64(f.block, bi as u64);
-                for h in &ids {
-                    doc.add_u64(f.id, *h);
+                for v in [&mut ids, &mut toks] {
+                    v.sort_unstable();
+                    v.dedup();
                 }
-                for h in &toks {
-                    doc.add_u64(f.tok, *h);
-                }
-                docs.push(doc);
+                docs.push((c.offset, bi as u64, ids.clone(), toks.clone()));
             }
             if !ok {
                 unindexed.push(c.offset);
                 continue;
             }
-            for d in docs {
-                writer.add_document(d).map_err(tv)?;
-            }
+            blocks_terms.extend(docs);
         }
-        writer.commit().map_err(tv)?;
-        writer.wait_merging_threads().map_err(tv)?;
+        let id_bits = bucket_bits(blocks_terms.iter().map(|b| b.2.len()).sum());
+        let tok_bits = bucket_bits(blocks_terms.iter().map(|b| b.3.len()).sum());
+        for (chunk, block, ids, toks) in blocks_terms {
+            let mut doc = TantivyDocument::new();
+            doc.add_u64(f.chunk, chunk);
+            doc.add_u64(f.block, block);
+            let mut terms: Vec<u64> = ids.iter().map(|h| bucket(*h, id_bits)).collect();
+            terms.sort_unstable();
+            terms.dedup();
+            for t in terms {
+                doc.add_u64(f.id, t);
+            }
+            let mut terms: Vec<u64> = toks.iter().map(|h| bucket(*h, tok_bits)).collect();
+            terms.sort_unstable();
+            terms.dedup();
+            for t in terms {
+                doc.add_u64(f.tok, t);
+            }
+            writer.add_document(doc).map_err(tv)?;
+        }
+        writer.finalize().map_err(tv)?;
         let meta = IndexMeta {
             version: FORMAT_VERSION,
             fields: extractor.names().to_vec(),
             tokens,
+            id_bits,
+            tok_bits,
             chunks: seg.chunks.len() + seg.hidden_chunks,
             unindexed,
         };
@@ -492,7 +533,7 @@ impl SegmentIndex {
         if self.meta.tokens {
             for t in &p.tokens {
                 clauses.push(Box::new(TermQuery::new(
-                    Term::from_field_u64(self.fields.tok, *t),
+                    Term::from_field_u64(self.fields.tok, bucket(*t, self.meta.tok_bits)),
                     IndexRecordOption::Basic,
                 )));
             }
@@ -500,7 +541,7 @@ impl SegmentIndex {
         if p.id_fields.iter().all(|f| self.meta.fields.contains(f)) {
             for h in &p.ids {
                 clauses.push(Box::new(TermQuery::new(
-                    Term::from_field_u64(self.fields.id, *h),
+                    Term::from_field_u64(self.fields.id, bucket(*h, self.meta.id_bits)),
                     IndexRecordOption::Basic,
                 )));
             }

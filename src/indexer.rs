@@ -13,6 +13,19 @@ use crate::index::{index_dir, IndexError, SegmentIndex};
 use crate::segment::SegmentReader;
 use crate::store::Store;
 
+/// The indexer's nice value: under full load ingest comes first and the index catches up
+/// when the load drops (queries read whole segments meanwhile).
+const NICE: i32 = 10;
+
+/// Lowers the calling thread's scheduling priority (Linux: per thread).
+fn lower_priority() {
+    // SAFETY: plain system calls on the calling thread, no memory involved.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, NICE);
+    }
+}
+
 /// A segment whose index could not be built is tried again after this long.
 const RETRY_AFTER: Duration = Duration::from_secs(600);
 
@@ -56,6 +69,7 @@ impl Store {
         std::thread::Builder::new()
             .name("indexer".into())
             .spawn(move || {
+                lower_priority();
                 let mut failed: HashMap<PathBuf, Instant> = HashMap::new();
                 loop {
                     let Some(s) = store.upgrade() else { return };

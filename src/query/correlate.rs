@@ -33,7 +33,7 @@ pub struct Correlation {
 }
 
 struct Finder<'a> {
-    id: &'a [u8],
+    needle: memmem::Finder<'a>,
     id_text: &'a str,
     fields: FieldExtractor,
     /// Service and level fields, read only for entries that carry the ID.
@@ -52,10 +52,7 @@ impl EntryVisitor for Finder<'_> {
 
     fn entry(&mut self, ts: i64, line: &[u8], md: &[u8]) {
         let in_labels = self.labels.pairs().iter().any(|(_, v)| v == self.id_text);
-        if !in_labels
-            && memmem::find(line, self.id).is_none()
-            && memmem::find(md, self.id).is_none()
-        {
+        if !in_labels && self.needle.find(line).is_none() && self.needle.find(md).is_none() {
             return;
         }
         self.md.clear();
@@ -97,7 +94,7 @@ pub fn correlate(
     let mut snap = snapshot(tenant, &[], start, end);
     snap.narrow_by(&Probe::correlation(id, &cfg.fields));
     let mut finder = Finder {
-        id: id.as_bytes(),
+        needle: memmem::Finder::new(id.as_bytes()),
         id_text: id,
         fields: FieldExtractor::new(&cfg.fields),
         about: FieldExtractor::new(&[cfg.service_label.clone(), cfg.level_label.clone()]),

@@ -93,33 +93,60 @@ pub fn correlate(
 ) -> Result<Correlation, QueryError> {
     let mut snap = snapshot(tenant, &[], start, end);
     snap.narrow_by(&Probe::correlation(id, &cfg.fields));
-    let mut finder = Finder {
-        needle: memmem::Finder::new(id.as_bytes()),
-        id_text: id,
-        fields: FieldExtractor::new(&cfg.fields),
-        about: FieldExtractor::new(&[cfg.service_label.clone(), cfg.level_label.clone()]),
-        labels: Labels::default(),
-        md: Vec::new(),
-        found: Vec::new(),
-    };
+    let parts = super::parallelism();
+    let results: Vec<(Vec<CorrelatedEntry>, QueryStats)> = std::thread::scope(|sc| {
+        let handles: Vec<_> = (0..parts)
+            .map(|index| {
+                let (snap, cancel) = (&snap, cancel.clone());
+                sc.spawn(move || {
+                    let mut finder = Finder {
+                        needle: memmem::Finder::new(id.as_bytes()),
+                        id_text: id,
+                        fields: FieldExtractor::new(&cfg.fields),
+                        about: FieldExtractor::new(&[
+                            cfg.service_label.clone(),
+                            cfg.level_label.clone(),
+                        ]),
+                        labels: Labels::default(),
+                        md: Vec::new(),
+                        found: Vec::new(),
+                    };
+                    let mut stats = QueryStats {
+                        cancel,
+                        ..QueryStats::default()
+                    };
+                    let part = Part { index, of: parts };
+                    scan(
+                        snap,
+                        &[],
+                        &|_| true,
+                        start,
+                        end,
+                        part,
+                        &mut stats,
+                        &mut finder,
+                    );
+                    (finder.found, stats)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("bug: correlate part panicked"))
+            .collect()
+    });
     let mut stats = QueryStats {
         cancel,
         ..QueryStats::default()
     };
-    scan(
-        &snap,
-        &[],
-        &|_| true,
-        start,
-        end,
-        Part::ALL,
-        &mut stats,
-        &mut finder,
-    );
+    let mut entries = Vec::new();
+    for (found, part_stats) in results {
+        stats.merge(part_stats);
+        entries.extend(found);
+    }
     if stats.stopped {
         return Err(QueryError::Stopped);
     }
-    let mut entries = finder.found;
     entries.sort_by(|a, b| a.ts.cmp(&b.ts).then_with(|| a.labels.cmp(&b.labels)));
     let truncated = entries.len() > limit;
     entries.truncate(limit);

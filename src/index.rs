@@ -9,7 +9,9 @@
 //!                        `| json` or `| logfmt` would give an entry of the block, or that its
 //!                        structured metadata or stream labels carry under that name
 //!   tok    u64 indexed   xxh3 of each token of each line: a run of 4 to 64 ASCII letters,
-//!                        digits or non-ASCII bytes (`index.tokens`)
+//!                        digits or non-ASCII bytes (`index.tokens`), except tokens that are
+//!                        also an ID value of the block (trace and span IDs): a token is
+//!                        looked up in both fields
 //! ```
 //! plus `sawmill-index.json`: format version, the fields and whether tokens were indexed,
 //! the number of chunks, and the chunks left out (damaged), which queries always read.
@@ -38,7 +40,7 @@ use crate::query::labels_builder::{normalize_label, LabelsBuilder};
 use crate::query::pipeline::Pipeline;
 use crate::segment::SegmentReader;
 
-const FORMAT_VERSION: u32 = 2;
+const FORMAT_VERSION: u32 = 3;
 const META_FILE: &str = "sawmill-index.json";
 pub const MIN_TOKEN: usize = 4;
 pub const MAX_TOKEN: usize = 64;
@@ -466,6 +468,10 @@ impl SegmentIndex {
                     v.sort_unstable();
                     v.dedup();
                 }
+                // A token that is also an ID value is found through `id`.
+                if !ids.is_empty() {
+                    toks.retain(|t| ids.binary_search(t).is_err());
+                }
                 docs.push((c.offset, bi as u64, ids.clone(), toks.clone()));
             }
             if !ok {
@@ -531,20 +537,24 @@ impl SegmentIndex {
             source,
         };
         let mut clauses: Vec<Box<dyn Query>> = Vec::new();
+        let term = |field, value| -> Box<dyn Query> {
+            Box::new(TermQuery::new(
+                Term::from_field_u64(field, value),
+                IndexRecordOption::Basic,
+            ))
+        };
         if self.meta.tokens {
             for t in &p.tokens {
-                clauses.push(Box::new(TermQuery::new(
-                    Term::from_field_u64(self.fields.tok, bucket(*t, self.meta.tok_bits)),
-                    IndexRecordOption::Basic,
-                )));
+                // In `tok`, or in `id` when the token is also an ID value of the block.
+                clauses.push(Box::new(BooleanQuery::union(vec![
+                    term(self.fields.tok, bucket(*t, self.meta.tok_bits)),
+                    term(self.fields.id, bucket(*t, self.meta.id_bits)),
+                ])));
             }
         }
         if p.id_fields.iter().all(|f| self.meta.fields.contains(f)) {
             for h in &p.ids {
-                clauses.push(Box::new(TermQuery::new(
-                    Term::from_field_u64(self.fields.id, bucket(*h, self.meta.id_bits)),
-                    IndexRecordOption::Basic,
-                )));
+                clauses.push(term(self.fields.id, bucket(*h, self.meta.id_bits)));
             }
         }
         if clauses.is_empty() {

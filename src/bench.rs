@@ -253,46 +253,19 @@ fn median(mut v: Vec<Duration>) -> Duration {
 /// times the five queries and prints each one's median; with `compact`, compacts the
 /// segments (printing throughput and disk bytes before and after) and times the queries again.
 pub fn query(a: BenchQueryArgs) -> anyhow::Result<()> {
-    use crate::config::Config;
     use crate::ingest::{validate::Validated, Entry, ValidStream};
-    use crate::labels::Labels;
 
     let dir = a.data_dir.clone().unwrap_or_else(|| {
         std::env::temp_dir().join(format!("sawmill-bench-query-{}", std::process::id()))
     });
     let fresh = a.data_dir.is_none();
     let _ = std::fs::remove_dir_all(&dir);
-    let mut cfg = Config::default();
-    cfg.common.path_prefix = dir.clone();
-    cfg.limits_config.reject_old_samples = false;
-    cfg.limits_config.ingestion_rate_mb = 1e9;
-    cfg.limits_config.ingestion_burst_size_mb = 1e9;
-    cfg.ingester.flush_check_period = Duration::from_secs(3600);
-    let store = crate::store::Store::new(Arc::new(cfg));
-    store.recover()?;
-
-    let hour = 3_600_000_000_000i64;
-    let span = hour * a.hours.max(1) as i64;
-    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
-    let start = (now / hour - 1) * hour - span;
-    let end = start + span;
-    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-    let mut rng = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        (seed >> 11) as usize
-    };
+    let store = bench_store(&dir, |_| {})?;
+    let (start, end) = bench_span(a.hours);
+    let span = end - start;
+    let mut rng = xorshift(0x9e37_79b9_7f4a_7c15);
     // Streams are app x namespace; the level is a field of the line.
-    let streams: Vec<Labels> = (0..16)
-        .map(|s| {
-            Labels::from_pairs(vec![
-                ("app".into(), APPS[s % 8].into()),
-                ("namespace".into(), NAMESPACES[s / 8].into()),
-                ("job".into(), "bench".into()),
-            ])
-        })
-        .collect();
+    let streams = bench_streams();
     let generated = Instant::now();
     let mut raw_bytes = 0usize;
     let mut needle = String::new();
@@ -581,47 +554,20 @@ fn request_line(
 /// against ingest, its size against the data); then the ID lookup (`correlate`) and
 /// `|= "<request id>"` over all streams, with the indexes attached and without them.
 pub fn index(a: crate::cli::BenchIndexArgs) -> anyhow::Result<()> {
-    use crate::config::Config;
     use crate::ingest::{validate::Validated, Entry, ValidStream};
-    use crate::labels::Labels;
     use crate::query::{select_logs, Cancel, Direction, LogQuery};
 
     let dir = a.data_dir.clone().unwrap_or_else(|| {
         std::env::temp_dir().join(format!("sawmill-bench-index-{}", std::process::id()))
     });
     let _ = std::fs::remove_dir_all(&dir);
-    let mut cfg = Config::default();
-    cfg.common.path_prefix = dir.clone();
-    cfg.limits_config.reject_old_samples = false;
-    cfg.limits_config.ingestion_rate_mb = 1e9;
-    cfg.limits_config.ingestion_burst_size_mb = 1e9;
-    cfg.ingester.flush_check_period = Duration::from_secs(3600);
-    cfg.index.tokens = !a.no_tokens;
-    let cfg = Arc::new(cfg);
-    let store = crate::store::Store::new(cfg.clone());
-    store.recover()?;
-
-    let hour = 3_600_000_000_000i64;
-    let span = hour * a.hours.max(1) as i64;
-    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
-    let start = (now / hour - 1) * hour - span;
-    let end = start + span;
-    let mut seed = 0x2545_f491_4f6c_dd1du64;
-    let mut rng = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        (seed >> 11) as usize
-    };
-    let streams: Vec<Labels> = (0..16)
-        .map(|s| {
-            Labels::from_pairs(vec![
-                ("app".into(), APPS[s % 8].into()),
-                ("namespace".into(), NAMESPACES[s / 8].into()),
-                ("job".into(), "bench".into()),
-            ])
-        })
-        .collect();
+    let no_tokens = a.no_tokens;
+    let store = bench_store(&dir, |c| c.index.tokens = !no_tokens)?;
+    let cfg = store.cfg.clone();
+    let (start, end) = bench_span(a.hours);
+    let span = end - start;
+    let mut rng = xorshift(0x2545_f491_4f6c_dd1d);
+    let streams = bench_streams();
     let t_ingest = Instant::now();
     let (mut raw_bytes, mut lines, mut requests) = (0usize, 0usize, 0usize);
     let mut ids: Vec<String> = Vec::new();
@@ -768,4 +714,54 @@ pub fn index(a: crate::cli::BenchIndexArgs) -> anyhow::Result<()> {
         let _ = std::fs::remove_dir_all(&dir);
     }
     Ok(())
+}
+
+/// A fresh in-process store for the benchmarks: no rate limit, no old-sample rejection, no
+/// periodic flush; `tune` adjusts the rest.
+fn bench_store(
+    dir: &std::path::Path,
+    tune: impl FnOnce(&mut crate::config::Config),
+) -> anyhow::Result<Arc<crate::store::Store>> {
+    let mut cfg = crate::config::Config::default();
+    cfg.common.path_prefix = dir.to_path_buf();
+    cfg.limits_config.reject_old_samples = false;
+    cfg.limits_config.ingestion_rate_mb = 1e9;
+    cfg.limits_config.ingestion_burst_size_mb = 1e9;
+    cfg.ingester.flush_check_period = Duration::from_secs(3600);
+    tune(&mut cfg);
+    let store = crate::store::Store::new(Arc::new(cfg));
+    store.recover()?;
+    Ok(store)
+}
+
+/// `[start, end)` of `hours` whole hours, ending an hour before the current one.
+fn bench_span(hours: u32) -> (i64, i64) {
+    let hour = 3_600_000_000_000i64;
+    let span = hour * hours.max(1) as i64;
+    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
+    let start = (now / hour - 1) * hour - span;
+    (start, start + span)
+}
+
+/// A xorshift generator: fast, and the same data on every run.
+fn xorshift(mut seed: u64) -> impl FnMut() -> usize {
+    move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed >> 11) as usize
+    }
+}
+
+/// The benchmarks' 16 streams: 8 apps × 2 namespaces.
+fn bench_streams() -> Vec<crate::labels::Labels> {
+    (0..16)
+        .map(|s| {
+            crate::labels::Labels::from_pairs(vec![
+                ("app".into(), APPS[s % 8].into()),
+                ("namespace".into(), NAMESPACES[s / 8].into()),
+                ("job".into(), "bench".into()),
+            ])
+        })
+        .collect()
 }

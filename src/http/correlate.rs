@@ -34,16 +34,8 @@ pub async fn correlate(
         .to_string();
     let limits = state.store.limits_for(&tenant);
     let now = now_ns();
-    let end = match p.get("end").filter(|e| !e.is_empty()) {
-        Some(e) => super::params::parse_timestamp(e)
-            .map_err(|m| ApiError::BadRequest(format!("invalid end: {m}")))?,
-        None => now,
-    };
-    let start = match p.get("start").filter(|s| !s.is_empty()) {
-        Some(s) => super::params::parse_timestamp(s)
-            .map_err(|m| ApiError::BadRequest(format!("invalid start: {m}")))?,
-        None => end - DEFAULT_SINCE_NS,
-    };
+    let end = p.timestamp("end")?.unwrap_or(now);
+    let start = p.timestamp("start")?.unwrap_or(end - DEFAULT_SINCE_NS);
     if start > end {
         return Err(ApiError::BadRequest("invalid start: after end".into()));
     }

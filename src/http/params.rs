@@ -46,6 +46,16 @@ impl Params {
     }
 
     /// The `query` parameter, required.
+    /// A timestamp parameter in any form Loki takes; `None` when absent or empty.
+    pub fn timestamp(&self, key: &str) -> Result<Option<i64>, ApiError> {
+        match self.get(key).filter(|v| !v.is_empty()) {
+            None => Ok(None),
+            Some(v) => parse_timestamp(v)
+                .map(Some)
+                .map_err(|m| ApiError::BadRequest(format!("invalid {key}: {m}"))),
+        }
+    }
+
     pub fn query(&self) -> Result<&str, ApiError> {
         self.get("query")
             .filter(|q| !q.is_empty())

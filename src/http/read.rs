@@ -160,11 +160,7 @@ pub async fn query_instant(
 ) -> Result<Response, ApiError> {
     let q = p.query()?;
     let limits = state.store.limits_for(&tenant);
-    let time = match p.get("time") {
-        Some(t) if !t.is_empty() => super::params::parse_timestamp(t)
-            .map_err(|m| ApiError::BadRequest(format!("invalid time: {m}")))?,
-        _ => now_ns(),
-    };
+    let time = p.timestamp("time")?.unwrap_or_else(now_ns);
     p.limit(limits.max_entries_limit_per_query)?;
     match logql::parse_expr(q).map_err(parse_error)? {
         Expr::Log(_) => Err(ApiError::BadRequest(

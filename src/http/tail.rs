@@ -70,11 +70,7 @@ pub async fn tail(
         Some(_) => p.limit(limits.max_entries_limit_per_query)?,
     };
     let now = now_ns();
-    let start = match p.get("start").filter(|s| !s.is_empty()) {
-        Some(s) => super::params::parse_timestamp(s)
-            .map_err(|m| ApiError::BadRequest(format!("invalid start: {m}")))?,
-        None => now - 3_600_000_000_000,
-    };
+    let start = p.timestamp("start")?.unwrap_or(now - 3_600_000_000_000);
     // Compiled once here so that a bad pipeline is a 400 before the upgrade.
     Pipeline::new(&log.pipeline).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     // Registered before the history is read, so nothing pushed in between is missed.

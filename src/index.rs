@@ -301,10 +301,14 @@ impl FieldExtractor {
         // pass sees the stream labels and metadata as well.
         let first = line.iter().position(|b| !b.is_ascii_whitespace());
         let json_like = first.is_some_and(|i| line[i] == b'{');
-        let passes = if json_like {
-            [Some(&mut self.json), Some(&mut self.logfmt)]
-        } else {
-            [None, Some(&mut self.logfmt)]
+        // `| logfmt` finds a non-empty value only after an `=`; without one it gives nothing
+        // the index keeps, except what the stream labels and metadata carry, which the `| json`
+        // pass reads too.
+        let logfmt_values = memchr::memchr(b'=', line).is_some();
+        let passes = match (json_like, logfmt_values) {
+            (true, true) => [Some(&mut self.json), Some(&mut self.logfmt)],
+            (true, false) => [Some(&mut self.json), None],
+            (false, _) => [None, Some(&mut self.logfmt)],
         };
         for p in passes.into_iter().flatten() {
             self.builder.start_entry(metadata);

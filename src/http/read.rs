@@ -56,10 +56,12 @@ pub(super) fn parse_error(e: logql::ParseError) -> ApiError {
 }
 
 /// Runs blocking query work off the async threads.
+/// The request's span (and its request ID) goes along, so the work's log lines carry it.
 pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(f))
         .await
         .map_err(|e| ApiError::Internal(format!("query task failed: {e}")))?
 }

@@ -94,11 +94,15 @@ pub fn correlate(
     let mut snap = snapshot(tenant, &[], start, end);
     snap.narrow_by(&Probe::correlation(id, &cfg.fields));
     let parts = super::parallelism();
+    // Part threads log under the request's span (its request ID).
+    let span = tracing::Span::current();
     let results: Vec<(Vec<CorrelatedEntry>, QueryStats)> = std::thread::scope(|sc| {
         let handles: Vec<_> = (0..parts)
             .map(|index| {
                 let (snap, cancel) = (&snap, cancel.clone());
+                let span = span.clone();
                 sc.spawn(move || {
+                    let _in = span.enter();
                     let mut finder = Finder {
                         needle: memmem::Finder::new(id.as_bytes()),
                         id_text: id,

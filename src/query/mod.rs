@@ -603,11 +603,15 @@ pub fn select_logs(
     };
     let parts = parallelism();
     let forward = q.direction == Direction::Forward;
+    // Part threads log under the request's span (its request ID).
+    let span = tracing::Span::current();
     let results: Vec<(TopN, QueryStats)> = std::thread::scope(|sc| {
         let handles: Vec<_> = (0..parts)
             .map(|index| {
                 let (snap, cancel) = (&snap, stats.cancel.clone());
+                let span = span.clone();
                 sc.spawn(move || {
+                    let _in = span.enter();
                     let pipeline = pipeline::Pipeline::new(&q.pipeline)
                         .expect("bug: pipeline compiled once already");
                     let filter = pipeline::Pipeline::new(&q.pipeline)
@@ -876,12 +880,16 @@ impl metric::SampleSource for LogSampleSource {
         let count_errors_before_unwrap =
             agg.op == RangeOp::AvgOverTime && agg.range.unwrap.is_some();
         let parts = parallelism();
+        // Part threads log under the request's span (its request ID).
+        let span = tracing::Span::current();
         let results: Vec<(Vec<(SeriesKey, Samples)>, QueryStats)> = std::thread::scope(|sc| {
             let handles: Vec<_> = (0..parts)
                 .map(|index| {
                     let (snap, cancel, grouping) =
                         (&snap, self.stats.cancel.clone(), grouping.clone());
+                    let span = span.clone();
                     sc.spawn(move || {
+                        let _in = span.enter();
                         let extractor = pipeline::SampleExtractor::new(
                             &log.pipeline,
                             agg.range.unwrap.as_ref(),

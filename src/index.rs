@@ -129,43 +129,40 @@ fn is_token_byte(b: u8) -> bool {
     TOKEN_BYTE[b as usize]
 }
 
-/// Calls `f` with every token of `line` that the index keeps (4 to 64 bytes).
-pub fn for_each_token(line: &[u8], mut f: impl FnMut(&[u8])) {
+/// Calls `f(start, end)` for every maximal run of token bytes in `bytes`, of 4 to 64 bytes.
+fn for_each_run(bytes: &[u8], mut f: impl FnMut(usize, usize)) {
     let mut start: Option<usize> = None;
-    for (i, &b) in line.iter().enumerate() {
+    let mut close = |s: usize, e: usize| {
+        if (MIN_TOKEN..=MAX_TOKEN).contains(&(e - s)) {
+            f(s, e);
+        }
+    };
+    for (i, &b) in bytes.iter().enumerate() {
         if is_token_byte(b) {
-            if start.is_none() {
-                start = Some(i);
-            }
+            start.get_or_insert(i);
         } else if let Some(s) = start.take() {
-            if (MIN_TOKEN..=MAX_TOKEN).contains(&(i - s)) {
-                f(&line[s..i]);
-            }
+            close(s, i);
         }
     }
     if let Some(s) = start {
-        if (MIN_TOKEN..=MAX_TOKEN).contains(&(line.len() - s)) {
-            f(&line[s..]);
-        }
+        close(s, bytes.len());
     }
+}
+
+/// Calls `f` with every token of `line` that the index keeps (4 to 64 bytes).
+pub fn for_each_token(line: &[u8], mut f: impl FnMut(&[u8])) {
+    for_each_run(line, |s, e| f(&line[s..e]));
 }
 
 /// The tokens a line containing `literal` must have whole: those with a separator on both
 /// sides inside the literal (a token at either edge may continue in the line).
 pub fn whole_tokens(literal: &[u8]) -> Vec<u64> {
     let mut out = Vec::new();
-    let mut start: Option<usize> = None;
-    for (i, &b) in literal.iter().enumerate() {
-        if is_token_byte(b) {
-            if start.is_none() {
-                start = Some(i);
-            }
-        } else if let Some(s) = start.take() {
-            if s > 0 && (MIN_TOKEN..=MAX_TOKEN).contains(&(i - s)) {
-                out.push(hash(&literal[s..i]));
-            }
+    for_each_run(literal, |s, e| {
+        if s > 0 && e < literal.len() {
+            out.push(hash(&literal[s..e]));
         }
-    }
+    });
     out
 }
 
@@ -189,15 +186,21 @@ impl Probe {
         Probe {
             tokens: Vec::new(),
             ids: vec![hash(id.as_bytes())],
-            id_fields: fields.iter().map(|f| normalized(f)).collect(),
+            id_fields: field_names(fields),
         }
     }
 }
 
-fn normalized(name: &str) -> String {
-    let mut s = String::new();
-    normalize_label(name, &mut s);
-    s
+/// Field names as `| json` and `| logfmt` name the labels (`X-Request-ID` → `X_Request_ID`).
+pub fn field_names(fields: &[String]) -> Vec<String> {
+    fields
+        .iter()
+        .map(|f| {
+            let mut s = String::new();
+            normalize_label(f, &mut s);
+            s
+        })
+        .collect()
 }
 
 /// What of a log pipeline the index can answer: `|= "literal"` filters on the original line,
@@ -205,7 +208,7 @@ fn normalized(name: &str) -> String {
 /// from the stream, structured metadata, or a plain `| json` or `| logfmt` (the sources the
 /// index reads), not from another parser or `label_format`. `None` when nothing.
 pub fn probe_for(stages: &[Stage], fields: &[String]) -> Option<Probe> {
-    let fields: Vec<String> = fields.iter().map(|f| normalized(f)).collect();
+    let fields = field_names(fields);
     let mut p = Probe::default();
     let mut line_changed = false;
     let mut labels_unsafe = false;
@@ -263,7 +266,7 @@ pub struct FieldExtractor {
 
 impl FieldExtractor {
     pub fn new(fields: &[String]) -> FieldExtractor {
-        let names: Vec<String> = fields.iter().map(|f| normalized(f)).collect();
+        let names = field_names(fields);
         let stages =
             |parser: &str| match crate::logql::parse_expr(&format!("{{a=\"b\"}} | {parser}")) {
                 Ok(crate::logql::Expr::Log(l)) => l.pipeline,
@@ -279,10 +282,6 @@ impl FieldExtractor {
             builder: LabelsBuilder::new(),
             names,
         }
-    }
-
-    pub fn names(&self) -> &[String] {
-        &self.names
     }
 
     pub fn set_stream(&mut self, labels: &Labels) {
@@ -508,7 +507,7 @@ impl SegmentIndex {
         writer.finalize().map_err(tv)?;
         let meta = IndexMeta {
             version: FORMAT_VERSION,
-            fields: extractor.names().to_vec(),
+            fields: field_names(fields),
             tokens,
             id_bits,
             tok_bits,

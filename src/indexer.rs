@@ -34,9 +34,7 @@ impl Store {
     pub fn index_segment(&self, seg: &SegmentReader) -> Result<SegmentIndex, IndexError> {
         let cfg = &self.cfg.index;
         let dir = index_dir(seg.path());
-        let wanted = crate::index::FieldExtractor::new(&cfg.fields)
-            .names()
-            .to_vec();
+        let wanted = crate::index::field_names(&cfg.fields);
         if dir.exists() {
             match SegmentIndex::open(&dir, seg) {
                 Ok(i) if i.meta.tokens == cfg.tokens && i.meta.fields == wanted => return Ok(i),

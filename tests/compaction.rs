@@ -229,17 +229,7 @@ fn killed_at_every_step_of_compaction_every_line_is_kept_once() {
             "cycle {cycle}, killed at {}",
             points[cycle % points.len()]
         );
-        let tmp = std::fs::read_dir(segment_files(&data, "fake")[0].parent().unwrap())
-            .unwrap()
-            .filter(|e| {
-                e.as_ref()
-                    .unwrap()
-                    .file_name()
-                    .to_string_lossy()
-                    .ends_with(".seg.tmp")
-            })
-            .count();
-        // (An `.idx.tmp` directory may be the indexer at work on the restarted server.)
+        let tmp = temporary_segments(segment_files(&data, "fake")[0].parent().unwrap());
         assert_eq!(tmp, 0, "no temporary segment file survives a restart");
     }
     assert!(
@@ -276,16 +266,7 @@ fn a_failed_compaction_write_keeps_the_old_segments() {
         before,
         "the old segments, untouched"
     );
-    let leftovers = std::fs::read_dir(before[0].parent().unwrap())
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .ends_with(".seg.tmp")
-        })
-        .count();
+    let leftovers = temporary_segments(before[0].parent().unwrap());
     assert_eq!(leftovers, 0, "the temporary segment file is removed");
     assert_eq!(all(&s.addr(), None, r#"{app=~".+"}"#), expected);
     s.env.clear();
@@ -624,4 +605,19 @@ fn random_operations_match_a_model() {
         got,
         "compaction settled changes nothing"
     );
+}
+
+/// Segment files being written (`.seg.tmp`) in a segments directory. An `.idx.tmp` directory
+/// is not one: it may be the indexer at work on the restarted server.
+fn temporary_segments(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".seg.tmp")
+        })
+        .count()
 }

@@ -63,21 +63,8 @@ pub fn series(
         path: path.into(),
         reason: "expected a list of label sets".into(),
     })?;
-    let mut series: Vec<Vec<(String, String)>> = list
-        .iter()
-        .map(|s| {
-            let mut l: Vec<(String, String)> = s
-                .as_object()
-                .map(|m| {
-                    m.iter()
-                        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                        .collect()
-                })
-                .unwrap_or_default();
-            l.sort();
-            l
-        })
-        .collect();
+    let mut series: Vec<Vec<(String, String)>> =
+        list.iter().map(|s| output::label_pairs(Some(s))).collect();
     series.sort();
     if !analyze {
         for s in &series {

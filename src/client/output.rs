@@ -201,16 +201,7 @@ pub fn stream_entries(data: &serde_json::Value, forward: bool) -> Result<Vec<Log
         .ok_or("no result in the answer")?;
     let mut out = Vec::new();
     for s in result {
-        let mut labels: Vec<(String, String)> = s
-            .get("stream")
-            .and_then(|l| l.as_object())
-            .map(|m| {
-                m.iter()
-                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        labels.sort();
+        let labels = label_pairs(s.get("stream"));
         for v in s
             .get("values")
             .and_then(|v| v.as_array())
@@ -238,9 +229,9 @@ pub fn stream_entries(data: &serde_json::Value, forward: bool) -> Result<Vec<Log
     Ok(out)
 }
 
-fn metric_labels(s: &serde_json::Value) -> Vec<(String, String)> {
-    let mut l: Vec<(String, String)> = s
-        .get("metric")
+/// A JSON object of labels (`stream`, `metric`, a series) as name/value pairs sorted by name.
+pub fn label_pairs(v: Option<&serde_json::Value>) -> Vec<(String, String)> {
+    let mut l: Vec<(String, String)> = v
         .and_then(|m| m.as_object())
         .map(|m| {
             m.iter()
@@ -250,6 +241,10 @@ fn metric_labels(s: &serde_json::Value) -> Vec<(String, String)> {
         .unwrap_or_default();
     l.sort();
     l
+}
+
+fn metric_labels(s: &serde_json::Value) -> Vec<(String, String)> {
+    label_pairs(s.get("metric"))
 }
 
 fn sample(v: &serde_json::Value, utc: bool) -> (String, String) {

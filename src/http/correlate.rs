@@ -39,11 +39,11 @@ pub async fn correlate(
     if start > end {
         return Err(ApiError::BadRequest("invalid start: after end".into()));
     }
-    let limit = p.limit(limits.max_entries_limit_per_query)?;
-    let limit = if p.get("limit").is_some() {
-        limit
-    } else {
-        limits.max_entries_limit_per_query
+    // Without `limit`: as many entries as a query may return.
+    let max = limits.max_entries_limit_per_query;
+    let limit = match p.get("limit").filter(|l| !l.is_empty()) {
+        Some(_) => p.limit(max)?,
+        None => max,
     };
     let store = state.store.clone();
     let guard = CancelOnDrop(Cancel::with_timeout(limits.query_timeout));

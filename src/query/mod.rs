@@ -166,40 +166,33 @@ impl Snapshot {
     /// Narrows the segment reads to the blocks whose index says they may hold entries that
     /// pass `stages` (see `index::probe_for`); segments without an index stay whole.
     pub fn narrow(&mut self, stages: &[crate::logql::Stage]) {
-        let segs = self.segments.clone();
-        for seg in &segs {
-            let Some(idx) = seg.search.get() else {
-                continue;
-            };
-            let Some(probe) = crate::index::probe_for(stages, &idx.meta.fields) else {
-                continue;
-            };
-            self.narrow_segment(seg.seq, idx, &probe);
-        }
+        self.narrow_with(|idx| crate::index::probe_for(stages, &idx.meta.fields));
     }
 
     /// Narrows every indexed segment with one probe.
     pub fn narrow_by(&mut self, probe: &crate::index::Probe) {
-        let segs = self.segments.clone();
-        for seg in &segs {
-            if let Some(idx) = seg.search.get() {
-                self.narrow_segment(seg.seq, idx, probe);
-            }
-        }
+        self.narrow_with(|_| Some(probe.clone()));
     }
 
-    fn narrow_segment(
+    /// Narrows each indexed segment with the probe `probe_of` gives for its index.
+    fn narrow_with(
         &mut self,
-        seq: u64,
-        idx: &crate::index::SegmentIndex,
-        probe: &crate::index::Probe,
+        probe_of: impl Fn(&crate::index::SegmentIndex) -> Option<crate::index::Probe>,
     ) {
-        match idx.candidates(probe) {
-            Ok(Some(c)) => {
-                self.narrowed.insert(seq, c);
+        for seg in &self.segments {
+            let Some(idx) = seg.search.get() else {
+                continue;
+            };
+            let Some(probe) = probe_of(idx) else {
+                continue;
+            };
+            match idx.candidates(&probe) {
+                Ok(Some(c)) => {
+                    self.narrowed.insert(seg.seq, c);
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "index not used; reading the whole segment"),
             }
-            Ok(None) => {}
-            Err(e) => tracing::warn!(error = %e, "index not used; reading the whole segment"),
         }
     }
 }

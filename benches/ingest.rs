@@ -2,13 +2,13 @@
 //! block encode (seal) / decode. Throughput is reported in bytes of log lines.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use sawmill::chunk::{chunk_blocks, encode_chunk, DecodedBlock, HeadBlock};
 use sawmill::config::Limits;
 use sawmill::ingest::decode::{
     decode_json, decode_push, encode_json, encode_proto_snappy, BodyFormat,
 };
 use sawmill::ingest::validate::validate;
 use sawmill::ingest::{Entry, PushRequest, PushStream, RawLabels};
+use sawmill::storage::chunk::{chunk_blocks, encode_chunk, DecodedBlock, HeadBlock};
 
 const BASE: i64 = 1_795_132_800_000_000_000;
 
@@ -84,7 +84,11 @@ fn blocks(c: &mut Criterion) {
     let mut head = HeadBlock::default();
     let mut i = 0;
     while head.size() < 256 * 1024 {
-        head.push(BASE + i as i64, &line(i), sawmill::chunk::NO_METADATA);
+        head.push(
+            BASE + i as i64,
+            &line(i),
+            sawmill::storage::chunk::NO_METADATA,
+        );
         i += 1;
     }
     let mut g = c.benchmark_group("block");

@@ -4,9 +4,9 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use sawmill::labels::Labels;
 use sawmill::logql::{parse_expr, Expr, RangeAggregationExpr};
-use sawmill::query::labels_builder::LabelsBuilder;
+use sawmill::pipeline::labels_builder::LabelsBuilder;
+use sawmill::pipeline::pipeline_for_query;
 use sawmill::query::metric::{evaluate, EvalError, EvalParams, SampleSeries, SampleSource};
-use sawmill::query::pipeline::pipeline_for_query;
 
 fn lines() -> Vec<String> {
     (0..1000)

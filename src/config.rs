@@ -233,15 +233,6 @@ impl Default for RulerConfig {
 }
 
 impl RulerConfig {
-    /// The directory holding the tenants' rule directories.
-    pub fn rule_dir(&self, data_dir: &Path) -> PathBuf {
-        if self.rule_path.as_os_str().is_empty() {
-            data_dir.join(crate::files::RULES_DIR)
-        } else {
-            self.rule_path.clone()
-        }
-    }
-
     /// The Alertmanager base URLs, without trailing slashes.
     pub fn alertmanager_urls(&self) -> Vec<String> {
         self.alertmanager_url

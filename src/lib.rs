@@ -1,44 +1,45 @@
 //! Sawmill: a log aggregation and query engine that speaks Grafana Loki's API, in one binary.
 //!
+//! Every module, by floor: a module imports only from the floors below its own (checked by
+//! `tests/layers.rs`).
+//!
 //! ```text
-//!  push (JSON / snappy protobuf)
-//!    │
-//!  http ──► ingest (decode, validate, rate) ──► head ◄──► wal (logged before acknowledged)
-//!    │                                           │ seal (zstd)
-//!    │                                        chunk ──► segment (mmap, label index) ◄── files
-//!    │                                                     │
-//!    └──── query_range / labels / series ◄── query ◄───────┘ (using logql for the AST)
+//!  top        cli (+ bench) · client · server · http      the command line and the HTTP API
+//!               │ push                         ▲ query_range, labels, tail, rules, correlate
+//!  engines      │                  ruler ──► notify (Alertmanager, remote write)
+//!               │                    │
+//!               │                  query (select, scan, metric, correlate, usage, detected)
+//!               ▼                    │ reads
+//!  storage    ingest ─────────►  storage: wal ─► head ─► chunk ─► segment ─► index
+//!  (decode,validate,rate)               store (push, flush, indexer, compaction)
+//!                                       compactor · retention · tail (live tails) · files
+//!               │                    │
+//!  lines      pipeline (stages, labels builder, field extraction) ──► template (Go templates)
+//!               │
+//!  bottom     logql (parser, AST, matchers, durations and byte sizes) · labels · model
+//!             (Entry, tenant IDs, clock) · config · telemetry · failpoint
 //! ```
-//! Side paths: `ruler` (alerting and recording rules evaluated through `query`) → `notify`
-//! (Alertmanager, Prometheus remote write), `compactor` (merges segments per time partition,
-//! applying `retention`: expired entries and delete requests), `config` (YAML with Loki's key names), `telemetry`
-//! (`/metrics`), `server` (start, recovery, shutdown), `cli` (the `sawmill` command line, load
-//! generator), `failpoint` (crash tests).
+//!
+//! The push path: `http::push` → `ingest::decode` → `ingest::validate` → `storage::store`
+//! (`wal` before the acknowledgement, then `head`) → sealed into `chunk`s → flushed into a
+//! `segment` → indexed by `storage::index`. The query path: `http::read` → `logql` parses →
+//! `query` picks streams and blocks from the `storage` snapshot → `pipeline` runs the stages
+//! per entry → `query::metric` aggregates → `http::read` encodes.
 
-pub mod bench;
-pub mod chunk;
 pub mod cli;
 pub mod client;
-pub mod codec;
-pub mod compactor;
 pub mod config;
 pub mod failpoint;
-pub mod files;
-pub mod head;
 pub mod http;
-pub mod index;
-pub mod indexer;
 pub mod ingest;
 pub mod labels;
 pub mod logql;
+pub mod model;
 pub mod notify;
+pub mod pipeline;
 pub mod query;
-pub mod retention;
 pub mod ruler;
-pub mod segment;
 pub mod server;
-pub mod store;
-pub mod tail;
+pub mod storage;
 pub mod telemetry;
-pub mod tenant;
-pub mod wal;
+pub mod template;

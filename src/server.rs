@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 
 use crate::config::Config;
 use crate::http::{router, AppState};
-use crate::store::Store;
+use crate::storage::store::Store;
 
 /// Serves on `listener` until `shutdown` resolves; then flushes and returns.
 pub async fn run(

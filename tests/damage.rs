@@ -303,12 +303,12 @@ fn damaged_chunk_data_does_not_hide_other_segments() {
 
 const PUSHES: usize = 10;
 /// Bytes before a WAL record's payload.
-const RH: usize = sawmill::wal::RECORD_HEADER;
+const RH: usize = sawmill::storage::wal::RECORD_HEADER;
 /// Replaying ten records takes milliseconds: a start slower than this is a hang.
 const READY_LIMIT: Duration = Duration::from_secs(10);
 
 /// Record offsets and payload lengths of a WAL file (header 16 bytes, then
-/// a `sawmill::wal::RECORD_HEADER`-byte record header, then the payload).
+/// a `sawmill::storage::wal::RECORD_HEADER`-byte record header, then the payload).
 fn wal_records(path: &Path) -> Vec<(usize, usize)> {
     let b = std::fs::read(path).unwrap();
     assert_eq!(&b[..8], b"SAWMWAL1");

@@ -5,11 +5,13 @@
 
 use std::path::{Path, PathBuf};
 
-use sawmill::chunk::{chunk_blocks, encode_chunk, metadata_to_vec, DecodedBlock, HeadBlock};
 use sawmill::ingest::Entry;
 use sawmill::labels::Labels;
-use sawmill::segment::{Lineage, Replaced, SegmentReader, SegmentStream, SegmentWriter};
-use sawmill::wal::{
+use sawmill::storage::chunk::{
+    chunk_blocks, encode_chunk, metadata_to_vec, DecodedBlock, HeadBlock,
+};
+use sawmill::storage::segment::{Lineage, Replaced, SegmentReader, SegmentStream, SegmentWriter};
+use sawmill::storage::wal::{
     decode_entries, encode_entries, encode_record, file_header, read_records, WalPos,
 };
 

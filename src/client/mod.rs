@@ -267,7 +267,7 @@ fn tls_stream(
 
 /// A time flag: RFC3339, or Unix seconds or nanoseconds (as Loki's API takes them).
 pub fn parse_time(flag: &str, v: &str) -> Result<i64> {
-    crate::http::params::parse_timestamp(v)
+    crate::model::time::parse_timestamp(v)
         .map_err(|m| ClientError::Usage(format!("invalid --{flag}: {m}")))
 }
 

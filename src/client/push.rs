@@ -34,7 +34,7 @@ struct Clock(i64);
 
 impl Clock {
     fn next(&mut self) -> i64 {
-        self.0 = crate::store::now_ns().max(self.0 + 1);
+        self.0 = crate::model::now_ns().max(self.0 + 1);
         self.0
     }
 }

@@ -7,11 +7,13 @@
 
 pub mod admin;
 pub mod correlate;
-pub mod extra;
+pub mod detected;
+pub mod format;
 pub mod params;
 pub mod push;
 pub mod read;
 pub mod rules;
+pub mod stats;
 pub mod tail;
 
 use std::sync::Arc;
@@ -24,8 +26,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
-use crate::store::Store;
-use crate::tenant::{validate_tenant_id, DEFAULT_TENANT};
+use crate::model::tenant::{validate_tenant_id, DEFAULT_TENANT};
+use crate::storage::store::Store;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -105,9 +107,9 @@ impl From<crate::ingest::decode::DecodeError> for ApiError {
     }
 }
 
-impl From<crate::store::PushError> for ApiError {
-    fn from(e: crate::store::PushError) -> Self {
-        use crate::store::PushError as P;
+impl From<crate::storage::store::PushError> for ApiError {
+    fn from(e: crate::storage::store::PushError) -> Self {
+        use crate::storage::store::PushError as P;
         match e {
             P::NotReady => ApiError::Unavailable(e.to_string()),
             P::RateLimited(m) => ApiError::TooManyRequests(m),
@@ -117,9 +119,9 @@ impl From<crate::store::PushError> for ApiError {
     }
 }
 
-impl From<crate::retention::DeleteError> for ApiError {
-    fn from(e: crate::retention::DeleteError) -> Self {
-        use crate::retention::DeleteError as D;
+impl From<crate::storage::retention::DeleteError> for ApiError {
+    fn from(e: crate::storage::retention::DeleteError) -> Self {
+        use crate::storage::retention::DeleteError as D;
         match e {
             D::Query(_) | D::Invalid(_) | D::AlreadyProcessed => {
                 ApiError::BadRequest(e.to_string())
@@ -192,7 +194,7 @@ pub fn tenant_of(state: &AppState, headers: &HeaderMap) -> Result<String, ApiErr
         .map(str::trim)
         .unwrap_or("");
     validate_tenant_id(id).map_err(|e| match e {
-        crate::tenant::TenantError::Missing => ApiError::Unauthorized(e.to_string()),
+        crate::model::tenant::TenantError::Missing => ApiError::Unauthorized(e.to_string()),
         _ => ApiError::BadRequest(e.to_string()),
     })?;
     Ok(id.to_string())
@@ -213,31 +215,31 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/loki/api/v1/format_query",
-            get(extra::format_query).post(extra::format_query),
+            get(format::format_query).post(format::format_query),
         )
         .route(
             "/loki/api/v1/index/stats",
-            get(extra::index_stats).post(extra::index_stats),
+            get(stats::index_stats).post(stats::index_stats),
         )
         .route(
             "/loki/api/v1/index/volume",
-            get(extra::index_volume).post(extra::index_volume),
+            get(stats::index_volume).post(stats::index_volume),
         )
         .route(
             "/loki/api/v1/index/volume_range",
-            get(extra::index_volume_range).post(extra::index_volume_range),
+            get(stats::index_volume_range).post(stats::index_volume_range),
         )
         .route(
             "/loki/api/v1/detected_labels",
-            get(extra::detected_labels).post(extra::detected_labels),
+            get(detected::detected_labels).post(detected::detected_labels),
         )
         .route(
             "/loki/api/v1/detected_fields",
-            get(extra::detected_fields).post(extra::detected_fields),
+            get(detected::detected_fields).post(detected::detected_fields),
         )
         .route(
             "/loki/api/v1/detected_field/{name}/values",
-            get(extra::detected_field_values).post(extra::detected_field_values),
+            get(detected::detected_field_values).post(detected::detected_field_values),
         )
         .route("/loki/api/v1/labels", get(read::labels).post(read::labels))
         .route("/loki/api/v1/label", get(read::labels).post(read::labels))
@@ -326,7 +328,7 @@ fn new_request_id() -> String {
         // No OS randomness (should not happen on Linux): unique within the process instead.
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let t = crate::store::now_ns() as u64;
+        let t = crate::model::now_ns() as u64;
         b[..8].copy_from_slice(&t.to_be_bytes());
         b[8..].copy_from_slice(&n.to_be_bytes());
     }

@@ -4,7 +4,10 @@
 
 use axum::http::HeaderMap;
 
+use super::read::parse_error;
 use super::ApiError;
+use crate::logql::{self, Expr, Matcher};
+pub use crate::model::time::parse_timestamp;
 use crate::query::Direction;
 
 /// Loki's defaults.
@@ -140,40 +143,45 @@ impl Params {
     }
 }
 
-/// Loki's `parseTimestamp`: a value with `.` is float seconds; an integer of at most 10 digits
-/// is seconds, longer is nanoseconds; anything else is RFC3339 (with optional fraction).
-pub fn parse_timestamp(v: &str) -> Result<i64, String> {
-    if v.contains('.') {
-        if let Ok(f) = v.parse::<f64>() {
-            let secs = f.trunc();
-            let ns = ((f - secs) * 1e9).round();
-            return Ok((secs as i64)
-                .saturating_mul(1_000_000_000)
-                .saturating_add(ns as i64));
-        }
-    }
-    if let Ok(i) = v.parse::<i64>() {
-        let digits = v.trim_start_matches('-').len();
-        return Ok(if digits <= 10 {
-            i.saturating_mul(1_000_000_000)
-        } else {
-            i
-        });
-    }
-    chrono::DateTime::parse_from_rfc3339(v)
-        .ok()
-        .and_then(|t| t.timestamp_nanos_opt())
-        .ok_or_else(|| {
-            format!("cannot parse {v:?} as a timestamp (nanoseconds, seconds or RFC3339)")
-        })
-}
-
 /// A duration as float seconds or Prometheus form (`5m`, `1h30m`, `250ms`), in nanoseconds.
 pub fn parse_duration_ns(v: &str) -> Result<i64, String> {
     if let Ok(f) = v.parse::<f64>() {
         return Ok((f * 1e9) as i64);
     }
     crate::config::parse_duration(v).map(|d| d.as_nanos() as i64)
+}
+
+/// The stream selector of `query`: a bare selector, or a log query's (its pipeline is ignored),
+/// checked as Loki checks selectors (at least one matcher that does not match "").
+pub(super) fn selector_of(q: &str) -> Result<Vec<Matcher>, ApiError> {
+    match logql::parse_expr_unvalidated(q).map_err(parse_error)? {
+        Expr::Log(log) => {
+            logql::validate_selector(&log.selector.matchers).map_err(parse_error)?;
+            Ok(log.selector.matchers)
+        }
+        Expr::Sample(_) => Err(ApiError::BadRequest(
+            "only label matchers are supported".into(),
+        )),
+    }
+}
+
+/// A positive integer parameter (the first of `keys` present), else `default`.
+pub(super) fn positive(p: &Params, keys: &[&str], default: usize) -> Result<usize, ApiError> {
+    let Some((key, v)) = keys
+        .iter()
+        .find_map(|k| p.get(k).filter(|v| !v.is_empty()).map(|v| (*k, v)))
+    else {
+        return Ok(default);
+    };
+    match v.parse::<i64>() {
+        Ok(n) if n > 0 => Ok(n as usize),
+        Ok(_) => Err(ApiError::BadRequest(format!(
+            "{key} must be a positive value"
+        ))),
+        Err(_) => Err(ApiError::BadRequest(format!(
+            "invalid {key} {v:?}: expected a positive integer"
+        ))),
+    }
 }
 
 #[cfg(test)]

@@ -39,7 +39,7 @@ pub async fn push(
             ));
         }
         let limits = store.limits_for(&t);
-        let now = crate::store::now_ns();
+        let now = crate::model::now_ns();
         let validated = validate(req, &limits, now);
         Ok(store.push(&t, validated)?)
     })
@@ -47,7 +47,7 @@ pub async fn push(
     if let (Some(written), Some(wal)) = (outcome.wal_written, state.store.wal()) {
         wal.wait_durable(written)
             .await
-            .map_err(|e| ApiError::from(crate::store::PushError::Wal(e)))?;
+            .map_err(|e| ApiError::from(crate::storage::store::PushError::Wal(e)))?;
     }
     if outcome.rejections.is_empty() {
         return Ok(StatusCode::NO_CONTENT);

@@ -14,7 +14,7 @@ use crate::query::metric::{self, EvalParams};
 use crate::query::Cancel;
 use crate::query::{self, LogQuery, QueryStats, StreamResult};
 
-pub(super) use crate::store::now_ns;
+pub(super) use crate::model::now_ns;
 
 /// `max_query_length`: Loki's 400 for a range longer than the limit.
 fn check_query_length(start: i64, end: i64, max: std::time::Duration) -> Result<(), ApiError> {
@@ -70,7 +70,7 @@ pub(super) async fn blocking<T: Send + 'static>(
 pub(super) async fn on_tenant<T: Default + Send + 'static>(
     state: &AppState,
     tenant: String,
-    f: impl FnOnce(&crate::store::Tenant) -> T + Send + 'static,
+    f: impl FnOnce(&crate::storage::store::Tenant) -> T + Send + 'static,
 ) -> Result<T, ApiError> {
     let store = state.store.clone();
     blocking(move || {
@@ -475,4 +475,15 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         HeaderValue::from_static("text/plain; version=0.0.4"),
     );
     r
+}
+
+pub(super) fn json_str(s: &str) -> String {
+    serde_json::to_string(s).expect("bug: string encodes")
+}
+
+/// A cancel for one request: fires at `limits_config.query_timeout` or when the client goes.
+pub(super) fn cancel_for(state: &AppState, tenant: &str) -> CancelOnDrop {
+    CancelOnDrop(Cancel::with_timeout(
+        state.store.limits_for(tenant).query_timeout,
+    ))
 }

@@ -1,7 +1,7 @@
 //! `GET /loki/api/v1/tail`: live tail over a WebSocket, in Loki's frames
 //! (`{"streams":[...],"dropped_entries":[...]}`). On connect, the newest `limit` entries since
 //! `start` are sent oldest first; then every entry the push path hands to this tail
-//! (`crate::tail`) goes through the query's pipeline and is sent at once, or held for
+//! (`crate::storage::tail`) goes through the query's pipeline and is sent at once, or held for
 //! `delay_for` seconds and sent in timestamp order. Pings go out every second; errors close
 //! the socket with code 1011 and the message, as Loki does.
 
@@ -17,10 +17,10 @@ use super::read::{now_ns, parse_error, CancelOnDrop};
 use super::{ApiError, AppState, TenantQuery};
 use crate::labels::Labels;
 use crate::logql::{self, Expr, Stage};
-use crate::query::labels_builder::LabelsBuilder;
-use crate::query::pipeline::Pipeline;
+use crate::pipeline::labels_builder::LabelsBuilder;
+use crate::pipeline::Pipeline;
 use crate::query::{self, Cancel, Direction, LogQuery};
-use crate::tail::{Backlog, TailHandle};
+use crate::storage::tail::{Backlog, TailHandle};
 
 /// Loki's bound on `delay_for`, in seconds.
 const MAX_DELAY_FOR: u64 = 5;

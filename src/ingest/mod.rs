@@ -9,6 +9,7 @@ pub mod rate;
 pub mod validate;
 
 use crate::labels::Labels;
+pub use crate::model::Entry;
 
 /// One push request, as decoded from any wire format.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -29,25 +30,6 @@ pub struct PushStream {
 pub enum RawLabels {
     Pairs(Vec<(String, String)>),
     Text(String),
-}
-
-/// A log entry: nanosecond timestamp, the line, and its structured metadata.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
-    pub ts: i64,
-    pub line: String,
-    pub metadata: Vec<(String, String)>,
-}
-
-impl Entry {
-    /// Bytes counted against rate limits, as Loki counts them: line plus metadata names and values.
-    pub fn size(&self) -> usize {
-        self.line.len() + self.metadata_size()
-    }
-
-    pub fn metadata_size(&self) -> usize {
-        self.metadata.iter().map(|(k, v)| k.len() + v.len()).sum()
-    }
 }
 
 /// A stream that passed validation, with its accepted entries.

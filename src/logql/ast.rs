@@ -12,7 +12,7 @@ use std::fmt;
 use regex::Regex;
 
 use super::duration::Duration;
-use super::parser::ParseError;
+use super::error::ParseError;
 
 /// A whole query.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,6 +49,14 @@ pub struct Matcher {
     pub op: MatchOp,
     pub value: String,
     re: Option<Regex>,
+}
+
+/// Whether all matchers hold for a label set whose values `get` looks up (an absent label is
+/// the empty string).
+pub fn labels_match<'a>(matchers: &[Matcher], get: impl Fn(&str) -> Option<&'a str>) -> bool {
+    matchers
+        .iter()
+        .all(|m| m.matches(get(&m.name).unwrap_or("")))
 }
 
 impl Matcher {

@@ -8,6 +8,7 @@
 
 mod ast;
 mod duration;
+mod error;
 mod lexer;
 mod parser;
 mod printer;

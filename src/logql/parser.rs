@@ -18,6 +18,7 @@ use super::ast::{
     VectorAggregationExpr, VectorExpr, VectorMatching, VectorOp,
 };
 use super::duration::Duration;
+pub use super::error::ParseError;
 use super::lexer::{tokenize, Tok, Token};
 
 /// Queries of this many bytes or more are refused, as Loki does.
@@ -28,55 +29,6 @@ pub const MAX_DEPTH: usize = 256;
 
 /// Loki's message for a query whose selectors would match every stream.
 pub const ERR_EMPTY_COMPATIBLE_SELECTOR: &str = "queries require at least one regexp or equality matcher that does not have an empty-compatible value. For instance, app=~\".*\" does not meet this requirement, but app=~\".+\" will";
-
-/// A query that does not parse. Displays as Loki does:
-/// `parse error at line 1, col 23: syntax error: unexpected ...`, or `parse error : ...`
-/// for errors that have no position.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("parse error{}: {msg}", position(.line, .col))]
-pub struct ParseError {
-    line: usize,
-    col: usize,
-    msg: String,
-}
-
-fn position(line: &usize, col: &usize) -> String {
-    if *line == 0 && *col == 0 {
-        " ".to_string()
-    } else {
-        format!(" at line {line}, col {col}")
-    }
-}
-
-impl ParseError {
-    pub fn new(msg: impl Into<String>, line: usize, col: usize) -> Self {
-        ParseError {
-            line,
-            col,
-            msg: msg.into(),
-        }
-    }
-
-    /// An error about the meaning of a well-formed query, without a position.
-    pub fn semantic(msg: impl Into<String>) -> Self {
-        Self::new(msg, 0, 0)
-    }
-
-    /// 1-based line, or 0 when the error has no position.
-    pub fn line(&self) -> usize {
-        self.line
-    }
-
-    /// 1-based column in characters, or 0 when the error has no position.
-    pub fn col(&self) -> usize {
-        self.col
-    }
-
-    /// The message without the `parse error at ...` prefix.
-    pub fn message(&self) -> &str {
-        &self.msg
-    }
-}
 
 /// Parses and validates a LogQL query, log or metric.
 pub fn parse_expr(input: &str) -> Result<Expr, ParseError> {

@@ -7,9 +7,10 @@ use memchr::memmem;
 
 use super::{scan, snapshot, Cancel, EntryVisitor, Part, QueryError, QueryStats};
 use crate::config::IndexConfig;
-use crate::index::{FieldExtractor, Probe};
 use crate::labels::Labels;
-use crate::store::Tenant;
+use crate::pipeline::fields::FieldExtractor;
+use crate::storage::index::Probe;
+use crate::storage::store::Tenant;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct CorrelatedEntry {
@@ -56,8 +57,9 @@ impl EntryVisitor for Finder<'_> {
             return;
         }
         self.md.clear();
-        self.md
-            .extend(crate::chunk::metadata_pairs(md).map(|(k, v)| (k.to_string(), v.to_string())));
+        self.md.extend(
+            crate::storage::chunk::metadata_pairs(md).map(|(k, v)| (k.to_string(), v.to_string())),
+        );
         let mut hit = false;
         let id = self.id_text;
         self.fields.each(line, &self.md, &mut |_, v| hit |= v == id);

@@ -812,7 +812,11 @@ mod tests {
             Ok(self
                 .0
                 .iter()
-                .filter(|s| crate::query::labels_match(&agg.range.log.selector.matchers, &s.labels))
+                .filter(|s| {
+                    crate::logql::labels_match(&agg.range.log.selector.matchers, |n| {
+                        s.labels.get(n)
+                    })
+                })
                 .map(|s| SampleSeries {
                     labels: s.labels.clone(),
                     samples: s

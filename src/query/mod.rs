@@ -11,20 +11,19 @@ use std::time::Instant;
 
 use thiserror::Error;
 
-use crate::chunk::{chunk_blocks, DecodedBlock, HeadBlock};
-use crate::head::SlotState;
 use crate::labels::Labels;
-use crate::logql::{MatchOp, Matcher};
-use crate::retention::{Drops, StreamDrops};
-use crate::segment::SegmentReader;
-use crate::store::Tenant;
+use crate::logql::{labels_match, MatchOp, Matcher};
+use crate::pipeline::{self, labels_builder};
+use crate::storage::chunk::{chunk_blocks, DecodedBlock, HeadBlock};
+use crate::storage::head::SlotState;
+use crate::storage::retention::{Drops, StreamDrops};
+use crate::storage::segment::SegmentReader;
+use crate::storage::store::Tenant;
 
 pub mod correlate;
-pub mod labels_builder;
+pub mod detected;
 pub mod metric;
-pub mod pipeline;
-pub mod stages;
-pub mod template;
+pub mod usage;
 
 #[derive(Debug, Error)]
 pub enum QueryError {
@@ -124,13 +123,6 @@ impl QueryStats {
     }
 }
 
-/// Whether all matchers hold for a label set (an absent label is "").
-pub fn labels_match(matchers: &[Matcher], labels: &Labels) -> bool {
-    matchers
-        .iter()
-        .all(|m| m.matches(labels.get(&m.name).unwrap_or("")))
-}
-
 /// Streams of a segment that the matchers select, using the label index.
 pub fn matching_streams(seg: &SegmentReader, matchers: &[Matcher]) -> Vec<u32> {
     let mut best: Option<Vec<u32>> = None;
@@ -146,7 +138,7 @@ pub fn matching_streams(seg: &SegmentReader, matchers: &[Matcher]) -> Vec<u32> {
     let candidates = best.unwrap_or_else(|| (0..seg.streams.len() as u32).collect());
     candidates
         .into_iter()
-        .filter(|&i| labels_match(matchers, &seg.streams[i as usize].labels))
+        .filter(|&i| labels_match(matchers, |n| seg.streams[i as usize].labels.get(n)))
         .collect()
 }
 
@@ -159,25 +151,25 @@ pub struct Snapshot {
     pub now: i64,
     /// Per segment (by sequence number), the only blocks worth reading, from its search
     /// index ([`Snapshot::narrow`]); segments not listed are read whole.
-    pub narrowed: HashMap<u64, crate::index::Candidates>,
+    pub narrowed: HashMap<u64, crate::storage::index::Candidates>,
 }
 
 impl Snapshot {
     /// Narrows the segment reads to the blocks whose index says they may hold entries that
     /// pass `stages` (see `index::probe_for`); segments without an index stay whole.
     pub fn narrow(&mut self, stages: &[crate::logql::Stage]) {
-        self.narrow_with(|idx| crate::index::probe_for(stages, &idx.meta.fields));
+        self.narrow_with(|idx| crate::storage::index::probe_for(stages, &idx.meta.fields));
     }
 
     /// Narrows every indexed segment with one probe.
-    pub fn narrow_by(&mut self, probe: &crate::index::Probe) {
+    pub fn narrow_by(&mut self, probe: &crate::storage::index::Probe) {
         self.narrow_with(|_| Some(probe.clone()));
     }
 
     /// Narrows each indexed segment with the probe `probe_of` gives for its index.
     fn narrow_with(
         &mut self,
-        probe_of: impl Fn(&crate::index::SegmentIndex) -> Option<crate::index::Probe>,
+        probe_of: impl Fn(&crate::storage::index::SegmentIndex) -> Option<crate::storage::index::Probe>,
     ) {
         for seg in &self.segments {
             let Some(idx) = seg.search.get() else {
@@ -208,7 +200,7 @@ pub fn snapshot(tenant: &Tenant, matchers: &[Matcher], start: i64, end: i64) -> 
     let segments = tenant.segments.read().clone();
     let mut out = Vec::new();
     for st in head.streams.values() {
-        if !st.has_data() || !labels_match(matchers, &st.labels) {
+        if !st.has_data() || !labels_match(matchers, |n| st.labels.get(n)) {
             continue;
         }
         let slots: Vec<SlotState> = st
@@ -233,7 +225,7 @@ pub fn snapshot(tenant: &Tenant, matchers: &[Matcher], start: i64, end: i64) -> 
         segments,
         head: out,
         drops: tenant.drops(),
-        now: crate::store::now_ns(),
+        now: crate::model::now_ns(),
         narrowed: HashMap::new(),
     }
 }
@@ -355,7 +347,7 @@ enum Work<'a> {
     /// A chunk, and the only blocks to read of it (`None`: all).
     Chunk(
         &'a SegmentReader,
-        &'a crate::segment::ChunkMeta,
+        &'a crate::storage::segment::ChunkMeta,
         Option<&'a [u32]>,
     ),
     Head(&'a HeadStream),
@@ -506,8 +498,8 @@ pub fn scan(
                             if b.max_ts < start || b.min_ts >= end || !v.wants(b.min_ts, b.max_ts) {
                                 continue;
                             }
-                            let mut r = crate::codec::Reader::new(&b.bytes);
-                            let decoded = crate::chunk::block_ref(&mut r)
+                            let mut r = crate::storage::codec::Reader::new(&b.bytes);
+                            let decoded = crate::storage::chunk::block_ref(&mut r)
                                 .map_err(|e| e.to_string())
                                 .and_then(|br| block.decode_from(&br).map_err(|e| e.to_string()));
                             if let Err(e) = decoded {
@@ -555,8 +547,9 @@ impl EntryVisitor for LogCollector {
             return;
         }
         self.md.clear();
-        self.md
-            .extend(crate::chunk::metadata_pairs(md).map(|(k, v)| (k.to_string(), v.to_string())));
+        self.md.extend(
+            crate::storage::chunk::metadata_pairs(md).map(|(k, v)| (k.to_string(), v.to_string())),
+        );
         self.builder.start_entry(&self.md);
         let Some(out) = self
             .pipeline
@@ -687,11 +680,12 @@ pub fn select_logs(
 /// (any group, when several are given, as `/series` does).
 pub fn series(tenant: &Tenant, groups: &[Vec<Matcher>], start: i64, end: i64) -> Vec<Labels> {
     let mut out = BTreeSet::new();
-    let any = |l: &Labels| groups.is_empty() || groups.iter().any(|g| labels_match(g, l));
+    let any =
+        |l: &Labels| groups.is_empty() || groups.iter().any(|g| labels_match(g, |n| l.get(n)));
     // Head first, then segments, under the head lock: a flush moving data between them is
     // either wholly before or wholly after this read.
     let drops = tenant.drops();
-    let now = crate::store::now_ns();
+    let now = crate::model::now_ns();
     let cutoff = |l: &Labels| drops.for_stream(l, now, 0, 0).cutoff;
     let head = tenant.head.lock();
     for st in head.streams.values() {
@@ -823,8 +817,9 @@ impl EntryVisitor for SampleCollector {
     }
     fn entry(&mut self, ts: i64, line: &[u8], md: &[u8]) {
         self.md.clear();
-        self.md
-            .extend(crate::chunk::metadata_pairs(md).map(|(k, v)| (k.to_string(), v.to_string())));
+        self.md.extend(
+            crate::storage::chunk::metadata_pairs(md).map(|(k, v)| (k.to_string(), v.to_string())),
+        );
         self.builder.start_entry(&self.md);
         if let Some(v) = self.extractor.process(ts, line, &mut self.builder) {
             self.add(ts, v);

@@ -32,11 +32,12 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::config::RulerConfig;
+use crate::model::now_ns;
 use crate::notify::alertmanager::{Notifier, PostableAlert};
 use crate::notify::remote_write::RemoteWriter;
 use crate::query::metric::EvalParams;
 use crate::query::Cancel;
-use crate::store::{now_ns, Store};
+use crate::storage::store::Store;
 use alert::{Alert, Alerts};
 use rulefmt::{GroupSpec, RuleError, RuleFile, RuleGroup, RuleKind, RuleSpec};
 
@@ -170,8 +171,8 @@ impl Ruler {
     /// Builds the ruler (nothing runs until [`Ruler::start`]); reads saved alert state.
     pub fn new(store: Arc<Store>) -> Arc<Ruler> {
         let cfg = store.cfg.ruler.clone();
-        let rule_dir = cfg.rule_dir(store.data_dir());
-        let state_dir = store.data_dir().join(crate::files::RULER_DIR);
+        let rule_dir = rule_dir(&cfg, store.data_dir());
+        let state_dir = store.data_dir().join(crate::storage::files::RULER_DIR);
         let generator_base = if cfg.external_url.is_empty() {
             format!("http://{}", store.cfg.listen_addr())
         } else {
@@ -298,7 +299,7 @@ impl Ruler {
             .filter_map(|e| e.ok())
             .filter(|e| e.path().is_dir())
             .filter_map(|e| e.file_name().into_string().ok())
-            .filter(|t| crate::tenant::validate_tenant_id(t).is_ok())
+            .filter(|t| crate::model::tenant::validate_tenant_id(t).is_ok())
             .collect();
         out.sort();
         out
@@ -588,7 +589,7 @@ impl Ruler {
     }
 
     fn alerts_file(&self, tenant: &str) -> PathBuf {
-        crate::files::alerts_file(self.store.data_dir(), tenant)
+        crate::storage::files::alerts_file(self.store.data_dir(), tenant)
     }
 
     fn save_alerts(&self, tenant: &str) {
@@ -637,7 +638,7 @@ impl Ruler {
             let Some(tenant) = e
                 .file_name()
                 .to_str()
-                .and_then(crate::tenant::tenant_from_dir_name)
+                .and_then(crate::model::tenant::tenant_from_dir_name)
             else {
                 continue;
             };
@@ -740,7 +741,7 @@ impl Ruler {
             }
             Err(e) => return Err(io_err(&path)(e)),
         }
-        let _ = crate::files::sync_dir(&self.tenant_dir(tenant));
+        let _ = crate::storage::files::sync_dir(&self.tenant_dir(tenant));
         self.sync();
         Ok(())
     }
@@ -782,7 +783,7 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     f.sync_all()?;
     drop(f);
     std::fs::rename(&tmp, path)?;
-    crate::files::sync_dir(dir)
+    crate::storage::files::sync_dir(dir)
 }
 
 /// `sawmill rules check FILE...`: checks each file; the summary, or every error found.
@@ -859,5 +860,15 @@ mod tests {
             summary.starts_with("5 files ok: 5 groups, 8 rules"),
             "{summary}"
         );
+    }
+}
+
+/// The directory holding the tenants' rule directories: `ruler.rule_path`, else `rules/` in
+/// the data directory.
+pub fn rule_dir(cfg: &RulerConfig, data_dir: &Path) -> PathBuf {
+    if cfg.rule_path.as_os_str().is_empty() {
+        data_dir.join(crate::storage::files::RULES_DIR)
+    } else {
+        cfg.rule_path.clone()
     }
 }

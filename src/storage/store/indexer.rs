@@ -9,9 +9,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::index::{index_dir, IndexError, SegmentIndex};
-use crate::segment::SegmentReader;
-use crate::store::Store;
+use crate::pipeline::fields::field_names;
+use crate::storage::files::index_dir;
+use crate::storage::index::{builder, IndexError, SegmentIndex};
+use crate::storage::segment::SegmentReader;
+use crate::storage::store::Store;
 
 /// The indexer's nice value: under full load ingest comes first and the index catches up
 /// when the load drops (queries read whole segments meanwhile).
@@ -34,9 +36,9 @@ impl Store {
     pub fn index_segment(&self, seg: &SegmentReader) -> Result<SegmentIndex, IndexError> {
         let cfg = &self.cfg.index;
         let dir = index_dir(seg.path());
-        let wanted = crate::index::field_names(&cfg.fields);
+        let wanted = field_names(&cfg.fields);
         if dir.exists() {
-            match SegmentIndex::open(&dir, seg) {
+            match SegmentIndex::open(&dir, seg.chunks.len() + seg.hidden_chunks) {
                 Ok(i) if i.meta.tokens == cfg.tokens && i.meta.fields == wanted => return Ok(i),
                 Ok(_) => {
                     tracing::info!(index = %dir.display(), "index settings changed; rebuilding")
@@ -48,7 +50,7 @@ impl Store {
             }
         }
         let started = Instant::now();
-        let built = SegmentIndex::build(seg, &dir, &cfg.fields, cfg.tokens)?;
+        let built = builder::build(seg, &dir, &cfg.fields, cfg.tokens)?;
         self.metrics.inc("sawmill_index_builds_total", &[], 1);
         self.metrics.observe(
             "sawmill_index_build_duration_seconds",

@@ -13,6 +13,8 @@ use crate::client::output::{LogPrinter, Mode, OutputOptions};
 use crate::client::{self, ClientError, Conn, ConnOptions};
 use crate::config::Config;
 
+pub mod bench;
+
 #[derive(Parser)]
 #[command(
     name = "sawmill",
@@ -48,7 +50,7 @@ enum Command {
     Correlate(CorrelateArgs),
     /// Benchmarks against a running server.
     #[command(subcommand)]
-    Bench(BenchCommand),
+    Bench(bench::BenchCommand),
     // --- the ruler (src/ruler) ---
     /// Alerting and recording rule files.
     #[command(subcommand)]
@@ -118,7 +120,7 @@ impl RangeArgs {
     fn resolve(&self) -> client::Result<(i64, i64)> {
         let end = match &self.to {
             Some(t) => client::parse_time("to", t)?,
-            None => crate::store::now_ns(),
+            None => crate::model::now_ns(),
         };
         let start = match &self.from {
             Some(f) => client::parse_time("from", f)?,
@@ -350,93 +352,6 @@ struct ServeArgs {
     check_config: bool,
 }
 
-#[derive(Subcommand)]
-enum BenchCommand {
-    /// Push load: 1000-line JSON pushes of ~300-byte JSON and logfmt lines from several connections.
-    Push(BenchPushArgs),
-    /// Query speed over generated data (in-process, fresh data directory).
-    Query(BenchQueryArgs),
-    /// Live tail latency: push acknowledged → line on a tail, against a running server.
-    Tail(BenchTailArgs),
-    /// Search index: build cost and size, ID lookups and needle queries with and without it.
-    Index(BenchIndexArgs),
-}
-
-#[derive(Args)]
-pub struct BenchQueryArgs {
-    /// Lines to generate (over `--hours`, 8 apps, 2 namespaces, 4 levels).
-    #[arg(long, default_value_t = 1_000_000)]
-    pub lines: usize,
-    /// Runs of each query; the median is printed.
-    #[arg(long, default_value_t = 7)]
-    pub runs: usize,
-    /// Data directory (default: a new temporary one).
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
-    /// Hours the generated lines span (the queries cover all of them).
-    #[arg(long, default_value_t = 1)]
-    pub hours: u32,
-    /// Write a segment every this many lines, as frequent flushes do (0: one flush at the end).
-    #[arg(long, default_value_t = 0)]
-    pub flush_every: usize,
-    /// After the queries, compact (timed), then run the queries again.
-    #[arg(long)]
-    pub compact: bool,
-}
-
-#[derive(Args)]
-pub struct BenchIndexArgs {
-    /// Lines to generate (requests of 3 to 8 lines across 8 services, 2 namespaces).
-    #[arg(long, default_value_t = 10_000_000)]
-    pub lines: usize,
-    #[arg(long, default_value_t = 24)]
-    pub hours: u32,
-    /// Write a segment every this many lines.
-    #[arg(long, default_value_t = 250_000)]
-    pub flush_every: usize,
-    /// Lookups: 7 times this many IDs.
-    #[arg(long, default_value_t = 7)]
-    pub runs: usize,
-    /// Index correlation fields only, not every token.
-    #[arg(long)]
-    pub no_tokens: bool,
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
-}
-
-#[derive(Args)]
-pub struct BenchTailArgs {
-    #[arg(long, env = "LOKI_ADDR", default_value = "http://127.0.0.1:3100")]
-    pub addr: String,
-    /// Lines to push (one per push).
-    #[arg(long, default_value_t = 500)]
-    pub lines: usize,
-    /// Pause between pushes, in milliseconds.
-    #[arg(long, default_value_t = 10)]
-    pub interval_ms: u64,
-    #[arg(long)]
-    pub org_id: Option<String>,
-}
-
-#[derive(Args)]
-pub struct BenchPushArgs {
-    #[arg(long, env = "LOKI_ADDR", default_value = "http://127.0.0.1:3100")]
-    pub addr: String,
-    #[arg(long, default_value_t = 4)]
-    pub connections: usize,
-    /// Seconds to run.
-    #[arg(long, default_value_t = 10.0)]
-    pub duration: f64,
-    /// Lines per push.
-    #[arg(long, default_value_t = 1000)]
-    pub batch: usize,
-    /// Distinct streams (spread over the pushes).
-    #[arg(long, default_value_t = 64)]
-    pub streams: usize,
-    #[arg(long)]
-    pub org_id: Option<String>,
-}
-
 pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
@@ -460,17 +375,7 @@ pub fn main() -> i32 {
         Command::Push(a) => return finish(push(a)),
         Command::Correlate(a) => return finish(correlate(a)),
         Command::Serve(a) => serve(a),
-        Command::Bench(BenchCommand::Push(a)) => crate::bench::push(a),
-        Command::Bench(BenchCommand::Tail(a)) => crate::bench::tail(a),
-        Command::Bench(BenchCommand::Index(a)) => {
-            crate::server::tune_allocator();
-            crate::bench::index(a)
-        }
-        Command::Bench(BenchCommand::Query(a)) => {
-            // The in-process benchmark runs with the allocator settings the server uses.
-            crate::server::tune_allocator();
-            crate::bench::query(a)
-        }
+        Command::Bench(b) => bench::run(b),
         // --- the ruler (src/ruler) ---
         Command::Rules(RulesCommand::Check { files }) => crate::ruler::check_files(&files)
             .map(|summary| println!("{summary}"))
@@ -581,7 +486,7 @@ fn instant_query(a: InstantQueryArgs) -> client::Result<()> {
     let conn = a.conn.connect()?;
     let time = match &a.now {
         Some(t) => client::parse_time("now", t)?,
-        None => crate::store::now_ns(),
+        None => crate::model::now_ns(),
     };
     let utc = a.out.timezone == Timezone::Utc;
     let mut printer = LogPrinter::new(a.out.options(a.conn.quiet), std::io::stdout().lock());

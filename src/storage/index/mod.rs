@@ -22,26 +22,24 @@
 //! one is rebuilt by the indexer thread (`Store::start_indexer`), and queries read every block
 //! of a segment until its index is there.
 
+pub mod builder;
+
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use tantivy::collector::DocSetCollector;
 use tantivy::query::{BooleanQuery, Query, TermQuery};
 use tantivy::schema::{Field, IndexRecordOption, Schema, FAST, INDEXED};
-use tantivy::{Index, IndexReader, SingleSegmentIndexWriter, TantivyDocument, Term};
+use tantivy::{Index, IndexReader, Term};
 use thiserror::Error;
 
-use crate::chunk::{chunk_blocks, DecodedBlock};
-use crate::labels::Labels;
 use crate::logql::{
     LabelFilterExpr, LabelParserExpr, LineFilterOp, LineFilterValue, MatchOp, Stage,
 };
-use crate::query::labels_builder::{normalize_label, LabelsBuilder};
-use crate::query::pipeline::Pipeline;
-use crate::segment::SegmentReader;
+use crate::pipeline::fields::field_names;
 
-const FORMAT_VERSION: u32 = 3;
-const META_FILE: &str = "sawmill-index.json";
+pub(super) const FORMAT_VERSION: u32 = 3;
+pub(super) const META_FILE: &str = "sawmill-index.json";
 pub const MIN_TOKEN: usize = 4;
 pub const MAX_TOKEN: usize = 64;
 
@@ -79,14 +77,14 @@ pub struct IndexMeta {
 
 /// The schema's fields.
 #[derive(Clone, Copy)]
-struct Fields {
+pub(super) struct Fields {
     chunk: Field,
     block: Field,
     id: Field,
     tok: Field,
 }
 
-fn schema() -> (Schema, Fields) {
+pub(super) fn schema() -> (Schema, Fields) {
     let mut b = Schema::builder();
     let f = Fields {
         chunk: b.add_u64_field("chunk", FAST),
@@ -105,11 +103,11 @@ pub fn hash(bytes: &[u8]) -> u64 {
 /// values (trace and span IDs) are mostly unique, so exact terms would cost a dictionary
 /// entry each; a bucket costs a few blocks read in vain (the query checks every entry), and
 /// far fewer when a probe has several terms.
-fn bucket_bits(postings: usize) -> u32 {
+pub(super) fn bucket_bits(postings: usize) -> u32 {
     ((postings / 4).max(1).next_power_of_two().trailing_zeros()).clamp(8, 32)
 }
 
-fn bucket(h: u64, bits: u32) -> u64 {
+pub(super) fn bucket(h: u64, bits: u32) -> u64 {
     h >> (64 - bits)
 }
 
@@ -191,18 +189,6 @@ impl Probe {
     }
 }
 
-/// Field names as `| json` and `| logfmt` name the labels (`X-Request-ID` → `X_Request_ID`).
-pub fn field_names(fields: &[String]) -> Vec<String> {
-    fields
-        .iter()
-        .map(|f| {
-            let mut s = String::new();
-            normalize_label(f, &mut s);
-            s
-        })
-        .collect()
-}
-
 /// What of a log pipeline the index can answer: `|= "literal"` filters on the original line,
 /// and `name="value"` label filters on a correlation field where the label can only come
 /// from the stream, structured metadata, or a plain `| json` or `| logfmt` (the sources the
@@ -254,73 +240,6 @@ fn equalities(f: &LabelFilterExpr, out: &mut dyn FnMut(&str, &str)) {
     }
 }
 
-/// Finds the values of correlation fields in an entry, as the query pipeline would: runs
-/// `| json` and `| logfmt` (told to keep only those fields) over the stream labels and the
-/// entry's structured metadata.
-pub struct FieldExtractor {
-    json: Pipeline,
-    logfmt: Pipeline,
-    builder: LabelsBuilder,
-    names: Vec<String>,
-}
-
-impl FieldExtractor {
-    pub fn new(fields: &[String]) -> FieldExtractor {
-        let names = field_names(fields);
-        let stages =
-            |parser: &str| match crate::logql::parse_expr(&format!("{{a=\"b\"}} | {parser}")) {
-                Ok(crate::logql::Expr::Log(l)) => l.pipeline,
-                _ => panic!("bug: {parser} does not parse"),
-            };
-        let json = Pipeline::with_hints(&stages("json"), Some(names.clone()))
-            .expect("bug: json pipeline compiles");
-        let logfmt = Pipeline::with_hints(&stages("logfmt"), Some(names.clone()))
-            .expect("bug: logfmt pipeline compiles");
-        FieldExtractor {
-            json,
-            logfmt,
-            builder: LabelsBuilder::new(),
-            names,
-        }
-    }
-
-    pub fn set_stream(&mut self, labels: &Labels) {
-        self.builder.set_stream(labels.pairs());
-    }
-
-    /// Calls `f(field index, value)` for each non-empty field value of the entry (a value
-    /// may come twice, from both parsers).
-    pub fn each(
-        &mut self,
-        line: &[u8],
-        metadata: &[(String, String)],
-        f: &mut dyn FnMut(usize, &str),
-    ) {
-        // `| json` gives nothing but an error for anything but an object, and the `| logfmt`
-        // pass sees the stream labels and metadata as well.
-        let first = line.iter().position(|b| !b.is_ascii_whitespace());
-        let json_like = first.is_some_and(|i| line[i] == b'{');
-        // `| logfmt` finds a non-empty value only after an `=`; without one it gives nothing
-        // the index keeps, except what the stream labels and metadata carry, which the `| json`
-        // pass reads too.
-        let logfmt_values = memchr::memchr(b'=', line).is_some();
-        let passes = match (json_like, logfmt_values) {
-            (true, true) => [Some(&mut self.json), Some(&mut self.logfmt)],
-            (true, false) => [Some(&mut self.json), None],
-            (false, _) => [None, Some(&mut self.logfmt)],
-        };
-        for p in passes.into_iter().flatten() {
-            self.builder.start_entry(metadata);
-            p.process(0, line, &mut self.builder);
-            for (i, n) in self.names.iter().enumerate() {
-                if let Some(v) = self.builder.get(n).filter(|v| !v.is_empty()) {
-                    f(i, v);
-                }
-            }
-        }
-    }
-}
-
 /// An opened index of one segment.
 pub struct SegmentIndex {
     reader: IndexReader,
@@ -357,7 +276,7 @@ impl Candidates {
 
 impl SegmentIndex {
     /// Opens and checks the index of a segment (checksums, format, chunk count).
-    pub fn open(dir: &Path, seg: &SegmentReader) -> Result<SegmentIndex, IndexError> {
+    pub fn open(dir: &Path, chunks: usize) -> Result<SegmentIndex, IndexError> {
         let tv = |source| IndexError::Tantivy {
             path: dir.to_path_buf(),
             source,
@@ -375,11 +294,10 @@ impl SegmentIndex {
         if meta.version != FORMAT_VERSION {
             return Err(damaged(format!("format version {}", meta.version)));
         }
-        if meta.chunks != seg.chunks.len() + seg.hidden_chunks {
+        if meta.chunks != chunks {
             return Err(damaged(format!(
-                "made for {} chunks, the segment has {}",
-                meta.chunks,
-                seg.chunks.len() + seg.hidden_chunks
+                "made for {} chunks, the segment has {chunks}",
+                meta.chunks
             )));
         }
         let index = Index::open_in_dir(dir).map_err(tv)?;
@@ -404,132 +322,6 @@ impl SegmentIndex {
             path: dir.to_path_buf(),
             bytes,
         })
-    }
-
-    /// Builds the index of a segment into `dir` (through `dir.tmp`, renamed when complete).
-    pub fn build(
-        seg: &SegmentReader,
-        dir: &Path,
-        fields: &[String],
-        tokens: bool,
-    ) -> Result<SegmentIndex, IndexError> {
-        let tmp = PathBuf::from(format!("{}{}", dir.display(), crate::files::TMP_SUFFIX));
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| IndexError::Io { path, source }
-        };
-        let tv = |source| IndexError::Tantivy {
-            path: tmp.clone(),
-            source,
-        };
-        match std::fs::remove_dir_all(&tmp) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&tmp)(e)),
-            _ => {}
-        }
-        std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
-        let (schema, f) = schema();
-        let index = Index::create_in_dir(&tmp, schema).map_err(tv)?;
-        // One tantivy segment (one term dictionary), written in memory then to `tmp`.
-        let mut writer: SingleSegmentIndexWriter<TantivyDocument> =
-            SingleSegmentIndexWriter::new(index, 200_000_000).map_err(tv)?;
-        let mut extractor = FieldExtractor::new(fields);
-        let mut block = DecodedBlock::default();
-        let mut md: Vec<(String, String)> = Vec::new();
-        let (mut ids, mut toks): (Vec<u64>, Vec<u64>) = (Vec::new(), Vec::new());
-        let mut unindexed = Vec::new();
-        // (chunk offset, block, id hashes, token hashes) of every block, then the documents.
-        let mut blocks_terms: Vec<(u64, u64, Vec<u64>, Vec<u64>)> = Vec::new();
-        // Hidden chunks are never read again (a later `without` only hides more).
-        for c in &seg.chunks {
-            let Ok(blocks) = chunk_blocks(seg.chunk_bytes(c)) else {
-                unindexed.push(c.offset);
-                continue;
-            };
-            extractor.set_stream(&seg.streams[c.stream as usize].labels);
-            let mut docs = Vec::with_capacity(blocks.len());
-            let mut ok = true;
-            for (bi, b) in blocks.iter().enumerate() {
-                if block.decode_from(b).is_err() {
-                    ok = false;
-                    break;
-                }
-                ids.clear();
-                toks.clear();
-                for i in 0..block.len() {
-                    let line = block.line(i);
-                    md.clear();
-                    md.extend(
-                        crate::chunk::metadata_pairs(block.metadata_raw(i))
-                            .map(|(k, v)| (k.to_string(), v.to_string())),
-                    );
-                    extractor.each(line, &md, &mut |_, v| ids.push(hash(v.as_bytes())));
-                    if tokens {
-                        for_each_token(line, |t| toks.push(hash(t)));
-                    }
-                }
-                for v in [&mut ids, &mut toks] {
-                    v.sort_unstable();
-                    v.dedup();
-                }
-                // A token that is also an ID value is found through `id`.
-                if !ids.is_empty() {
-                    toks.retain(|t| ids.binary_search(t).is_err());
-                }
-                docs.push((c.offset, bi as u64, ids.clone(), toks.clone()));
-            }
-            if !ok {
-                unindexed.push(c.offset);
-                continue;
-            }
-            blocks_terms.extend(docs);
-        }
-        // IDs are looked up alone (the correlate API): twice the buckets, fewer blocks in vain.
-        let id_bits = bucket_bits(2 * blocks_terms.iter().map(|b| b.2.len()).sum::<usize>());
-        let tok_bits = bucket_bits(blocks_terms.iter().map(|b| b.3.len()).sum());
-        for (chunk, block, ids, toks) in blocks_terms {
-            let mut doc = TantivyDocument::new();
-            doc.add_u64(f.chunk, chunk);
-            doc.add_u64(f.block, block);
-            let mut terms: Vec<u64> = ids.iter().map(|h| bucket(*h, id_bits)).collect();
-            terms.sort_unstable();
-            terms.dedup();
-            for t in terms {
-                doc.add_u64(f.id, t);
-            }
-            let mut terms: Vec<u64> = toks.iter().map(|h| bucket(*h, tok_bits)).collect();
-            terms.sort_unstable();
-            terms.dedup();
-            for t in terms {
-                doc.add_u64(f.tok, t);
-            }
-            writer.add_document(doc).map_err(tv)?;
-        }
-        writer.finalize().map_err(tv)?;
-        let meta = IndexMeta {
-            version: FORMAT_VERSION,
-            fields: field_names(fields),
-            tokens,
-            id_bits,
-            tok_bits,
-            chunks: seg.chunks.len() + seg.hidden_chunks,
-            unindexed,
-        };
-        let meta_path = tmp.join(META_FILE);
-        let text = serde_json::to_vec(&meta).expect("bug: index meta encodes");
-        let mut file = std::fs::File::create(&meta_path).map_err(io(&meta_path))?;
-        std::io::Write::write_all(&mut file, &text).map_err(io(&meta_path))?;
-        file.sync_all().map_err(io(&meta_path))?;
-        drop(file);
-        crate::files::sync_dir(&tmp).map_err(io(&tmp))?;
-        match std::fs::remove_dir_all(dir) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(dir)(e)),
-            _ => {}
-        }
-        std::fs::rename(&tmp, dir).map_err(io(dir))?;
-        if let Some(parent) = dir.parent() {
-            crate::files::sync_dir(parent).map_err(io(parent))?;
-        }
-        SegmentIndex::open(dir, seg)
     }
 
     /// The blocks that may hold what `p` asks for; `None` when this index cannot narrow it
@@ -590,14 +382,11 @@ impl SegmentIndex {
     }
 }
 
-/// Where the index of the segment at `seg_path` lives.
-pub fn index_dir(seg_path: &Path) -> PathBuf {
-    seg_path.with_extension(crate::files::INDEX_EXT)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::labels::Labels;
+    use crate::pipeline::fields::FieldExtractor;
 
     fn tokens(line: &str) -> Vec<String> {
         let mut out = Vec::new();

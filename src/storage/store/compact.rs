@@ -1,95 +1,24 @@
-//! The compactor: every `compactor.compaction_interval` it rewrites each tenant's segments into
-//! one segment per time partition (`compactor.partition_period`, by chunk start), merging each
-//! stream's chunks in timestamp order, re-cutting them to full size, recompressing at
-//! `compactor.zstd_level`, and leaving out expired entries and lines of delete requests.
-//!
-//! A partition is rewritten when it holds chunks of several segments, of a segment that also
-//! spans other partitions or still holds replaced chunks, or chunks that retention or a delete
-//! request touches. One partition
-//! is one atomic step (see the lineage in `segment`):
-//!
-//! ```text
-//! write <seq>.seg.tmp                                  (failpoint compact-before-publish)
-//! fsync → rename → fsync dir                           (failpoint compact-after-publish)
-//! hide the replaced chunks in memory (queries switch)   (failpoint compact-before-delete)
-//! delete inputs whose chunks are all replaced → fsync dir
-//! ```
-//! A crash before the rename leaves the inputs; after it, start-up hides the inputs' replaced
-//! chunks and deletes the inputs that are wholly replaced. Queries that hold an input keep its
-//! mapping until they finish. Before a partition is written the free space is checked against
-//! its input size, so compaction never needs more free disk than one partition; when short it
-//! stops, reports, and tries again at the next interval.
-//!
-//! Neighbours: `store` (tenants, segments, WAL position), `retention` (what to drop),
-//! `segment` and `chunk` (formats).
+//! Compaction of a store: the pass that runs every `compactor.compaction_interval`, picks the
+//! partitions to rewrite, writes each through the merge in `storage::compactor`, publishes
+//! it atomically and deletes what it replaced. The steps and the crash guarantees are drawn in
+//! `storage::compactor`.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use thiserror::Error;
-
-use crate::chunk::{chunk_blocks, encode_chunk, Block, BlockRef, DecodedBlock, HeadBlock};
 use crate::failpoint;
-use crate::files;
 use crate::labels::Labels;
-use crate::retention::{Drops, StreamDrops};
-use crate::segment::{
+use crate::model::now_ns;
+use crate::storage::files;
+use crate::storage::retention::Drops;
+use crate::storage::segment::{
     ChunkMeta, Lineage, Replaced, SegmentError, SegmentReader, SegmentStream, SegmentWriter,
 };
-use crate::store::{now_ns, Store, Tenant};
+use crate::storage::store::{Store, Tenant};
 
-#[derive(Debug, Error)]
-pub enum CompactError {
-    #[error(transparent)]
-    Segment(#[from] SegmentError),
-    #[error("damaged data in {path} at byte {offset}: {reason}; its partition is left as it is")]
-    Damaged {
-        path: PathBuf,
-        offset: u64,
-        reason: String,
-    },
-    #[error("not enough free disk to compact: {need} bytes needed, {free} free; retrying at the next interval")]
-    DiskShort { need: u64, free: u64 },
-}
-
-/// What one compaction pass did.
-#[derive(Debug, Default, Clone)]
-pub struct CompactionReport {
-    pub partitions: usize,
-    pub input_bytes: u64,
-    pub output_bytes: u64,
-    pub entries_read: u64,
-    /// Entries left out, by why: past retention, named by a delete request, an exact duplicate.
-    pub entries_expired: u64,
-    pub entries_deleted: u64,
-    pub entries_duplicate: u64,
-    pub segments_deleted: usize,
-    pub failures: Vec<String>,
-    pub disk_short: bool,
-}
-
-impl CompactionReport {
-    /// Entries left out for any reason.
-    pub fn entries_dropped(&self) -> u64 {
-        self.entries_expired + self.entries_deleted + self.entries_duplicate
-    }
-
-    fn add(&mut self, o: CompactionReport) {
-        self.partitions += o.partitions;
-        self.input_bytes += o.input_bytes;
-        self.output_bytes += o.output_bytes;
-        self.entries_read += o.entries_read;
-        self.entries_expired += o.entries_expired;
-        self.entries_deleted += o.entries_deleted;
-        self.entries_duplicate += o.entries_duplicate;
-        self.segments_deleted += o.segments_deleted;
-        self.failures.extend(o.failures);
-        self.disk_short |= o.disk_short;
-    }
-}
+use crate::storage::compactor::{merge_stream, ChunkSink, CompactError, CompactionReport};
 
 impl Store {
     /// One compaction pass over every tenant (one pass at a time). A tenant's failure is
@@ -309,21 +238,17 @@ impl Store {
             deletes_applied_through: through,
         });
         let comp = &self.cfg.compactor;
-        let mut sink = ChunkSink {
-            block_size: comp.block_size.max(1) as usize,
-            target: comp.chunk_target_size.max(1) as usize,
-            level: self.cfg.compactor.zstd_level,
-            head: HeadBlock::default(),
-            blocks: Vec::new(),
-            blocks_raw: 0,
-            stream: None,
-        };
+        let mut sink = ChunkSink::new(
+            comp.block_size.max(1) as usize,
+            comp.chunk_target_size.max(1) as usize,
+            comp.zstd_level,
+        );
         // Counted here, added to the report once the partition is published.
         let mut stats = CompactionReport::default();
         let res = (|| {
             for (labels, (meta, chunks)) in &streams {
                 let sd = drops.for_stream(labels, now, 0, through);
-                sink.stream = None;
+                sink.start_stream();
                 let refs: Vec<(&SegmentReader, &ChunkMeta)> =
                     chunks.iter().map(|(i, c)| (&*inputs[*i], c)).collect();
                 merge_stream(&refs, &sd, &mut stats, |ts, line, md| {
@@ -332,7 +257,7 @@ impl Store {
                 sink.finish_chunk(&mut w, meta)?;
                 // A stream whose entries all went still records its WAL position while the WAL
                 // holds records of it, so that replay does not bring them back.
-                if sink.stream.is_none() && meta.flushed_pos.seq >= oldest_wal {
+                if !sink.stream_started() && meta.flushed_pos.seq >= oldest_wal {
                     w.add_stream(meta.clone());
                 }
             }
@@ -376,7 +301,7 @@ impl Store {
             if i == 1 {
                 failpoint::hit("compact-between-deletes");
             }
-            match crate::segment::remove(p) {
+            match crate::storage::segment::remove(p) {
                 Ok(()) => report.segments_deleted += 1,
                 Err(e) => {
                     tracing::warn!(file = %p.display(), error = %e, "cannot delete a replaced segment; start-up will")
@@ -417,7 +342,7 @@ impl Store {
             gone
         };
         for p in &gone {
-            if crate::segment::remove(p).is_ok() {
+            if crate::storage::segment::remove(p).is_ok() {
                 report.segments_deleted += 1;
             }
         }
@@ -428,7 +353,10 @@ impl Store {
     }
 
     /// Marks delete requests processed once no segment holds data they still have to remove.
-    fn update_delete_status(&self, tenant: &Tenant) -> Result<(), crate::retention::DeleteError> {
+    fn update_delete_status(
+        &self,
+        tenant: &Tenant,
+    ) -> Result<(), crate::storage::retention::DeleteError> {
         let drops = tenant.drops();
         let through = self.deletes_due(tenant, now_ns());
         let segs = tenant.segments.read().clone();
@@ -439,10 +367,9 @@ impl Store {
                     && s.chunks.iter().any(|c| {
                         c.min_ts <= d.end_ns
                             && c.max_ts >= d.start_ns
-                            && crate::query::labels_match(
-                                &d.matchers,
-                                &s.streams[c.stream as usize].labels,
-                            )
+                            && crate::logql::labels_match(&d.matchers, |n| {
+                                s.streams[c.stream as usize].labels.get(n)
+                            })
                     })
             });
             if !pending {
@@ -486,152 +413,4 @@ impl Store {
             })
             .expect("bug: cannot spawn compactor thread");
     }
-}
-
-/// Builds a stream's output chunks: blocks of `block_size`, chunks of `target` raw bytes.
-struct ChunkSink {
-    block_size: usize,
-    target: usize,
-    level: i32,
-    head: HeadBlock,
-    blocks: Vec<Block>,
-    blocks_raw: usize,
-    /// The stream's index in the output, once it has a chunk.
-    stream: Option<u32>,
-}
-
-impl ChunkSink {
-    fn push(
-        &mut self,
-        w: &mut SegmentWriter,
-        meta: &SegmentStream,
-        ts: i64,
-        line: &[u8],
-        md: &[u8],
-    ) -> Result<(), CompactError> {
-        self.head.push_raw(ts, line, md);
-        if self.head.size() >= self.block_size {
-            self.seal_block();
-            if self.blocks_raw >= self.target {
-                self.finish_chunk(w, meta)?;
-            }
-        }
-        Ok(())
-    }
-
-    fn seal_block(&mut self) {
-        if self.head.is_empty() {
-            return;
-        }
-        self.blocks_raw += self.head.size();
-        self.blocks.push(self.head.seal(self.level));
-        self.head = HeadBlock::with_capacity_like(&self.head);
-    }
-
-    fn finish_chunk(
-        &mut self,
-        w: &mut SegmentWriter,
-        meta: &SegmentStream,
-    ) -> Result<(), CompactError> {
-        self.seal_block();
-        if self.blocks.is_empty() {
-            return Ok(());
-        }
-        let idx = *self
-            .stream
-            .get_or_insert_with(|| w.add_stream(meta.clone()));
-        let mut buf =
-            Vec::with_capacity(self.blocks.iter().map(|b| b.bytes.len()).sum::<usize>() + 8);
-        encode_chunk(self.blocks.iter(), &mut buf);
-        let min_ts = self.blocks.iter().map(|b| b.min_ts).min().unwrap_or(0);
-        let max_ts = self.blocks.iter().map(|b| b.max_ts).max().unwrap_or(0);
-        let n: u32 = self.blocks.iter().map(|b| b.n_entries).sum();
-        w.add_chunk(idx, &buf, min_ts, max_ts, n, self.blocks_raw as u64)?;
-        self.blocks.clear();
-        self.blocks_raw = 0;
-        Ok(())
-    }
-}
-
-/// One block being read during a merge.
-struct Cursor {
-    block: DecodedBlock,
-    at: usize,
-}
-
-/// Calls `emit` with a stream's entries from `chunks` in timestamp order (ties: input order),
-/// leaving out dropped entries and exact duplicates. Blocks are sorted runs; a block is
-/// decompressed only when the merge reaches its first timestamp, so memory holds just the
-/// blocks that overlap in time.
-fn merge_stream(
-    chunks: &[(&SegmentReader, &ChunkMeta)],
-    drops: &StreamDrops<'_>,
-    stats: &mut CompactionReport,
-    mut emit: impl FnMut(i64, &[u8], &[u8]) -> Result<(), CompactError>,
-) -> Result<(), CompactError> {
-    let mut pending: Vec<(BlockRef<'_>, &SegmentReader, u64)> = Vec::new();
-    for (seg, c) in chunks {
-        let blocks = chunk_blocks(seg.chunk_bytes(c)).map_err(|e| CompactError::Damaged {
-            path: seg.path().to_path_buf(),
-            offset: c.offset,
-            reason: e.to_string(),
-        })?;
-        pending.extend(blocks.into_iter().map(|b| (b, *seg, c.offset)));
-    }
-    // Stable: equal start times keep input order (older segments first).
-    pending.sort_by_key(|(b, _, _)| b.min_ts);
-    let mut next = 0usize;
-    let mut cursors: Vec<Cursor> = Vec::new();
-    let mut free: Vec<DecodedBlock> = Vec::new();
-    let mut heap: BinaryHeap<Reverse<(i64, usize)>> = BinaryHeap::new();
-    let mut last: Option<(i64, Vec<u8>, Vec<u8>)> = None;
-    loop {
-        let head_ts = heap.peek().map(|Reverse((ts, _))| *ts);
-        if next < pending.len() && head_ts.is_none_or(|t| pending[next].0.min_ts <= t) {
-            let (b, seg, chunk_off) = &pending[next];
-            let mut block = free.pop().unwrap_or_default();
-            block.decode_from(b).map_err(|e| CompactError::Damaged {
-                path: seg.path().to_path_buf(),
-                offset: chunk_off + b.offset as u64,
-                reason: e.to_string(),
-            })?;
-            if !block.is_empty() {
-                heap.push(Reverse((block.ts(0), cursors.len())));
-                cursors.push(Cursor { block, at: 0 });
-            }
-            next += 1;
-            continue;
-        }
-        let Some(Reverse((ts, ci))) = heap.pop() else {
-            break;
-        };
-        let c = &mut cursors[ci];
-        let (line, md) = (c.block.line(c.at), c.block.metadata_raw(c.at));
-        stats.entries_read += 1;
-        let dup = last
-            .as_ref()
-            .is_some_and(|(t, l, m)| *t == ts && l == line && m == md);
-        if dup {
-            stats.entries_duplicate += 1;
-        } else if ts < drops.cutoff {
-            stats.entries_expired += 1;
-        } else if drops.drops(ts, line) {
-            stats.entries_deleted += 1;
-        } else {
-            emit(ts, line, md)?;
-            let l = last.get_or_insert_with(|| (0, Vec::new(), Vec::new()));
-            l.0 = ts;
-            l.1.clear();
-            l.1.extend_from_slice(line);
-            l.2.clear();
-            l.2.extend_from_slice(md);
-        }
-        c.at += 1;
-        if c.at < c.block.len() {
-            heap.push(Reverse((c.block.ts(c.at), ci)));
-        } else {
-            free.push(std::mem::take(&mut c.block));
-        }
-    }
-    Ok(())
 }

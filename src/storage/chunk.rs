@@ -16,7 +16,7 @@
 
 use thiserror::Error;
 
-use crate::codec::{put_ivarint, put_lp_bytes, put_uvarint, Reader, Truncated};
+use crate::storage::codec::{put_ivarint, put_lp_bytes, put_uvarint, Reader, Truncated};
 
 pub const CHUNK_VERSION: u8 = 1;
 pub const ENCODING_ZSTD: u8 = 1;

@@ -48,12 +48,12 @@ pub fn tenants_dir(data: &Path) -> PathBuf {
 
 pub fn segments_dir(data: &Path, tenant: &str) -> PathBuf {
     tenants_dir(data)
-        .join(crate::tenant::tenant_dir_name(tenant))
+        .join(crate::model::tenant::tenant_dir_name(tenant))
         .join(SEGMENTS_DIR)
 }
 
 pub fn tenant_dir(data: &Path, tenant: &str) -> PathBuf {
-    tenants_dir(data).join(crate::tenant::tenant_dir_name(tenant))
+    tenants_dir(data).join(crate::model::tenant::tenant_dir_name(tenant))
 }
 
 pub fn deletes_file(data: &Path, tenant: &str) -> PathBuf {
@@ -63,7 +63,7 @@ pub fn deletes_file(data: &Path, tenant: &str) -> PathBuf {
 /// Where the ruler keeps a tenant's alert state.
 pub fn alerts_file(data: &Path, tenant: &str) -> PathBuf {
     data.join(RULER_DIR)
-        .join(crate::tenant::tenant_dir_name(tenant))
+        .join(crate::model::tenant::tenant_dir_name(tenant))
         .join(ALERTS_FILE)
 }
 
@@ -97,4 +97,9 @@ pub fn free_bytes(path: &Path) -> std::io::Result<u64> {
         return Err(std::io::Error::last_os_error());
     }
     Ok(st.f_bavail as u64 * st.f_frsize as u64)
+}
+
+/// Where the search index of the segment at `seg_path` lives.
+pub fn index_dir(seg_path: &Path) -> PathBuf {
+    seg_path.with_extension(INDEX_EXT)
 }

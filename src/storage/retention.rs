@@ -16,7 +16,7 @@ use thiserror::Error;
 use crate::config::Limits;
 use crate::labels::Labels;
 use crate::logql::{Expr, Matcher, Stage};
-use crate::query::pipeline::Pipeline;
+use crate::pipeline::Pipeline;
 
 #[derive(Debug, Error)]
 pub enum DeleteError {
@@ -96,14 +96,14 @@ impl DeleteRequests {
         }
         let tmp = self
             .path
-            .with_extension(format!("json{}", crate::files::TMP_SUFFIX));
+            .with_extension(format!("json{}", crate::storage::files::TMP_SUFFIX));
         let body = serde_json::to_vec(&self.requests).expect("bug: requests serialize");
         let file = std::fs::File::create(&tmp).map_err(io)?;
         std::io::Write::write_all(&mut &file, &body).map_err(io)?;
         file.sync_all().map_err(io)?;
         std::fs::rename(&tmp, &self.path).map_err(io)?;
         if let Some(dir) = self.path.parent() {
-            crate::files::sync_dir(dir).map_err(io)?;
+            crate::storage::files::sync_dir(dir).map_err(io)?;
         }
         Ok(())
     }
@@ -224,7 +224,7 @@ impl CompiledDelete {
     }
 
     fn applies_to(&self, labels: &Labels) -> bool {
-        crate::query::labels_match(&self.matchers, labels)
+        crate::logql::labels_match(&self.matchers, |n| labels.get(n))
     }
 
     fn deletes(&self, ts: i64, line: &[u8]) -> bool {
@@ -266,7 +266,7 @@ impl Retention {
     pub fn period_for(&self, labels: &Labels) -> Option<Duration> {
         let mut best: Option<(i64, Duration)> = None;
         for (m, prio, period) in &self.rules {
-            if !crate::query::labels_match(m, labels) {
+            if !crate::logql::labels_match(m, |n| labels.get(n)) {
                 continue;
             }
             best = match best {

@@ -4,6 +4,9 @@
 //! segments already hold, then answer ready. Flush: cut chunks that are full, old or idle, write
 //! them to a new segment per tenant, then delete WAL files nothing in memory still needs.
 
+mod compact;
+mod indexer;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -13,18 +16,19 @@ use std::time::{Duration, Instant};
 use parking_lot::{Mutex, RwLock};
 use thiserror::Error;
 
-use crate::chunk::encode_chunk;
 use crate::config::Config;
-use crate::files;
-use crate::head::{BlockSlot, CutChunk, TenantHead};
 use crate::ingest::rate::{rate_limited_message, RateLimiter};
 use crate::ingest::validate::{Rejection, Validated, RATE_LIMITED};
-use crate::retention::{DeleteRequests, Drops};
-use crate::segment::{
+use crate::model::now_ns;
+use crate::storage::chunk::encode_chunk;
+use crate::storage::files;
+use crate::storage::head::{BlockSlot, CutChunk, TenantHead};
+use crate::storage::retention::{DeleteRequests, Drops};
+use crate::storage::segment::{
     list_segments, Replaced, SegmentError, SegmentReader, SegmentStream, SegmentWriter,
 };
+use crate::storage::wal::{self, Wal, WalError, WalPos};
 use crate::telemetry::Metrics;
-use crate::wal::{self, Wal, WalError, WalPos};
 
 #[derive(Debug, Error)]
 pub enum PushError {
@@ -36,11 +40,6 @@ pub enum PushError {
     DiskShort(String),
     #[error("{0}")]
     Wal(#[from] WalError),
-}
-
-/// Now, in Unix nanoseconds: the clock retention, compaction and query defaults are read from.
-pub fn now_ns() -> i64 {
-    chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)
 }
 
 /// What happened to a push that was (at least partly) logged.
@@ -84,7 +83,7 @@ pub struct Store {
     last_flush: Mutex<Option<Instant>>,
     pub metrics: Metrics,
     /// Live tails, handed every accepted entry.
-    pub tails: Arc<crate::tail::TailHub>,
+    pub tails: Arc<crate::storage::tail::TailHub>,
 }
 
 /// What start-up found.
@@ -171,7 +170,8 @@ impl Store {
         query: &str,
         start_ns: i64,
         end_ns: i64,
-    ) -> Result<crate::retention::DeleteRequest, crate::retention::DeleteError> {
+    ) -> Result<crate::storage::retention::DeleteRequest, crate::storage::retention::DeleteError>
+    {
         let t = self.tenant(tenant);
         let now_ms = now_ns() / 1_000_000;
         let r = t.deletes.lock().add(query, start_ns, end_ns, now_ms)?;
@@ -185,7 +185,7 @@ impl Store {
         tenant: &str,
         id: &str,
         force: bool,
-    ) -> Result<(), crate::retention::DeleteError> {
+    ) -> Result<(), crate::storage::retention::DeleteError> {
         let t = self.tenant(tenant);
         t.deletes.lock().cancel(id, force)?;
         self.refresh_drops(&t);
@@ -238,7 +238,7 @@ impl Store {
             let Some(name) = entry
                 .file_name()
                 .to_str()
-                .and_then(crate::tenant::tenant_from_dir_name)
+                .and_then(crate::model::tenant::tenant_from_dir_name)
             else {
                 continue;
             };
@@ -279,7 +279,7 @@ impl Store {
                 };
                 if r.is_replaced() {
                     tracing::info!(file = %r.path().display(), "removing a segment replaced by compaction");
-                    let _ = crate::segment::remove(r.path());
+                    let _ = crate::storage::segment::remove(r.path());
                     continue;
                 }
                 report.segments += 1;
@@ -386,7 +386,7 @@ impl Store {
                             .unwrap_or((i64::MIN, WalPos::default()));
                         head.streams.insert(
                             labels.clone(),
-                            crate::head::StreamHead::new(labels.clone(), newest, fp),
+                            crate::storage::head::StreamHead::new(labels.clone(), newest, fp),
                         );
                     }
                     let st = head

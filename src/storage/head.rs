@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 
 use parking_lot::RwLock;
 
-use crate::chunk::{Block, HeadBlock};
 use crate::ingest::validate::{Rejection, TOO_FAR_BEHIND};
 use crate::ingest::Entry;
 use crate::labels::Labels;
-use crate::wal::WalPos;
+use crate::storage::chunk::{Block, HeadBlock};
+use crate::storage::wal::WalPos;
 
 /// A block of the current or a cut chunk: raw until sealed, then compressed.
 pub struct BlockSlot(RwLock<SlotState>);
@@ -243,7 +243,7 @@ impl Applied {
 
 impl TenantHead {
     /// Records what a segment holds of a stream: its newest timestamp and flushed position.
-    pub fn remember(&mut self, s: &crate::segment::SegmentStream) {
+    pub fn remember(&mut self, s: &crate::storage::segment::SegmentStream) {
         let k = self
             .known
             .entry(s.labels.clone())

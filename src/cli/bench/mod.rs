@@ -5,7 +5,113 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::cli::{BenchPushArgs, BenchQueryArgs};
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Push load: 1000-line JSON pushes of ~300-byte JSON and logfmt lines from several connections.
+    Push(BenchPushArgs),
+    /// Query speed over generated data (in-process, fresh data directory).
+    Query(BenchQueryArgs),
+    /// Live tail latency: push acknowledged → line on a tail, against a running server.
+    Tail(BenchTailArgs),
+    /// Search index: build cost and size, ID lookups and needle queries with and without it.
+    Index(BenchIndexArgs),
+}
+
+#[derive(Args)]
+pub struct BenchQueryArgs {
+    /// Lines to generate (over `--hours`, 8 apps, 2 namespaces, 4 levels).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub lines: usize,
+    /// Runs of each query; the median is printed.
+    #[arg(long, default_value_t = 7)]
+    pub runs: usize,
+    /// Data directory (default: a new temporary one).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Hours the generated lines span (the queries cover all of them).
+    #[arg(long, default_value_t = 1)]
+    pub hours: u32,
+    /// Write a segment every this many lines, as frequent flushes do (0: one flush at the end).
+    #[arg(long, default_value_t = 0)]
+    pub flush_every: usize,
+    /// After the queries, compact (timed), then run the queries again.
+    #[arg(long)]
+    pub compact: bool,
+}
+
+#[derive(Args)]
+pub struct BenchIndexArgs {
+    /// Lines to generate (requests of 3 to 8 lines across 8 services, 2 namespaces).
+    #[arg(long, default_value_t = 10_000_000)]
+    pub lines: usize,
+    #[arg(long, default_value_t = 24)]
+    pub hours: u32,
+    /// Write a segment every this many lines.
+    #[arg(long, default_value_t = 250_000)]
+    pub flush_every: usize,
+    /// Lookups: 7 times this many IDs.
+    #[arg(long, default_value_t = 7)]
+    pub runs: usize,
+    /// Index correlation fields only, not every token.
+    #[arg(long)]
+    pub no_tokens: bool,
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct BenchTailArgs {
+    #[arg(long, env = "LOKI_ADDR", default_value = "http://127.0.0.1:3100")]
+    pub addr: String,
+    /// Lines to push (one per push).
+    #[arg(long, default_value_t = 500)]
+    pub lines: usize,
+    /// Pause between pushes, in milliseconds.
+    #[arg(long, default_value_t = 10)]
+    pub interval_ms: u64,
+    #[arg(long)]
+    pub org_id: Option<String>,
+}
+
+#[derive(Args)]
+pub struct BenchPushArgs {
+    #[arg(long, env = "LOKI_ADDR", default_value = "http://127.0.0.1:3100")]
+    pub addr: String,
+    #[arg(long, default_value_t = 4)]
+    pub connections: usize,
+    /// Seconds to run.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Lines per push.
+    #[arg(long, default_value_t = 1000)]
+    pub batch: usize,
+    /// Distinct streams (spread over the pushes).
+    #[arg(long, default_value_t = 64)]
+    pub streams: usize,
+    #[arg(long)]
+    pub org_id: Option<String>,
+}
+
+/// Runs one `sawmill bench` command.
+pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
+    match cmd {
+        BenchCommand::Push(a) => push(a),
+        BenchCommand::Tail(a) => tail(a),
+        BenchCommand::Index(a) => {
+            // The in-process benchmarks run with the allocator settings the server uses.
+            crate::server::tune_allocator();
+            index(a)
+        }
+        BenchCommand::Query(a) => {
+            crate::server::tune_allocator();
+            query(a)
+        }
+    }
+}
 
 /// A push body whose timestamps are rewritten in place before each send.
 struct BodyTemplate {
@@ -304,7 +410,7 @@ pub fn query(a: BenchQueryArgs) -> anyhow::Result<()> {
                 .collect(),
             rejections: Vec::new(),
         };
-        store.push(crate::tenant::DEFAULT_TENANT, v)?;
+        store.push(crate::model::tenant::DEFAULT_TENANT, v)?;
         i += n;
         if a.flush_every > 0 && i % a.flush_every < n {
             store.flush(true)?;
@@ -312,9 +418,9 @@ pub fn query(a: BenchQueryArgs) -> anyhow::Result<()> {
     }
     store.flush(true)?;
     let tenant = store
-        .existing_tenant(crate::tenant::DEFAULT_TENANT)
+        .existing_tenant(crate::model::tenant::DEFAULT_TENANT)
         .ok_or_else(|| anyhow::anyhow!("no data was stored"))?;
-    let on_disk = |t: &crate::store::Tenant| -> (u64, usize) {
+    let on_disk = |t: &crate::storage::store::Tenant| -> (u64, usize) {
         let segs = t.segments.read();
         (segs.iter().map(|s| s.file_len()).sum(), segs.len())
     };
@@ -357,7 +463,7 @@ pub fn query(a: BenchQueryArgs) -> anyhow::Result<()> {
 
 /// Times the five queries over `[start, end]` and prints each one's median.
 fn run_queries(
-    tenant: &Arc<crate::store::Tenant>,
+    tenant: &Arc<crate::storage::store::Tenant>,
     needle: &str,
     start: i64,
     end: i64,
@@ -428,7 +534,7 @@ fn run_queries(
 /// one line each, `interval_ms` apart; for each, the time from the push's acknowledgement to
 /// the line's arrival on the tail. Prints the median, 99th percentile and maximum. Run
 /// `sawmill bench push` at the same time to measure it under ingest load.
-pub fn tail(a: crate::cli::BenchTailArgs) -> anyhow::Result<()> {
+pub fn tail(a: BenchTailArgs) -> anyhow::Result<()> {
     use crate::client::{Conn, ConnOptions};
     use std::collections::HashMap;
     use std::sync::Mutex;
@@ -437,7 +543,7 @@ pub fn tail(a: crate::cli::BenchTailArgs) -> anyhow::Result<()> {
         org_id: a.org_id.clone(),
         ..ConnOptions::default()
     })?;
-    let run = format!("{:x}", crate::store::now_ns());
+    let run = format!("{:x}", crate::model::now_ns());
     let query = format!("{{job=\"tailbench\", run=\"{run}\"}}");
     let mut ws = conn.websocket(
         "/loki/api/v1/tail",
@@ -475,7 +581,7 @@ pub fn tail(a: crate::cli::BenchTailArgs) -> anyhow::Result<()> {
             format!("tail bench line {i}")
         };
         let body = serde_json::json!({"streams":[{"stream":{"job":"tailbench","run":run},
-            "values":[[crate::store::now_ns().to_string(), line]]}]});
+            "values":[[crate::model::now_ns().to_string(), line]]}]});
         conn.post(
             "/loki/api/v1/push",
             "application/json",
@@ -553,7 +659,7 @@ fn request_line(
 /// lines each): ingest and flush with the index off; build every segment's index (its cost
 /// against ingest, its size against the data); then the ID lookup (`correlate`) and
 /// `|= "<request id>"` over all streams, with the indexes attached and without them.
-pub fn index(a: crate::cli::BenchIndexArgs) -> anyhow::Result<()> {
+pub fn index(a: BenchIndexArgs) -> anyhow::Result<()> {
     use crate::ingest::{validate::Validated, Entry, ValidStream};
     use crate::query::{select_logs, Cancel, Direction, LogQuery};
 
@@ -613,7 +719,7 @@ pub fn index(a: crate::cli::BenchIndexArgs) -> anyhow::Result<()> {
                     .collect(),
                 rejections: Vec::new(),
             };
-            store.push(crate::tenant::DEFAULT_TENANT, v)?;
+            store.push(crate::model::tenant::DEFAULT_TENANT, v)?;
             pending = 0;
             if lines % a.flush_every < batch + 8 {
                 store.flush(true)?;
@@ -623,7 +729,7 @@ pub fn index(a: crate::cli::BenchIndexArgs) -> anyhow::Result<()> {
     store.flush(true)?;
     let ingest_secs = t_ingest.elapsed().as_secs_f64();
     let tenant = store
-        .existing_tenant(crate::tenant::DEFAULT_TENANT)
+        .existing_tenant(crate::model::tenant::DEFAULT_TENANT)
         .ok_or_else(|| anyhow::anyhow!("no data was stored"))?;
     let segs = tenant.segments.read().clone();
     let seg_bytes: u64 = segs.iter().map(|s| s.file_len()).sum();
@@ -652,7 +758,9 @@ pub fn index(a: crate::cli::BenchIndexArgs) -> anyhow::Result<()> {
         index_bytes as f64 / seg_bytes as f64 * 100.0,
     );
     let lookups: Vec<&String> = ids.iter().take(a.runs.max(1) * 7).collect();
-    let measure = |label: &str, tenant: &Arc<crate::store::Tenant>| -> anyhow::Result<()> {
+    let measure = |label: &str,
+                   tenant: &Arc<crate::storage::store::Tenant>|
+     -> anyhow::Result<()> {
         let mut t_corr = Vec::new();
         let mut t_needle = Vec::new();
         let mut found = (0, 0);
@@ -702,10 +810,10 @@ pub fn index(a: crate::cli::BenchIndexArgs) -> anyhow::Result<()> {
     store.shutdown();
     drop(store);
     // The same data without indexes attached: a store that never starts the indexer.
-    let plain = crate::store::Store::new(cfg.clone());
+    let plain = crate::storage::store::Store::new(cfg.clone());
     plain.recover()?;
     let tenant = plain
-        .existing_tenant(crate::tenant::DEFAULT_TENANT)
+        .existing_tenant(crate::model::tenant::DEFAULT_TENANT)
         .ok_or_else(|| anyhow::anyhow!("no data after reopening"))?;
     measure("index off", &tenant)?;
     drop(tenant);
@@ -721,7 +829,7 @@ pub fn index(a: crate::cli::BenchIndexArgs) -> anyhow::Result<()> {
 fn bench_store(
     dir: &std::path::Path,
     tune: impl FnOnce(&mut crate::config::Config),
-) -> anyhow::Result<Arc<crate::store::Store>> {
+) -> anyhow::Result<Arc<crate::storage::store::Store>> {
     let mut cfg = crate::config::Config::default();
     cfg.common.path_prefix = dir.to_path_buf();
     cfg.limits_config.reject_old_samples = false;
@@ -729,7 +837,7 @@ fn bench_store(
     cfg.limits_config.ingestion_burst_size_mb = 1e9;
     cfg.ingester.flush_check_period = Duration::from_secs(3600);
     tune(&mut cfg);
-    let store = crate::store::Store::new(Arc::new(cfg));
+    let store = crate::storage::store::Store::new(Arc::new(cfg));
     store.recover()?;
     Ok(store)
 }

@@ -36,10 +36,10 @@ use std::sync::Arc;
 use memmap2::Mmap;
 use thiserror::Error;
 
-use crate::codec::{put_ivarint, put_lp_bytes, put_uvarint, Reader, Truncated};
-use crate::files;
 use crate::labels::Labels;
-use crate::wal::WalPos;
+use crate::storage::codec::{put_ivarint, put_lp_bytes, put_uvarint, Reader, Truncated};
+use crate::storage::files;
+use crate::storage::wal::WalPos;
 
 pub const SEGMENT_MAGIC: &[u8; 8] = b"SAWMSEG1";
 pub const FOOTER_MAGIC: &[u8; 8] = b"SAWMSEGF";
@@ -287,7 +287,7 @@ pub struct SegmentReader {
     pub hidden_chunks: usize,
     /// The search index, once built or opened (`index`); shared by the copies `without`
     /// makes, so that one attached later serves them all.
-    pub search: Arc<std::sync::OnceLock<Arc<crate::index::SegmentIndex>>>,
+    pub search: Arc<std::sync::OnceLock<Arc<crate::storage::index::SegmentIndex>>>,
 }
 
 impl std::fmt::Debug for SegmentReader {
@@ -541,7 +541,7 @@ pub fn list_segments(dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
 /// Deletes a segment file, then its search index.
 pub fn remove(path: &Path) -> std::io::Result<()> {
     std::fs::remove_file(path)?;
-    match std::fs::remove_dir_all(crate::index::index_dir(path)) {
+    match std::fs::remove_dir_all(files::index_dir(path)) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
     }
@@ -550,7 +550,7 @@ pub fn remove(path: &Path) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chunk::{chunk_blocks, encode_chunk, DecodedBlock, HeadBlock};
+    use crate::storage::chunk::{chunk_blocks, encode_chunk, DecodedBlock, HeadBlock};
 
     fn write_segment(dir: &Path) -> PathBuf {
         let path = files::segment_file(dir, 1);
@@ -565,7 +565,11 @@ mod tests {
             });
             let mut h = HeadBlock::default();
             for t in 0..50 {
-                h.push(t, &format!("{app} line {t}"), crate::chunk::NO_METADATA);
+                h.push(
+                    t,
+                    &format!("{app} line {t}"),
+                    crate::storage::chunk::NO_METADATA,
+                );
             }
             let b = h.seal(1);
             let mut c = Vec::new();

@@ -159,7 +159,7 @@ impl TailHub {
             let shared = Arc::new(labels.clone());
             for s in subs
                 .iter()
-                .filter(|s| crate::query::labels_match(&s.matchers, labels))
+                .filter(|s| crate::logql::labels_match(&s.matchers, |n| labels.get(n)))
             {
                 s.offer(&shared, idx.iter().map(|&i| stream.entries[i].clone()));
                 s.wake.notify_one();

@@ -1,5 +1,5 @@
 //! Stages that rewrite the line or the labels: `line_format`, `label_format`, `decolorize`,
-//! `drop` and `keep`. Templates are rendered by `crate::query::template`; a render error
+//! `drop` and `keep`. Templates are rendered by `crate::template`; a render error
 //! sets `__error__=TemplateFormatErr` (with the error text as details) and leaves the line
 //! or label unchanged. `line_format "{{.name}}"` takes the label value directly (an absent
 //! label gives an empty line). `label_format` renders every template of one stage against
@@ -8,7 +8,7 @@
 use std::sync::OnceLock;
 
 use crate::logql::{LabelFmt, LabelRef, Matcher};
-use crate::query::template::Template;
+use crate::template::Template;
 
 use super::super::labels_builder::{LabelsBuilder, ERROR_DETAILS_LABEL, ERROR_LABEL};
 

@@ -16,6 +16,10 @@
 //! extraction: an entry that ends with `__error__` reports all its labels, so
 //! [`SampleExtractor`] runs such an entry again without hints.
 
+pub mod fields;
+pub mod labels_builder;
+pub mod stages;
+
 use std::borrow::Cow;
 
 use crate::logql::{
@@ -23,16 +27,16 @@ use crate::logql::{
     UnwrapConversion, UnwrapExpr,
 };
 
-use super::labels_builder::{LabelsBuilder, DUPLICATE_SUFFIX};
-use super::stages::format::{self, LabelFormat, LineFormat};
-use super::stages::go;
-use super::stages::ip::IpFilter;
-use super::stages::json::{JsonExpressionParser, JsonParser, UnpackParser};
-use super::stages::label_filter::LabelFilter;
-use super::stages::logfmt::{LogfmtExpressionParser, LogfmtParser};
-use super::stages::pattern::Pattern;
-use super::stages::regex::RegexFilter;
-use super::stages::{sanitize_label_key, ParserHints};
+use self::labels_builder::{LabelsBuilder, DUPLICATE_SUFFIX};
+use self::stages::format::{self, LabelFormat, LineFormat};
+use self::stages::go;
+use self::stages::ip::IpFilter;
+use self::stages::json::{JsonExpressionParser, JsonParser, UnpackParser};
+use self::stages::label_filter::LabelFilter;
+use self::stages::logfmt::{LogfmtExpressionParser, LogfmtParser};
+use self::stages::pattern::Pattern;
+use self::stages::regex::RegexFilter;
+use self::stages::{sanitize_label_key, ParserHints};
 
 /// `__error__` of an `unwrap` whose label does not convert.
 pub const ERR_SAMPLE_EXTRACTION: &str = "SampleExtractionErr";
@@ -79,7 +83,7 @@ impl LineTest {
                     regex: value.to_string(),
                     message: e.to_string(),
                 })?;
-                if matches!(re, RegexFilter::Simple(super::stages::regex::Simple::True)) {
+                if matches!(re, RegexFilter::Simple(self::stages::regex::Simple::True)) {
                     return Ok(None);
                 }
                 LineTest::Regex(Box::new(re))
@@ -242,11 +246,12 @@ fn compile_parser(p: &LabelParserExpr) -> Result<StageImpl, PipelineError> {
                 .map_err(PipelineError::Parser)?,
         ),
         LabelParserExpr::Regexp(text) => {
-            let re = regex::bytes::Regex::new(&super::stages::regex::to_rust_syntax(text))
-                .map_err(|e| PipelineError::Regex {
+            let re = regex::bytes::Regex::new(&self::stages::regex::to_rust_syntax(text)).map_err(
+                |e| PipelineError::Regex {
                     regex: text.clone(),
                     message: e.to_string(),
-                })?;
+                },
+            )?;
             let mut names: Vec<(usize, String)> = Vec::new();
             for (i, name) in re.capture_names().enumerate() {
                 let Some(name) = name else { continue };
@@ -1035,5 +1040,4 @@ pub fn pipeline_for_query(query: &str) -> Result<Pipeline, String> {
 }
 
 #[cfg(test)]
-#[path = "pipeline_tests.rs"]
 mod tests;

@@ -35,10 +35,10 @@ use parking_lot::{Condvar, Mutex};
 use thiserror::Error;
 use tokio::sync::watch;
 
-use crate::codec::{Reader, Truncated};
 use crate::config::FsyncMode;
-use crate::files;
 use crate::ingest::Entry;
+use crate::storage::codec::{Reader, Truncated};
+use crate::storage::files;
 
 pub const WAL_MAGIC: &[u8; 8] = b"SAWMWAL1";
 pub const WAL_VERSION: u8 = 2;

@@ -1,0 +1,83 @@
+//! `/loki/api/v1/format_query`: a query pretty-printed by `logql`'s printer.
+
+use axum::body::Bytes;
+use axum::extract::RawQuery;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use super::params::Params;
+use super::read::blocking;
+use super::ApiError;
+use crate::logql;
+
+/// `/loki/api/v1/format_query`: the query pretty-printed, or a JSON error (not plain text: this
+/// is the one endpoint where Loki answers errors in JSON), encoded as Go's `encoding/json` does.
+pub async fn format_query(
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let p = Params::from_request(raw.as_deref(), &headers, &body)?;
+    let q = p.get("query").unwrap_or("").to_string();
+    let parsed =
+        blocking(move || Ok(logql::parse_expr(&q).map(|e| logql::format_query(&e)))).await?;
+    let (status, body) = match parsed {
+        Ok(pretty) => (
+            StatusCode::OK,
+            format!(r#"{{"status":"success","data":{}}}"#, go_json_str(&pretty)),
+        ),
+        Err(e) => (
+            StatusCode::BAD_REQUEST,
+            format!(
+                r#"{{"status":"invalid-query","error":{}}}"#,
+                go_json_str(&e.to_string())
+            ),
+        ),
+    };
+    Ok(json_with_status(status, body + "\n"))
+}
+
+/// A JSON string as Go's `encoding/json` writes it: `<`, `>`, `&`, U+2028 and U+2029 escaped,
+/// control characters as `\u00XX` except `\n`, `\r` and `\t`.
+fn go_json_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
+                out.push_str(&format!("\\u{:04x}", c as u32))
+            }
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn json_with_status(status: StatusCode, body: String) -> Response {
+    let mut r = (status, body).into_response();
+    r.headers_mut().insert(
+        "content-type",
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn format_query_escapes_as_go() {
+        assert_eq!(
+            go_json_str("a<b>&\"\\\n\u{1}"),
+            r#""a\u003cb\u003e\u0026\"\\\n\u0001""#
+        );
+    }
+}

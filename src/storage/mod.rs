@@ -1,0 +1,28 @@
+//! Storage: everything between a validated push and the bytes on disk, in data-flow order.
+//!
+//! In: validated streams from `ingest` (through [`store::Store::push`]). Out: streams, blocks
+//! and entries for `query`, and live entries for tails.
+//!
+//! - `wal`: every accepted push is logged here before it is acknowledged, and replayed at start.
+//! - `head`: the in-memory head blocks of each stream, cut into chunks by size and age.
+//! - `chunk` (with `codec`, the varint helpers): zstd-compressed blocks of entries.
+//! - `segment`: sealed chunks of many streams in one memory-mapped file with a label index.
+//! - `index`: the per-segment search index (correlation IDs, tokens) and its builder.
+//! - `store`: the per-tenant state (head, segments, WAL): the push and flush paths, the indexer
+//!   thread that gives each segment its index, and the compaction pass.
+//! - `compactor` and `retention`: the merge that rewrites a time partition, and what retention
+//!   and delete requests remove from it.
+//! - `tail`: the hub that copies accepted entries to live tails.
+//! - `files`: every on-disk file and directory name, and durable renames.
+
+pub mod chunk;
+pub mod codec;
+pub mod compactor;
+pub mod files;
+pub mod head;
+pub mod index;
+pub mod retention;
+pub mod segment;
+pub mod store;
+pub mod tail;
+pub mod wal;

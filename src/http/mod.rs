@@ -404,3 +404,7 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
     );
     resp
 }
+
+pub(super) fn parse_error(e: crate::logql::ParseError) -> ApiError {
+    ApiError::BadRequest(e.to_string())
+}

@@ -4,7 +4,7 @@
 
 use axum::http::HeaderMap;
 
-use super::read::parse_error;
+use super::parse_error;
 use super::ApiError;
 use crate::logql::{self, Expr, Matcher};
 pub use crate::model::time::parse_timestamp;

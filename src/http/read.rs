@@ -51,9 +51,7 @@ pub(super) fn json_response(body: String) -> Response {
     r
 }
 
-pub(super) fn parse_error(e: logql::ParseError) -> ApiError {
-    ApiError::BadRequest(e.to_string())
-}
+pub(super) use super::parse_error;
 
 /// Runs blocking query work off the async threads.
 /// The request's span (and its request ID) goes along, so the work's log lines carry it.

@@ -6,9 +6,9 @@
 
 use super::alert::{Alerts, Found, LabelMap};
 use super::rulefmt::RuleSpec;
-use super::template::{self, TemplateData};
 use crate::notify::remote_write::TimeSeries;
 use crate::query::metric::MetricResult;
+use crate::template::{AlertData, Template};
 
 /// An instant query's result as (labels, value) pairs; a scalar is one sample without labels.
 pub fn to_vector(r: MetricResult) -> Vec<(LabelMap, f64)> {
@@ -60,19 +60,24 @@ pub fn record(
 
 /// An alerting rule's result as alerts: series labels, the rule's labels expanded, and
 /// `alertname`; annotations expanded.
-pub fn alert_series(spec: &RuleSpec, vector: Vec<(LabelMap, f64)>) -> Result<Vec<Found>, String> {
+pub fn alert_series(
+    spec: &RuleSpec,
+    vector: Vec<(LabelMap, f64)>,
+    external_url: &str,
+) -> Result<Vec<Found>, String> {
     let external = LabelMap::new();
     let mut seen = std::collections::BTreeSet::new();
     let mut out = Vec::with_capacity(vector.len());
     for (mut series_labels, value) in vector {
         series_labels.remove("__name__");
-        let d = TemplateData {
+        let d = AlertData {
             labels: &series_labels,
             value,
             external_labels: &external,
+            external_url,
         };
-        let expand = |t: &template::Template| {
-            t.render(&d)
+        let expand = |t: &Template| {
+            t.render_alert(&d)
                 .unwrap_or_else(|e| format!("<error expanding template: {e}>"))
         };
         let mut labels = series_labels.clone();
@@ -168,7 +173,7 @@ mod tests {
             ]),
             2.5,
         )];
-        let f = alert_series(&g[0].rules[0], v).unwrap();
+        let f = alert_series(&g[0].rules[0], v, "").unwrap();
         assert_eq!(
             f[0].labels,
             LabelMap::from([

@@ -18,7 +18,6 @@
 pub mod alert;
 pub mod eval;
 pub mod rulefmt;
-pub mod template;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -514,7 +513,7 @@ impl Ruler {
                         Ok(())
                     }
                     RuleKind::Alerting => {
-                        let found = eval::alert_series(&r.spec, vector)?;
+                        let found = eval::alert_series(&r.spec, vector, &self.generator_base)?;
                         r.alerts
                             .step(ts, found, r.spec.hold, r.spec.keep_firing_for, limit)
                     }

@@ -10,8 +10,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use super::template::Template;
+use std::sync::Arc;
+
 use crate::logql::{self, Expr, SampleExpr};
+use crate::template::Template;
 
 /// One problem of a rule file, with where it is.
 #[derive(Debug, Error, PartialEq)]
@@ -105,8 +107,8 @@ pub struct RuleSpec {
     pub hold: Duration,
     pub keep_firing_for: Duration,
     /// Label name, value as written, parsed template.
-    pub labels: Vec<(String, String, Template)>,
-    pub annotations: Vec<(String, String, Template)>,
+    pub labels: Vec<(String, String, Arc<Template>)>,
+    pub annotations: Vec<(String, String, Arc<Template>)>,
 }
 
 impl RuleSpec {
@@ -246,7 +248,7 @@ fn templates(
     what: &str,
     m: &BTreeMap<String, String>,
     errors: &mut Vec<String>,
-) -> Vec<(String, String, Template)> {
+) -> Vec<(String, String, Arc<Template>)> {
     let mut out = Vec::new();
     for (k, v) in m {
         if !valid_label_name(k) {
@@ -254,8 +256,8 @@ fn templates(
                 "{what}: invalid name {k:?}: use letters, digits and _ (not first a digit)"
             ));
         }
-        match Template::parse(v) {
-            Ok(t) => out.push((k.clone(), v.clone(), t)),
+        match Template::parse_alert(v) {
+            Ok(t) => out.push((k.clone(), v.clone(), Arc::new(t))),
             Err(e) => errors.push(format!("{what}.{k}: {e}")),
         }
     }
@@ -409,7 +411,7 @@ groups:
             &["rule 1 (\"A\"): for: invalid duration \"5x\""],
         );
         errors("groups: [{name: g, rules: [{alert: A, expr: 'vector(1)', annotations: {s: '{{ $labels.a '}}]}]",
-            &["rule 1 (\"A\"): annotations.s: template: unclosed action"]);
+            &["rule 1 (\"A\"): annotations.s: template: parse error at byte 13: unclosed action"]);
         errors(
             "groups: [{name: g, rules: [{alert: A, expr: 'vector(1)', labels: {'a-b': x}}]}]",
             &["labels: invalid name \"a-b\""],

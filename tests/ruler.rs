@@ -488,3 +488,25 @@ fn rules_belong_to_their_tenant() {
     });
     assert_eq!(alerts("team-b"), 0);
 }
+
+/// Alert templates as Prometheus' and Loki's documentation write them (`if`/`else`, `with`,
+/// `range`, comparisons, `printf`, the humanize family, `reReplaceAll`, `$externalLabels`):
+/// `rules check` accepts them. Before the one template engine, `gt` was "not defined".
+#[test]
+fn rules_check_accepts_documented_alert_templates() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/rules/templating.yaml");
+    let out = std::process::Command::new(BIN)
+        .args(["rules", "check"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "1 files ok: 1 groups, 3 rules"
+    );
+}

@@ -105,6 +105,7 @@ const RULES: &str = r#"groups:
         annotations:
           summary: "{{ $labels.service }} is logging errors"
           value: "{{ humanize $value }}"
+          details: '{{ if gt $value 0.0 }}errors{{ else }}quiet{{ end }}: {{ printf "%.2f" $value }} in {{ humanizeDuration 3725.0 }}; {{ range $k, $v := $labels }}{{ $k }}={{ $v }} {{ end }}'
       - record: shop:lines:count1m
         expr: sum by (service) (count_over_time({app="shop"}[1m]))
 "#;
@@ -197,6 +198,17 @@ fn alerts_reach_alertmanager_and_recordings_reach_prometheus() {
             .is_some_and(|v| v.parse::<f64>().is_ok_and(|n| n >= 1.0)),
         "{alert}"
     );
+    // Go's text/template with Prometheus' functions, as Prometheus renders it: the branch taken,
+    // the value with two decimals, the duration humanized, the series labels in key order.
+    let details = alert["annotations"]["details"].as_str().unwrap_or_default();
+    let (head, tail) = details.split_once(" in ").unwrap_or(("", ""));
+    let value = head.strip_prefix("errors: ").unwrap_or("");
+    assert!(
+        value.parse::<f64>().is_ok_and(|v| v >= 1.0)
+            && value.split_once('.').is_some_and(|(_, d)| d.len() == 2),
+        "{details}"
+    );
+    assert_eq!(tail, "1h 2m 5s; service=checkout ", "{details}");
     assert_eq!(alert["status"]["state"], "active");
     assert!(
         alert["generatorURL"]

@@ -835,8 +835,8 @@ fn env_value(raw: &str) -> serde_yaml::Value {
     }
 }
 
-/// Parses a Prometheus/Go style duration: `1h30m`, `10s`, `250ms`, `7d`, `1w`, `1.5h`; a bare
-/// number is seconds.
+/// A duration setting: a bare number is seconds, anything else is read by LogQL's duration
+/// parser (Prometheus' `30d`, `1h30m`, then Go's `1.5h`, `250ms`); negative is refused.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     if let Ok(secs) = s.parse::<f64>() {
@@ -844,56 +844,19 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             return Ok(Duration::from_secs_f64(secs));
         }
     }
-    let bad = || format!("invalid duration {s:?}: expected e.g. 30s, 5m, 1h30m, 7d");
-    let mut total = 0f64;
-    let mut rest = s;
-    if rest.is_empty() {
-        return Err(bad());
+    match crate::logql::parse_duration(s) {
+        Ok(d) if d.as_nanos() >= 0 => Ok(Duration::from_nanos(d.as_nanos() as u64)),
+        _ => Err(format!(
+            "invalid duration {s:?}: expected e.g. 30s, 5m, 1h30m, 7d"
+        )),
     }
-    while !rest.is_empty() {
-        let num_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(bad)?;
-        if num_end == 0 {
-            return Err(bad());
-        }
-        let n: f64 = rest[..num_end].parse().map_err(|_| bad())?;
-        rest = &rest[num_end..];
-        let unit_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let mult = match &rest[..unit_end] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            "d" => 86400.0,
-            "w" => 7.0 * 86400.0,
-            "y" => 365.0 * 86400.0,
-            _ => return Err(bad()),
-        };
-        total += n * mult;
-        rest = &rest[unit_end..];
-    }
-    Ok(Duration::from_secs_f64(total))
 }
 
-/// Parses a byte size the way Loki's flags do (go-humanize): `256KB` = 256000, `64KiB` = 65536,
-/// `1MB`, `1.5GiB`, or a bare number of bytes.
+/// A byte-size setting, read as Loki's flags read it (go-humanize, through LogQL's byte-size
+/// parser): `256KB` = 256000, `64KiB` = 65536, `1,000`, `1.5GiB`, or a bare number of bytes.
 pub fn parse_bytes(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let n: f64 = t[..split]
-        .parse()
-        .map_err(|_| format!("invalid byte size {s:?}: expected e.g. 256KB or 1MiB"))?;
-    let unit = t[split..].trim().to_ascii_lowercase();
-    let mult = crate::logql::byte_unit(&unit)
-        .ok_or_else(|| format!("invalid byte size {s:?}: unknown unit {unit:?}"))?;
-    Ok((n * mult) as u64)
+    crate::logql::go::parse_bytes(s.trim())
+        .map_err(|e| format!("invalid byte size {s:?}: {e} (expected e.g. 256KB or 1MiB)"))
 }
 
 fn de_flexible<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {

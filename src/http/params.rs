@@ -148,7 +148,9 @@ pub fn parse_duration_ns(v: &str) -> Result<i64, String> {
     if let Ok(f) = v.parse::<f64>() {
         return Ok((f * 1e9) as i64);
     }
-    crate::config::parse_duration(v).map(|d| d.as_nanos() as i64)
+    crate::logql::parse_duration(v)
+        .map(|d| d.as_nanos())
+        .map_err(|e| e.to_string())
 }
 
 /// The stream selector of `query`: a bare selector, or a log query's (its pipeline is ignored),

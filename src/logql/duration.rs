@@ -3,8 +3,10 @@
 //! takes Prometheus durations only (`y w d h m s ms`, integers, largest unit first); a
 //! duration token elsewhere (`latency > 1h15m30.5s`, `offset -5m`) tries Prometheus first
 //! and falls back to Go's `time.ParseDuration`; byte sizes (`20MB`, `1MiB`) follow
-//! go-humanize. The lexer is the only caller; the printer uses [`Duration`]'s `Display`,
-//! whose output both duration parsers read back to the same value.
+//! go-humanize (both through `go`, which keeps Go's error texts). These are the crate's one
+//! duration parser and one byte-size parser: config, templates, HTTP parameters and the
+//! client read theirs here. The printer uses [`Duration`]'s `Display`, whose output both
+//! duration parsers read back to the same value.
 
 use std::fmt;
 
@@ -150,79 +152,12 @@ pub fn parse_prometheus_duration(s: &str) -> Result<Duration, DurationError> {
 }
 
 /// Parses a Go duration (`time.ParseDuration`): an optional sign and a sequence of decimal
-/// numbers, each with an optional fraction and a unit among `ns us µs ms s m h`.
+/// numbers, each with an optional fraction and a unit among `ns us µs ms s m h`. The one
+/// implementation is [`super::go::parse_duration`], which keeps Go's error texts.
 pub fn parse_go_duration(s: &str) -> Result<Duration, DurationError> {
-    let invalid = || DurationError::InvalidDuration(s.to_string());
-    let (negative, body) = match s.as_bytes().first() {
-        Some(b'-') => (true, &s[1..]),
-        Some(b'+') => (false, &s[1..]),
-        _ => (false, s),
-    };
-    if body == "0" {
-        return Ok(Duration::ZERO);
-    }
-    if body.is_empty() {
-        return Err(invalid());
-    }
-    let mut total: u64 = 0;
-    let mut rest = body;
-    while !rest.is_empty() {
-        let int_len = rest.bytes().take_while(u8::is_ascii_digit).count();
-        let int_part = &rest[..int_len];
-        rest = &rest[int_len..];
-        let mut frac_part = "";
-        if let Some(after_dot) = rest.strip_prefix('.') {
-            let frac_len = after_dot.bytes().take_while(u8::is_ascii_digit).count();
-            frac_part = &after_dot[..frac_len];
-            rest = &after_dot[frac_len..];
-        }
-        if int_part.is_empty() && frac_part.is_empty() {
-            return Err(invalid());
-        }
-        let unit_len = rest
-            .char_indices()
-            .find(|(_, c)| *c == '.' || c.is_ascii_digit())
-            .map_or(rest.len(), |(i, _)| i);
-        let unit = match &rest[..unit_len] {
-            "ns" => 1u64,
-            "us" | "µs" | "μs" => 1_000,
-            "ms" => NANOS_PER_MILLI as u64,
-            "s" => NANOS_PER_SEC as u64,
-            "m" => NANOS_PER_MIN as u64,
-            "h" => NANOS_PER_HOUR as u64,
-            _ => return Err(invalid()),
-        };
-        rest = &rest[unit_len..];
-        let out_of_range = || DurationError::OutOfRange(s.to_string());
-        let whole: u64 = if int_part.is_empty() {
-            0
-        } else {
-            int_part.parse().map_err(|_| out_of_range())?
-        };
-        let mut value = whole.checked_mul(unit).ok_or_else(out_of_range)?;
-        if !frac_part.is_empty() {
-            // Go scales the fraction in floating point; truncation matches it.
-            let frac: f64 = format!("0.{frac_part}").parse().map_err(|_| invalid())?;
-            value = value
-                .checked_add((frac * unit as f64) as u64)
-                .ok_or_else(out_of_range)?;
-        }
-        total = total.checked_add(value).ok_or_else(out_of_range)?;
-    }
-    let limit = if negative {
-        1u64 << 63
-    } else {
-        (1u64 << 63) - 1
-    };
-    if total > limit {
-        return Err(DurationError::OutOfRange(s.to_string()));
-    }
-    let nanos = if negative {
-        (total as i64).wrapping_neg()
-    } else {
-        total as i64
-    };
-    Ok(Duration::from_nanos(nanos))
+    super::go::parse_duration(s)
+        .map(Duration::from_nanos)
+        .map_err(|_| DurationError::InvalidDuration(s.to_string()))
 }
 
 /// Parses a duration token outside a range: Prometheus syntax first, then Go syntax.
@@ -231,25 +166,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
 }
 
 /// Parses a byte size the way go-humanize's `ParseBytes` does: a decimal number (commas
-/// allowed) followed by an optional case-insensitive unit, SI (`kB`, `MB`) or IEC (`KiB`).
+/// allowed) followed by an optional case-insensitive unit, SI (`kB`, `MB`) or IEC (`KiB`);
+/// sizes of 2^64 bytes or more are refused. The one implementation is
+/// [`super::go::parse_bytes`], which keeps go-humanize's error texts.
 pub fn parse_bytes(s: &str) -> Result<u64, DurationError> {
-    let invalid = || DurationError::InvalidBytes(s.to_string());
-    let num_len = s
-        .char_indices()
-        .find(|(_, c)| !(c.is_ascii_digit() || *c == '.' || *c == ','))
-        .map_or(s.len(), |(i, _)| i);
-    let number: String = s[..num_len].chars().filter(|c| *c != ',').collect();
-    let value: f64 = number.parse().map_err(|_| invalid())?;
-    let unit = s[num_len..].trim().to_ascii_lowercase();
-    let multiplier: f64 = match byte_unit(&unit) {
-        Some(m) => m,
-        None => return Err(invalid()),
-    };
-    let bytes = value * multiplier;
-    if !bytes.is_finite() || bytes >= u64::MAX as f64 {
-        return Err(invalid());
-    }
-    Ok(bytes as u64)
+    super::go::parse_bytes(s).map_err(|_| DurationError::InvalidBytes(s.to_string()))
 }
 
 /// The multiplier of a go-humanize byte unit (lower case): `kb` is 1000, `kib` is 1024, and

@@ -9,6 +9,7 @@
 mod ast;
 mod duration;
 mod error;
+pub mod go;
 mod lexer;
 mod parser;
 mod printer;

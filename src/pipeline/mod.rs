@@ -29,7 +29,6 @@ use crate::logql::{
 
 use self::labels_builder::{LabelsBuilder, DUPLICATE_SUFFIX};
 use self::stages::format::{self, LabelFormat, LineFormat};
-use self::stages::go;
 use self::stages::ip::IpFilter;
 use self::stages::json::{JsonExpressionParser, JsonParser, UnpackParser};
 use self::stages::label_filter::LabelFilter;
@@ -37,6 +36,7 @@ use self::stages::logfmt::{LogfmtExpressionParser, LogfmtParser};
 use self::stages::pattern::Pattern;
 use self::stages::regex::RegexFilter;
 use self::stages::{sanitize_label_key, ParserHints};
+use crate::logql::go;
 
 /// `__error__` of an `unwrap` whose label does not convert.
 pub const ERR_SAMPLE_EXTRACTION: &str = "SampleExtractionErr";

@@ -363,62 +363,18 @@ pub(super) fn unix_to_time(epoch: &str) -> Result<Value, String> {
     Ok(Value::Time(t))
 }
 
-/// Go's `time.ParseDuration`, in seconds.
+/// Go's `time.ParseDuration`, in seconds (LogQL's one duration parser).
 pub(super) fn parse_duration(text: &str) -> Option<f64> {
-    let (neg, mut v) = match text.as_bytes().first() {
-        Some(b'-') => (true, &text[1..]),
-        Some(b'+') => (false, &text[1..]),
-        _ => (false, text),
-    };
-    if v == "0" {
-        return Some(0.0);
-    }
-    if v.is_empty() {
-        return None;
-    }
-    let mut total = 0f64;
-    while !v.is_empty() {
-        let n = v
-            .bytes()
-            .take_while(|c| c.is_ascii_digit() || *c == b'.')
-            .count();
-        let num = &v[..n];
-        if num.is_empty() || num == "." || num.matches('.').count() > 1 {
-            return None;
-        }
-        let num: f64 = num.parse().ok()?;
-        v = &v[n..];
-        let u = v
-            .char_indices()
-            .find(|(_, c)| c.is_ascii_digit() || *c == '.')
-            .map_or(v.len(), |(i, _)| i);
-        let scale = match &v[..u] {
-            "ns" => 1e-9,
-            "us" | "\u{b5}s" | "\u{3bc}s" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        total += num * scale;
-        v = &v[u..];
-    }
-    Some(if neg { -total } else { total })
+    crate::logql::go::parse_duration(text)
+        .ok()
+        .map(|ns| ns as f64 / 1e9)
 }
 
-/// go-humanize's `ParseBytes`: "42 MB", "42mib", "1,000".
+/// go-humanize's `ParseBytes` (LogQL's one byte-size parser).
 pub(super) fn parse_bytes(text: &str) -> Option<i64> {
-    let t = text.trim();
-    let n = t
-        .bytes()
-        .take_while(|c| c.is_ascii_digit() || *c == b'.' || *c == b',')
-        .count();
-    let num: f64 = t[..n].replace(',', "").parse().ok()?;
-    let unit = t[n..].trim().to_ascii_lowercase();
-    let mult: f64 = crate::logql::byte_unit(&unit)?;
-    let v = num * mult;
-    (v < 9.2e18).then_some(v as i64)
+    crate::logql::go::parse_bytes(text.trim())
+        .ok()
+        .map(|b| i64::try_from(b).unwrap_or(i64::MAX))
 }
 
 /// Go's `url.QueryEscape`.

@@ -44,7 +44,7 @@ pub struct IpFilter {
 
 impl IpFilter {
     pub fn new(pattern: &str) -> Result<IpFilter, String> {
-        let invalid = || format!("ip: invalid pattern: {}", super::go::quote(pattern));
+        let invalid = || format!("ip: invalid pattern: {}", crate::logql::go::quote(pattern));
         if let Some(a) = parse_addr(pattern) {
             return Ok(IpFilter {
                 matcher: Matcher::Addr(a),

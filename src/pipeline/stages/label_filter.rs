@@ -8,9 +8,9 @@
 use crate::logql::{CmpOp, LabelFilterExpr, MatchOp, Matcher};
 
 use super::super::labels_builder::{LabelsBuilder, ERROR_LABEL};
-use super::go;
 use super::ip::IpFilter;
 use super::regex::RegexFilter;
+use crate::logql::go;
 
 pub const ERR_LABEL_FILTER: &str = "LabelFilterErr";
 

@@ -6,7 +6,6 @@
 //! the others.
 
 pub mod format;
-pub mod go;
 pub mod ip;
 pub mod json;
 pub mod label_filter;

@@ -226,7 +226,7 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
         return Err(e);
     }
     let extra = s[num_len..].trim().to_lowercase();
-    let m: f64 = match crate::logql::byte_unit(&extra) {
+    let m: f64 = match super::duration::byte_unit(&extra) {
         Some(m) => m,
         None => return Err(format!("unhandled size name: {extra}")),
     };

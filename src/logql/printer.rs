@@ -15,25 +15,9 @@ use super::ast::{
     VectorAggregationExpr, VectorExpr,
 };
 
-/// Writes `s` as a double-quoted LogQL string.
+/// Writes `s` as a double-quoted LogQL string, as Loki's printer does (Go's `strconv.Quote`).
 pub fn quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_ascii_control() => {
-                let _ = write!(out, "\\x{:02x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+    super::go::quote(s)
 }
 
 /// A float that reads back exactly: `2`, `0.5`, `1e-7`, and `-0.0`, since `-0` would lex

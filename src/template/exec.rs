@@ -31,6 +31,34 @@ impl Exec<'_> {
         Ok(())
     }
 
+    /// `if` and `with` with their `else if`/`else with` chains: the first branch whose pipeline
+    /// is true runs (`with`: with that value as `.`), else `otherwise`.
+    fn branches(
+        &mut self,
+        branches: &[(Pipe, Vec<Node>)],
+        otherwise: &[Node],
+        dot: &Value,
+        with: bool,
+        out: &mut String,
+    ) -> Result<Flow, TemplateError> {
+        let mark = self.stack.len();
+        let mut flow = None;
+        for (cond, body) in branches {
+            let v = self.pipe(cond, dot)?;
+            if v.truthy() {
+                let inner = if with { &v } else { dot };
+                flow = Some(self.walk(body, inner, out)?);
+                break;
+            }
+        }
+        let flow = match flow {
+            Some(f) => f,
+            None => self.walk(otherwise, dot, out)?,
+        };
+        self.stack.truncate(mark);
+        Ok(flow)
+    }
+
     pub(super) fn walk(
         &mut self,
         nodes: &[Node],
@@ -54,19 +82,7 @@ impl Exec<'_> {
                     branches,
                     otherwise,
                 } => {
-                    let mark = self.stack.len();
-                    let mut flow = None;
-                    for (cond, body) in branches {
-                        if self.pipe(cond, dot)?.truthy() {
-                            flow = Some(self.walk(body, dot, out)?);
-                            break;
-                        }
-                    }
-                    let flow = match flow {
-                        Some(f) => f,
-                        None => self.walk(otherwise, dot, out)?,
-                    };
-                    self.stack.truncate(mark);
+                    let flow = self.branches(branches, otherwise, dot, false, out)?;
                     if !matches!(flow, Flow::Normal) {
                         return Ok(flow);
                     }
@@ -75,20 +91,7 @@ impl Exec<'_> {
                     branches,
                     otherwise,
                 } => {
-                    let mark = self.stack.len();
-                    let mut flow = None;
-                    for (cond, body) in branches {
-                        let v = self.pipe(cond, dot)?;
-                        if v.truthy() {
-                            flow = Some(self.walk(body, &v, out)?);
-                            break;
-                        }
-                    }
-                    let flow = match flow {
-                        Some(f) => f,
-                        None => self.walk(otherwise, dot, out)?,
-                    };
-                    self.stack.truncate(mark);
+                    let flow = self.branches(branches, otherwise, dot, true, out)?;
                     if !matches!(flow, Flow::Normal) {
                         return Ok(flow);
                     }

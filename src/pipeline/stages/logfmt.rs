@@ -87,6 +87,19 @@ impl<'a> Decoder<'a> {
         Some(format!("logfmt syntax error at pos {pos} : {msg}"))
     }
 
+    /// Takes `line[start..pos]` as the key when it is not empty; false (a syntax error) when
+    /// it is not valid UTF-8.
+    fn set_key(&mut self, line: &'a [u8], start: usize, multibyte: bool) -> bool {
+        if self.pos > start {
+            self.key = &line[start..self.pos];
+            if multibyte && invalid_utf8(self.key) {
+                self.syntax_error(SyntaxError::InvalidKey);
+                return false;
+            }
+        }
+        true
+    }
+
     fn syntax_error(&mut self, e: SyntaxError) {
         self.err = Some((self.pos + 1, e));
     }
@@ -124,24 +137,13 @@ impl<'a> Decoder<'a> {
             p = find(line, p, stop);
             if p >= line.len() {
                 self.pos = line.len();
-                if self.pos > start {
-                    self.key = &line[start..self.pos];
-                    if multibyte && invalid_utf8(self.key) {
-                        self.syntax_error(SyntaxError::InvalidKey);
-                        return false;
-                    }
-                }
-                return true;
+                return self.set_key(line, start, multibyte);
             }
             let c = line[p];
             if c == b'=' {
                 self.pos = p;
-                if self.pos > start {
-                    self.key = &line[start..self.pos];
-                    if multibyte && invalid_utf8(self.key) {
-                        self.syntax_error(SyntaxError::InvalidKey);
-                        return self.skip_value();
-                    }
+                if !self.set_key(line, start, multibyte) {
+                    return self.skip_value();
                 }
                 if self.key.is_empty() {
                     self.unexpected_byte(c);
@@ -154,14 +156,7 @@ impl<'a> Decoder<'a> {
                 return self.skip_value();
             } else if c <= b' ' {
                 self.pos = p;
-                if self.pos > start {
-                    self.key = &line[start..self.pos];
-                    if multibyte && invalid_utf8(self.key) {
-                        self.syntax_error(SyntaxError::InvalidKey);
-                        return false;
-                    }
-                }
-                return true;
+                return self.set_key(line, start, multibyte);
             } else if c >= 0x80 {
                 multibyte = true;
             }

@@ -636,8 +636,8 @@ mod tests {
     use super::*;
 
     #[track_caller]
-    fn label(re: &str, value: &str, want: bool) {
-        let f = RegexFilter::new(re, true).unwrap();
+    fn check(re: &str, value: &str, want: bool, label: bool) {
+        let f = RegexFilter::new(re, label).unwrap();
         assert_eq!(
             f.matches(value.as_bytes()),
             want,
@@ -646,13 +646,13 @@ mod tests {
     }
 
     #[track_caller]
+    fn label(re: &str, value: &str, want: bool) {
+        check(re, value, want, true);
+    }
+
+    #[track_caller]
     fn line(re: &str, value: &str, want: bool) {
-        let f = RegexFilter::new(re, false).unwrap();
-        assert_eq!(
-            f.matches(value.as_bytes()),
-            want,
-            "{re} on {value:?}: {f:?}"
-        );
+        check(re, value, want, false);
     }
 
     #[test]

@@ -655,6 +655,11 @@ fn a_request_id_in_a_line_opens_its_timeline() {
     assert_eq!(offsets[4], json!("+120 ms"));
     b.screenshot("request-timeline");
 
+    // Dark mode, as a user toggles it.
+    b.click("#theme");
+    assert_eq!(b.eval("document.documentElement.classList.contains('dark')"), json!(true));
+    b.screenshot("request-timeline-dark");
+
     // Typed, the same view; an unknown ID says so.
     b.eval("document.querySelector('#idin').value = 'req-none'");
     b.click("#idform button");
@@ -803,3 +808,52 @@ fn assets_are_served_with_their_types() {
         assert!(r.header("content-type").unwrap().starts_with(ty), "{path}");
     }
 }
+
+/// Speed figures of the page, printed: first paint, server answer to lines drawn for
+/// `{app="api-gateway"} |= "error"`, and a scroll through 10,000 lines. It runs against a
+/// server already holding the storage workload (1,000,000 lines in the last hour, from the
+/// bench data generator):
+/// `SAWMILL_UI_BENCH_URL=http://127.0.0.1:3100 cargo test --test ui speed -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn speed_figures_against_a_running_server() {
+    let Ok(addr) = std::env::var("SAWMILL_UI_BENCH_URL") else {
+        eprintln!("set SAWMILL_UI_BENCH_URL to a server holding the workload");
+        return;
+    };
+    let Some(exe) = browser_path() else { return };
+    let _g = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let mut b = Browser::start(&exe);
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let mut paints = Vec::new();
+    for _ in 0..7 {
+        b.goto(&format!("{addr}/"));
+        b.wait("performance.getEntriesByName('first-contentful-paint').length", "first paint");
+        paints.push(b.eval("performance.getEntriesByName('first-contentful-paint')[0].startTime").as_f64().unwrap());
+    }
+    eprintln!("first contentful paint, ms after navigation start (7 loads): median {:.0}, all {paints:?}", median(paints.clone()));
+    let q = r#"{app="api-gateway"} |= "error""#;
+    let (mut first, mut page, mut server) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..5 {
+        b.goto(&format!("{addr}/?query={}&since=1h", enc(q)));
+        b.wait("performance.getEntriesByName('sawmill:answer-to-lines').length >= 2 && !window.sawmill.state.running", "both pages of lines");
+        let m = b.eval("performance.getEntriesByName('sawmill:answer-to-lines').map(m => m.duration)");
+        first.push(m[0].as_f64().unwrap());
+        page.push(m[1].as_f64().unwrap());
+        let r = b.eval("performance.getEntriesByType('resource').filter(r => r.name.includes('query_range') && !r.name.includes('sum')).map(r => r.responseEnd - r.requestStart)");
+        server.push(r[0].as_f64().unwrap());
+    }
+    let shown = b.eval("window.sawmill.state.entries.length");
+    eprintln!(
+        "{q}: server answer to lines drawn, first {PAGE_FIRST} lines median {:.1} ms {first:?}; next page ({shown} lines in all) median {:.1} ms; request to answer (server) median {:.0} ms",
+        median(first.clone()),
+        median(page.clone()),
+        median(server.clone())
+    );
+    b.screenshot("speed-search");
+}
+
+const PAGE_FIRST: u32 = 100;

@@ -68,6 +68,7 @@ async function api(path, params, signal) {
     throw new ApiError(0, "the server did not answer: " + e.message);
   }
   const text = await r.text();
+  state.answeredAt = performance.now();
   if (!r.ok) {
     if (r.status === 401) askTenant(text.trim());
     throw new ApiError(r.status, text.trim() || r.status + " " + r.statusText);
@@ -383,6 +384,8 @@ function moveAc(d) {
 function showError(e, fromQuery) {
   if (e && e.name === "AbortError") return;
   if (fromQuery) { state.failed = true; $("hist").hidden = true; }
+  // Without a tenant the prompt asks for one; the 401 itself is not news.
+  if (e instanceof ApiError && e.status === 401 && !$("tenant-pop").hidden) { setStatus(""); return; }
   const msg = e instanceof ApiError ? e.message : String(e && e.message ? e.message : e);
   const box = $("err");
   box.textContent = msg;
@@ -565,7 +568,7 @@ async function fetchPage(q, gen, signal, want, end) {
     query: q, start: state.resolved.start, end, limit, direction: "backward",
   }, signal);
   if (gen !== state.gen) return;
-  performance.mark("sawmill:answer");
+  const answered = state.answeredAt;
   const d = r.data || {};
   if (d.resultType !== "streams") throw new ApiError(0, "expected lines, got " + d.resultType);
   const got = entriesOf(d.result || []);
@@ -588,7 +591,8 @@ async function fetchPage(q, gen, signal, want, end) {
   layoutRows(true);
   updateMore();
   updateEmpty();
-  requestAnimationFrame(() => { performance.mark("sawmill:shown"); window.sawmillShown = (window.sawmillShown || 0) + 1; });
+  // From the server's answer (its last byte) to the lines drawn, as the page measures it.
+  requestAnimationFrame(() => setTimeout(() => performance.measure("sawmill:answer-to-lines", { start: answered, end: performance.now() }), 0));
 }
 
 function updateMore() {
@@ -910,7 +914,7 @@ async function runMetric(q, gen, signal) {
     state.series = (d.result || []).map((s, i) => ({
       name: seriesName(s.metric), metric: s.metric,
       points: d.resultType === "matrix" ? s.values.map(([t, v]) => [t * 1000, Number(v)]) : [[s.value[0] * 1000, Number(s.value[1])]],
-      color: palette(i),
+      color: levelColor(s.metric) || palette(i),
     }));
     state.chartRange = [Number(start / 1000000n), Number(end / 1000000n)];
     setStatus(`${state.series.length} series · ${Math.round(performance.now() - started)} ms`);
@@ -925,6 +929,14 @@ function seriesName(m) {
   const keys = Object.keys(m || {});
   if (!keys.length) return "{}";
   return "{" + keys.map((k) => `${k}="${m[k]}"`).join(", ") + "}";
+}
+
+// A series named only by a level gets that level's colour (errors red, as in the histogram).
+function levelColor(m) {
+  const keys = Object.keys(m || {});
+  if (keys.length !== 1 || !/^(level|detected_level|severity)$/.test(keys[0])) return null;
+  const lv = LEVEL_ALIASES[String(m[keys[0]]).toLowerCase()] || String(m[keys[0]]).toLowerCase();
+  return LEVELS.includes(lv) ? cssVar(COLORS[lv]) : null;
 }
 
 function palette(i) {
@@ -1015,7 +1027,7 @@ function drawTable() {
       `<td class="num">${vs.length ? compact(Math.max(...vs)) : ""}</td><td class="num">${vs.length ? compact(sum / vs.length) : ""}</td>` +
       `<td class="num">${s.points.length}</td><td>${fmtTime(last[0], true)}</td></tr>`;
   });
-  el.innerHTML = `<table><thead><tr><th>series</th><th>last</th><th>min</th><th>max</th><th>mean</th><th>points</th><th>last at</th></tr></thead><tbody>${rows.join("")}</tbody></table>`;
+  el.innerHTML = `<table><thead><tr><th>series</th><th class="num">last</th><th class="num">min</th><th class="num">max</th><th class="num">mean</th><th class="num">points</th><th>last at</th></tr></thead><tbody>${rows.join("")}</tbody></table>`;
   paintSwatches(el);
 }
 

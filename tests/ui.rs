@@ -393,6 +393,26 @@ fn page_loads_and_runs_a_log_query_from_the_url() {
     b.wait("document.querySelector('#q').value.includes('| json | status=\"200\"') && !window.sawmill.state.running", "the field's filter");
     b.screenshot("log-query");
 
+    // Completion: label names, then values, then pipeline stages, from the server's labels.
+    b.eval("document.querySelector('#q').value = ''; document.querySelector('#q').focus()");
+    b.type_text("{");
+    b.wait("!document.querySelector('#ac').hidden && [...document.querySelectorAll('#ac li span')].map(s => s.textContent).join() === 'app,level'", "label names");
+    b.type_text("app=\"");
+    b.wait("[...document.querySelectorAll('#ac li span')].map(s => s.textContent).join() === 'api,web'", "label values");
+    b.key("ArrowDown", "ArrowDown", 40, 0);
+    b.key("Enter", "Enter", 13, 0);
+    assert_eq!(
+        b.eval("document.querySelector('#q').value"),
+        json!(r#"{app="web"#)
+    );
+    b.type_text("\"} | ");
+    b.wait(
+        "[...document.querySelectorAll('#ac li span')].some(s => s.textContent === 'logfmt')",
+        "pipeline stages",
+    );
+    b.screenshot("completion");
+    b.key("Escape", "Escape", 27, 0);
+
     // A parse error: the server's message, and a marker at its column.
     b.eval("document.querySelector('#q').select()");
     b.type_text(r#"{app="api"} |= "x" | foo"#);
@@ -519,6 +539,25 @@ fn dragging_across_the_histogram_zooms_the_range() {
         json!(false)
     );
     b.screenshot("histogram-zoom");
+    // The link reproduces the page: the same absolute range, the query run on load.
+    let link = b.eval("location.href").as_str().unwrap().to_string();
+    b.call("Page.navigate", json!({"url": "about:blank"}));
+    b.wait("location.href === 'about:blank'", "a blank page");
+    b.goto(&link);
+    b.wait(
+        "window.sawmill.state.entries.length > 0 && !window.sawmill.state.running",
+        "the linked page",
+    );
+    assert_eq!(
+        b.eval("window.sawmill.state.entries.length")
+            .as_u64()
+            .unwrap(),
+        after
+    );
+    assert_eq!(
+        b.eval("window.sawmill.state.range.from").as_f64().unwrap(),
+        from
+    );
 }
 
 #[test]
@@ -657,7 +696,10 @@ fn a_request_id_in_a_line_opens_its_timeline() {
 
     // Dark mode, as a user toggles it.
     b.click("#theme");
-    assert_eq!(b.eval("document.documentElement.classList.contains('dark')"), json!(true));
+    assert_eq!(
+        b.eval("document.documentElement.classList.contains('dark')"),
+        json!(true)
+    );
     b.screenshot("request-timeline-dark");
 
     // Typed, the same view; an unknown ID says so.
@@ -831,29 +873,54 @@ fn speed_figures_against_a_running_server() {
     let mut paints = Vec::new();
     for _ in 0..7 {
         b.goto(&format!("{addr}/"));
-        b.wait("performance.getEntriesByName('first-contentful-paint').length", "first paint");
-        paints.push(b.eval("performance.getEntriesByName('first-contentful-paint')[0].startTime").as_f64().unwrap());
+        b.wait(
+            "performance.getEntriesByName('first-contentful-paint').length",
+            "first paint",
+        );
+        paints.push(
+            b.eval("performance.getEntriesByName('first-contentful-paint')[0].startTime")
+                .as_f64()
+                .unwrap(),
+        );
     }
-    eprintln!("first contentful paint, ms after navigation start (7 loads): median {:.0}, all {paints:?}", median(paints.clone()));
+    eprintln!(
+        "first contentful paint, ms after navigation start (7 loads): median {:.0}, all {paints:?}",
+        median(paints.clone())
+    );
     let q = r#"{app="api-gateway"} |= "error""#;
-    let (mut first, mut page, mut server) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut first, mut page, mut server, mut rows) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..5 {
         b.goto(&format!("{addr}/?query={}&since=1h", enc(q)));
         b.wait("performance.getEntriesByName('sawmill:answer-to-lines').length >= 2 && !window.sawmill.state.running", "both pages of lines");
-        let m = b.eval("performance.getEntriesByName('sawmill:answer-to-lines').map(m => m.duration)");
+        let m =
+            b.eval("performance.getEntriesByName('sawmill:answer-to-lines').map(m => m.duration)");
         first.push(m[0].as_f64().unwrap());
         page.push(m[1].as_f64().unwrap());
+        let m =
+            b.eval("performance.getEntriesByName('sawmill:answer-to-rows').map(m => m.duration)");
+        rows.push(m[0].as_f64().unwrap());
         let r = b.eval("performance.getEntriesByType('resource').filter(r => r.name.includes('query_range') && !r.name.includes('sum')).map(r => r.responseEnd - r.requestStart)");
         server.push(r[0].as_f64().unwrap());
     }
     let shown = b.eval("window.sawmill.state.entries.length");
     eprintln!(
-        "{q}: server answer to lines drawn, first {PAGE_FIRST} lines median {:.1} ms {first:?}; next page ({shown} lines in all) median {:.1} ms; request to answer (server) median {:.0} ms",
+        "{q}: server answer to rows in the page, first {PAGE_FIRST} lines median {:.1} ms {rows:?}; to the frame showing them median {:.1} ms {first:?}; next page ({shown} lines in all) median {:.1} ms; request to answer (server) median {:.0} ms",
+        median(rows.clone()),
         median(first.clone()),
         median(page.clone()),
         median(server.clone())
     );
     b.screenshot("speed-search");
+    // The README's picture: a line opened, in a window of a laptop's size.
+    b.call(
+        "Emulation.setDeviceMetricsOverride",
+        json!({"width": 1280, "height": 720, "deviceScaleFactor": 1, "mobile": false}),
+    );
+    b.eval("window.dispatchEvent(new Event('resize'))");
+    b.click("#logs .r:nth-child(3) .t");
+    b.wait("document.querySelector('#logs .d')", "the opened line");
+    b.screenshot("readme");
 }
 
 const PAGE_FIRST: u32 = 100;

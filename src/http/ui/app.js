@@ -591,7 +591,9 @@ async function fetchPage(q, gen, signal, want, end) {
   layoutRows(true);
   updateMore();
   updateEmpty();
-  // From the server's answer (its last byte) to the lines drawn, as the page measures it.
+  // From the server's answer (its last byte) to the lines in the page, then to the frame
+  // that shows them, as the page measures it.
+  performance.measure("sawmill:answer-to-rows", { start: answered, end: performance.now() });
   requestAnimationFrame(() => setTimeout(() => performance.measure("sawmill:answer-to-lines", { start: answered, end: performance.now() }), 0));
 }
 
@@ -804,8 +806,9 @@ async function runHist(q, gen, signal) {
   try {
     const r = await api("/loki/api/v1/query_range", { query: mq, start, end, step: step / 1000 }, signal);
     if (gen !== state.gen) return;
-    const n = Math.ceil((hist.end - hist.start) / step);
-    const base = Math.floor(hist.start / step) * step;
+    // Bucket 0 is the step before the range's first whole step (partly inside the range).
+    const base = Math.floor(hist.start / step) * step - step;
+    const n = Math.ceil((hist.end - base) / step);
     hist.base = base;
     hist.buckets = Array.from({ length: n + 1 }, () => ({}));
     hist.totals = {};
@@ -852,7 +855,8 @@ function drawHist() {
       if (!v) continue;
       const bh = (v / max) * (plotH - 4);
       g.fillStyle = cssVar(COLORS[lv]);
-      g.fillRect(Math.max(0, x0), y - bh, bw, bh);
+      const xa = Math.max(0, x0), xb = Math.min(w, x0 + bw);
+      if (xb > xa) g.fillRect(xa, y - bh, xb - xa, bh);
       y -= bh;
     }
   }
@@ -1228,7 +1232,7 @@ function drawTimeline() {
   }).join("");
   el.innerHTML = `<h3>Request ${esc(d.id)}</h3><div class="sum">${entries.length} lines · ${s.services.length} service${s.services.length === 1 ? "" : "s"} · ` +
     `${esc(fmtOffset(s.duration_seconds * 1000).slice(1))} from first to last line · ${esc(levels)}${d.truncated ? " · truncated (more lines than the limit)" : ""}</div>` +
-    svg + `<table><thead><tr><th>offset</th><th>time</th><th>service</th><th>level</th><th>message</th></tr></thead><tbody>${rows}</tbody></table>`;
+    svg + `<table><thead><tr><th class="num">offset</th><th>time</th><th>service</th><th>level</th><th>message</th></tr></thead><tbody>${rows}</tbody></table>`;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -152,8 +152,7 @@ const STAGES = [
   ["json", "parse JSON fields"], ["logfmt", "parse key=value fields"], ["regexp", 'named groups: regexp "(?P<x>...)"'],
   ["pattern", 'pattern "<ip> - <_> <status>"'], ["unpack", "unpack promtail's packed lines"],
   ["line_format", 'line_format "{{.field}}"'], ["label_format", "label_format new=old"], ["drop", "drop labels"],
-  ["keep", "keep labels"], ["decolorize", "strip ANSI colours"], ["unwrap", "unwrap a numeric label"],
-  ["= \"\"", "line contains"], ["~ \"\"", "line matches regex"]];
+  ["keep", "keep labels"], ["decolorize", "strip ANSI colours"], ["unwrap", "unwrap a numeric label"]];
 const FUNCS = [["rate", "per-second rate of lines"], ["count_over_time", "lines per range"], ["bytes_over_time", "bytes per range"],
   ["bytes_rate", "bytes per second"], ["sum_over_time", "sum of unwrapped values"], ["avg_over_time", "average of unwrapped values"],
   ["max_over_time", ""], ["min_over_time", ""], ["quantile_over_time", "quantile_over_time(0.95, ...)"],
@@ -329,7 +328,7 @@ async function complete(explicit) {
         const e = v.replace(/\\/g, "\\\\").replace(/"/g, '\\"');
         return [v, "value", ctx.quote ? `"${e}"` : e];
       });
-    } else if (ctx.kind === "stage") items = STAGES.map(([s, d]) => [s, d, s.startsWith("=") || s.startsWith("~") ? s.slice(0, -1) : s + " "]);
+    } else if (ctx.kind === "stage") items = STAGES.map(([s, d]) => [s, d, s + " "]);
     else if (ctx.kind === "func") items = FUNCS.map(([f, d]) => [f, d || "function", f + "("]);
     else if (ctx.kind === "start") items = [["{", "stream selector", "{"], ...FUNCS.slice(0, 4).map(([f, d]) => [f, d, f + "("])];
   } catch (e) {

@@ -558,6 +558,35 @@ fn dragging_across_the_histogram_zooms_the_range() {
         b.eval("window.sawmill.state.range.from").as_f64().unwrap(),
         from
     );
+    // The picker: a relative range, then absolute times typed in.
+    b.click("#range-btn");
+    b.click("#rel button[data-r='15m']");
+    b.wait(
+        "location.search.includes('since=15m') && !window.sawmill.state.running",
+        "the relative range",
+    );
+    assert_eq!(
+        b.eval("document.querySelector('#range-btn').textContent"),
+        json!("Last 15m")
+    );
+    b.click("#range-btn");
+    let (f, t) = (from + 60_000.0, to - 60_000.0);
+    b.eval(&format!(
+        "document.querySelector('#from').value = new Date({f}).toISOString(); document.querySelector('#to').value = new Date({t}).toISOString()"
+    ));
+    b.click("#range-apply");
+    b.wait(
+        &format!("window.sawmill.state.range.from === {f} && !window.sawmill.state.running"),
+        "the absolute range",
+    );
+    let n = b
+        .eval("window.sawmill.state.entries.length")
+        .as_u64()
+        .unwrap();
+    assert!(
+        n > 0 && n < after,
+        "{n} lines in the narrower range, {after} in the zoomed one"
+    );
 }
 
 #[test]

@@ -212,7 +212,9 @@ function highlight(src, mark) {
   return html + "\n";
 }
 
-const isMetric = (q) => /^\s*[a-z_]+\s*(\(|by\b|without\b)/.test(q.replace(/#[^\n]*/g, "")) || /\[\s*[\d.]+[a-z]+\s*\]/.test(q);
+// A log query starts with its stream selector; anything else (a function, a number, a
+// parenthesis) is a metric query.
+const isMetric = (q) => q.replace(/#[^\n]*/g, "").trim() !== "" && !/^\s*\{/.test(q.replace(/#[^\n]*/g, ""));
 const hasParser = (q) => /\|\s*(json|logfmt|regexp|pattern|unpack)\b/.test(q);
 const lqlString = (s) => '"' + String(s).replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n") + '"';
 const labelName = (s) => String(s).replace(/[^A-Za-z0-9_]/g, "_").replace(/^(\d)/, "_$1");

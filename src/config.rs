@@ -83,6 +83,8 @@ pub struct ServerConfig {
     pub log_level: String,
     /// `json` (structured, one object per line, the default) or `text` (human-readable).
     pub log_format: String,
+    /// The built-in web page at `/` and `/ui/` (true by default); false answers 404 there.
+    pub ui_enabled: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -305,6 +307,7 @@ impl Default for ServerConfig {
             http_listen_port: 3100,
             log_level: "info".into(),
             log_format: "json".into(),
+            ui_enabled: true,
         }
     }
 }

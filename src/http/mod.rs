@@ -15,6 +15,7 @@ pub mod read;
 pub mod rules;
 pub mod stats;
 pub mod tail;
+pub mod ui;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -202,7 +203,13 @@ pub fn tenant_of(state: &AppState, headers: &HeaderMap) -> Result<String, ApiErr
 
 pub fn router(state: AppState) -> Router {
     let max_body = state.store.cfg.distributor.max_recv_msg_size;
+    let page = if state.store.cfg.server.ui_enabled {
+        ui::routes()
+    } else {
+        Router::new()
+    };
     Router::new()
+        .merge(page)
         .route("/loki/api/v1/push", post(push::push))
         .route("/api/prom/push", post(push::push))
         .route(
@@ -248,7 +255,10 @@ pub fn router(state: AppState) -> Router {
             get(read::label_values).post(read::label_values),
         )
         .route("/loki/api/v1/series", get(read::series).post(read::series))
-        .route("/loki/api/v1/tail", get(tail::tail))
+        .route(
+            "/loki/api/v1/tail",
+            get(tail::tail).layer(axum::middleware::from_fn(ui::tenant_from_query)),
+        )
         .route(
             "/sawmill/api/v1/correlate",
             get(correlate::correlate).post(correlate::correlate),

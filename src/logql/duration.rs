@@ -173,26 +173,7 @@ pub fn parse_bytes(s: &str) -> Result<u64, DurationError> {
     super::go::parse_bytes(s).map_err(|_| DurationError::InvalidBytes(s.to_string()))
 }
 
-/// The multiplier of a go-humanize byte unit (lower case): `kb` is 1000, `kib` is 1024, and
-/// so on up to exbibytes; `""` and `b` are bytes.
-pub fn byte_unit(unit: &str) -> Option<f64> {
-    Some(match unit {
-        "" | "b" => 1.0,
-        "k" | "kb" => 1e3,
-        "ki" | "kib" => 1024.0,
-        "m" | "mb" => 1e6,
-        "mi" | "mib" => 1024f64.powi(2),
-        "g" | "gb" => 1e9,
-        "gi" | "gib" => 1024f64.powi(3),
-        "t" | "tb" => 1e12,
-        "ti" | "tib" => 1024f64.powi(4),
-        "p" | "pb" => 1e15,
-        "pi" | "pib" => 1024f64.powi(5),
-        "e" | "eb" => 1e18,
-        "ei" | "eib" => 1024f64.powi(6),
-        _ => return None,
-    })
-}
+pub use super::go::byte_unit;
 
 #[cfg(test)]
 mod tests {

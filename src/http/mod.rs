@@ -1,5 +1,8 @@
-//! HTTP: Loki's API on axum. `router(state)` builds every route; handlers live in `push` (write
-//! path) and `read` (queries and metadata); [`ApiError`] is the one place where errors become
+//! HTTP: Loki's API on axum. In: requests; out: Loki's responses. `router(state)` builds every
+//! route; the handlers live one file per API family: `push` (the write path), `read` (queries,
+//! labels, series), `tail` (WebSocket), `stats` (index stats and volume), `detected` (detected
+//! labels and fields), `format` (`format_query`), `correlate`, `rules`, `admin` (deletes,
+//! reload) and `ui` (the web page). The logic behind them is in `query`. [`ApiError`] is the one place where errors become
 //! status codes, with plain-text bodies as Loki sends them. Two middlewares wrap every route:
 //! [`request_id`] (accepted from `X-Request-ID` or generated, carried by a tracing span through
 //! every log line of the request, echoed in the response, and one JSON log line per request)

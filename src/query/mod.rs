@@ -1,8 +1,10 @@
 //! Query execution over a tenant's segments and head: resolve label matchers on each segment's
 //! label index, prune chunks and blocks by time, decompress block by block, apply line filters
 //! on raw bytes, and keep the `limit` entries nearest the query's starting edge. Also the
-//! metadata reads behind `/labels`, `/label/NAME/values` and `/series`. Uses `logql` for the AST;
-//! knows nothing of HTTP.
+//! metadata reads behind `/labels`, `/label/NAME/values` and `/series`. In: a tenant's storage
+//! snapshot and a parsed query; out: streams of entries or samples. Uses `logql` for the AST
+//! and `pipeline` per entry; knows nothing of HTTP. Beside it: `metric` (range and vector
+//! aggregations), `correlate`, `usage` (stats and volume), `detected` (labels and fields).
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};

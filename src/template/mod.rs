@@ -1,7 +1,12 @@
-//! Go `text/template` subset behind LogQL's `line_format` and `label_format` stages: it parses a
-//! template once (text, actions, pipelines, control structures, Loki's and sprig's functions) and
-//! renders it per entry against that entry's labels, line and timestamp. The pipeline stages in
-//! `query` call it; it depends on nothing else in the crate.
+//! Go's `text/template`, the one engine behind LogQL's `line_format` and `label_format` stages
+//! and the ruler's alert templates. In: a template's text and a function map ([`Dialect`]:
+//! LogQL's, with Loki's and sprig's functions, or Prometheus'); out: a [`Template`] parsed once
+//! and rendered many times, per entry (labels, line, timestamp) or per alert ([`AlertData`]).
+//!
+//! By concern: `lexer` → `parser` (the tree) → `exec` (a render, within step and output
+//! limits) over `value`s; `funcs` (LogQL's map), `prometheus` (Prometheus' map and the alert
+//! data), `printf` (Go's `fmt`), `time` (Go's time layouts). It uses `logql` only for its one
+//! duration and byte-size parser.
 
 mod exec;
 mod funcs;

@@ -1,5 +1,6 @@
-//! Load generators: `sawmill bench push` (push throughput and latency against a running server)
-//! and `sawmill bench query` (query latency over generated data, in-process).
+//! `sawmill bench`: load generators and benchmarks. `push` (push throughput and latency against
+//! a running server), `tail` (push-to-tail latency), and in-process over generated data:
+//! `query` (query latency) and `index` (the search index's cost, size and lookups).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;

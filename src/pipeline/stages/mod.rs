@@ -1,7 +1,7 @@
 //! The pipeline's stages, one idea per file: line filters over regexes, patterns and IPs
 //! (`regex`, `pattern`, `ip`), parsers (`json`, `logfmt`; `regexp` and `pattern` live in
-//! the pipeline), `label_filter`, and the formatting stages (`format`). `go` holds Go's
-//! value parsers whose error texts end up in `__error_details__`. [`ParserHints`] tells the
+//! the pipeline), `label_filter`, and the formatting stages (`format`). Go's value parsers, whose error texts
+//! end up in `__error_details__`, are `logql::go`. [`ParserHints`] tells the
 //! `json` and `logfmt` stages which labels the rest of the query reads, so that they skip
 //! the others.
 

@@ -117,23 +117,21 @@ impl Display for LabelParserExpr {
     }
 }
 
-impl LabelFilterExpr {
-    fn is_compound(&self) -> bool {
-        matches!(self, LabelFilterExpr::And(..) | LabelFilterExpr::Or(..))
-    }
+fn is_compound(e: &LabelFilterExpr) -> bool {
+    matches!(e, LabelFilterExpr::And(..) | LabelFilterExpr::Or(..))
+}
 
-    /// An `and` whose right operand is compound prints as `l, r`: a comma joins the filter
-    /// before it with everything after it, so the right side needs no parentheses.
-    fn prints_with_comma(&self) -> bool {
-        matches!(self, LabelFilterExpr::And(_, r) if r.is_compound())
-    }
+/// An `and` whose right operand is compound prints as `l, r`: a comma joins the filter
+/// before it with everything after it, so the right side needs no parentheses.
+fn prints_with_comma(e: &LabelFilterExpr) -> bool {
+    matches!(e, LabelFilterExpr::And(_, r) if is_compound(r))
+}
 
-    fn write_operand(&self, f: &mut Formatter<'_>, parens: bool) -> fmt::Result {
-        if parens {
-            write!(f, "({self})")
-        } else {
-            write!(f, "{self}")
-        }
+fn write_operand(e: &LabelFilterExpr, f: &mut Formatter<'_>, parens: bool) -> fmt::Result {
+    if parens {
+        write!(f, "({e})")
+    } else {
+        write!(f, "{e}")
     }
 }
 
@@ -159,22 +157,22 @@ impl Display for LabelFilterExpr {
                 write!(f, "{name}{op}ip({})", quote(pattern))
             }
             // `l, r`: the comma takes only the filter just before it.
-            LabelFilterExpr::And(l, r) if r.is_compound() => {
-                l.write_operand(f, l.is_compound())?;
+            LabelFilterExpr::And(l, r) if is_compound(r) => {
+                write_operand(l, f, is_compound(l))?;
                 f.write_str(", ")?;
                 write!(f, "{r}")
             }
             // `l and r`, r a single filter: `and` binds tighter than `or`.
             LabelFilterExpr::And(l, r) => {
-                let parens = matches!(**l, LabelFilterExpr::Or(..)) || l.prints_with_comma();
-                l.write_operand(f, parens)?;
+                let parens = matches!(**l, LabelFilterExpr::Or(..)) || prints_with_comma(l);
+                write_operand(l, f, parens)?;
                 write!(f, " and {r}")
             }
             // `l or r`: left-associative.
             LabelFilterExpr::Or(l, r) => {
-                l.write_operand(f, l.prints_with_comma())?;
+                write_operand(l, f, prints_with_comma(l))?;
                 f.write_str(" or ")?;
-                r.write_operand(f, matches!(**r, LabelFilterExpr::Or(..)))
+                write_operand(r, f, matches!(**r, LabelFilterExpr::Or(..)))
             }
         }
     }
@@ -327,15 +325,13 @@ impl Display for BinOpModifier {
     }
 }
 
-impl BinOpExpr {
-    /// Whether an operand needs parentheses to keep its place under this operator.
-    fn needs_parens(&self, operand: &SampleExpr, is_rhs: bool) -> bool {
-        let SampleExpr::BinOp(inner) = operand else {
-            return false;
-        };
-        let (outer, inner) = (self.op.precedence(), inner.op.precedence());
-        inner < outer || (inner == outer && (is_rhs != self.op.is_right_assoc()))
-    }
+/// Whether an operand of `e` needs parentheses to keep its place under `e`'s operator.
+fn needs_parens(e: &BinOpExpr, operand: &SampleExpr, is_rhs: bool) -> bool {
+    let SampleExpr::BinOp(inner) = operand else {
+        return false;
+    };
+    let (outer, inner) = (e.op.precedence(), inner.op.precedence());
+    inner < outer || (inner == outer && (is_rhs != e.op.is_right_assoc()))
 }
 
 impl Display for BinOpExpr {
@@ -347,9 +343,9 @@ impl Display for BinOpExpr {
                 write!(f, "{e}")
             }
         };
-        write_operand(f, &self.lhs, self.needs_parens(&self.lhs, false))?;
+        write_operand(f, &self.lhs, needs_parens(self, &self.lhs, false))?;
         write!(f, " {}{} ", self.op.as_str(), self.modifier)?;
-        write_operand(f, &self.rhs, self.needs_parens(&self.rhs, true))
+        write_operand(f, &self.rhs, needs_parens(self, &self.rhs, true))
     }
 }
 
@@ -501,12 +497,12 @@ fn pretty_sample(out: &mut String, expr: &SampleExpr, level: usize) {
                     pretty_sample(out, side, level);
                 }
             };
-            operand(out, &e.lhs, e.needs_parens(&e.lhs, false));
+            operand(out, &e.lhs, needs_parens(e, &e.lhs, false));
             out.push('\n');
             indent(out, level);
             let _ = write!(out, "{}{}", e.op.as_str(), e.modifier);
             out.push('\n');
-            operand(out, &e.rhs, e.needs_parens(&e.rhs, true));
+            operand(out, &e.rhs, needs_parens(e, &e.rhs, true));
         }
         SampleExpr::LabelReplace(e) => {
             indent(out, level);

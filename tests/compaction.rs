@@ -8,7 +8,9 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::{get, metric, now_ns, post, query_all, segment_files, try_request, Server};
+use common::{
+    get, metric, now_ns, post, query_all, query_entries, segment_files, try_request, Server,
+};
 
 const MIN: i64 = 60_000_000_000;
 const HOUR: i64 = 60 * MIN;
@@ -620,4 +622,34 @@ fn temporary_segments(dir: &std::path::Path) -> usize {
                 .ends_with(".seg.tmp")
         })
         .count()
+}
+
+/// Loki's `POST /flush`: every head chunk goes to a segment at once (no `chunk_idle_period`
+/// wait), the answer is 204 once it is on disk, and the lines read back the same.
+#[test]
+fn post_flush_writes_the_head_to_segments_now() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // Chunks would otherwise stay in the head for an hour.
+    let s = Server::start(
+        &data,
+        "ingester:\n  chunk_idle_period: 1h\n  max_chunk_age: 2h\n  flush_check_period: 1h\n",
+    );
+    let a = s.addr();
+    let now = now_ns();
+    let lines: Vec<(i64, String)> = (0..50)
+        .map(|i| (now - 1_000_000_000 + i, format!("flush line {i}")))
+        .collect();
+    push(&a, None, r#"{"app":"flush"}"#, &lines);
+    let before = query_entries(&a, r#"{app="flush"}"#, now - 10_000_000_000, now + 1, 1000);
+    assert_eq!(before.len(), 50);
+    assert!(segment_files(&data, "fake").is_empty());
+    let (status, body) = post(&format!("{a}/flush"), "text/plain", None, b"");
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(segment_files(&data, "fake").len(), 1);
+    let after = query_entries(&a, r#"{app="flush"}"#, now - 10_000_000_000, now + 1, 1000);
+    assert_eq!(after, before);
+    // Nothing left to flush: no new segment.
+    assert_eq!(post(&format!("{a}/flush"), "text/plain", None, b"").0, 204);
+    assert_eq!(segment_files(&data, "fake").len(), 1);
 }

@@ -1,5 +1,6 @@
-//! Loki's log deletion API (`/loki/api/v1/delete`: create, list, cancel) and the configuration
-//! reload endpoint (`POST /-/reload`, as Prometheus and Alertmanager have it). Deletes belong to
+//! Loki's log deletion API (`/loki/api/v1/delete`: create, list, cancel), Loki's `POST /flush`
+//! (every head chunk of every tenant written to segments now) and the configuration reload
+//! endpoint (`POST /-/reload`, as Prometheus and Alertmanager have it). Deletes belong to
 //! the requesting tenant only; the rules are applied by `retention` and the compactor.
 
 use axum::extract::State;
@@ -93,4 +94,18 @@ pub async fn reload(State(state): State<AppState>) -> Result<Response, ApiError>
     })
     .await?;
     Ok((StatusCode::OK, format!("{msg}\n")).into_response())
+}
+
+/// `POST /flush`, as Loki's ingester has it: cuts every head chunk of every tenant, writes them
+/// to segments and answers 204 once they are on disk (the WAL files they held are released).
+pub async fn flush(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let store = state.store.clone();
+    let written = blocking(move || {
+        store
+            .flush(true)
+            .map_err(|e| ApiError::Internal(format!("flush failed: {e}")))
+    })
+    .await?;
+    tracing::info!(segments = written, "flushed on request");
+    Ok(StatusCode::NO_CONTENT.into_response())
 }

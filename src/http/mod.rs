@@ -275,6 +275,7 @@ pub fn router(state: AppState) -> Router {
                 .delete(admin::cancel),
         )
         .route("/-/reload", post(admin::reload))
+        .route("/flush", post(admin::flush))
         // The ruler (src/ruler): Loki's YAML rules API and the Prometheus-shaped views.
         .route("/loki/api/v1/rules", get(rules::list))
         .route("/api/prom/rules", get(rules::list))

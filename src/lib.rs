@@ -32,6 +32,7 @@ pub mod ingest;
 pub mod labels;
 pub mod logql;
 pub mod notify;
+pub mod patterns;
 pub mod query;
 pub mod retention;
 pub mod ruler;

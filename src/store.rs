@@ -85,6 +85,8 @@ pub struct Store {
     pub metrics: Metrics,
     /// Live tails, handed every accepted entry.
     pub tails: Arc<crate::tail::TailHub>,
+    /// The pattern miner, handed every accepted entry (`pattern_ingester`).
+    pub patterns: crate::patterns::PatternIngester,
 }
 
 /// What start-up found.
@@ -100,6 +102,7 @@ pub struct RecoveryReport {
 
 impl Store {
     pub fn new(cfg: Arc<Config>) -> Arc<Store> {
+        let cfg_patterns = cfg.pattern_ingester.clone();
         Arc::new(Store {
             data: cfg.data_dir().to_path_buf(),
             live: RwLock::new(cfg.clone()),
@@ -116,6 +119,7 @@ impl Store {
             last_flush: Mutex::new(None),
             metrics: Metrics::default(),
             tails: Arc::default(),
+            patterns: crate::patterns::PatternIngester::new(cfg_patterns),
         })
     }
 
@@ -547,6 +551,16 @@ impl Store {
         let to_seal = head.commit(&applied, pos, ing.chunk_block_size, ing.chunk_target_size);
         drop(head);
         self.tails.publish(tenant_id, &v.streams, &applied.accepted);
+        let skipped = self
+            .patterns
+            .observe(tenant_id, &v.streams, &applied.accepted);
+        if skipped > 0 {
+            self.metrics.inc(
+                "sawmill_pattern_lines_dropped_total",
+                &[("tenant", tenant_id)],
+                skipped,
+            );
+        }
         for slot in to_seal {
             slot.seal(ing.zstd_level);
         }

@@ -8,7 +8,9 @@
 pub mod admin;
 pub mod correlate;
 pub mod extra;
+pub mod otlp;
 pub mod params;
+pub mod patterns;
 pub mod push;
 pub mod read;
 pub mod rules;
@@ -203,6 +205,11 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/loki/api/v1/push", post(push::push))
         .route("/api/prom/push", post(push::push))
+        .route("/otlp/v1/logs", post(otlp::logs))
+        .route(
+            "/loki/api/v1/patterns",
+            get(patterns::patterns).post(patterns::patterns),
+        )
         .route(
             "/loki/api/v1/query_range",
             get(read::query_range).post(read::query_range),

@@ -108,16 +108,18 @@ async fn export(
     }
     let rejected: usize = outcome.rejections.iter().map(|r| r.lines).sum();
     let metrics = &state.store.metrics;
-    metrics.inc(
-        "sawmill_otlp_log_records_total",
-        &[("outcome", "accepted"), ("tenant", &tenant)],
-        total.saturating_sub(rejected) as u64,
-    );
-    metrics.inc(
-        "sawmill_otlp_log_records_total",
-        &[("outcome", "rejected"), ("tenant", &tenant)],
-        rejected as u64,
-    );
+    for (outcome, n) in [
+        ("accepted", total.saturating_sub(rejected)),
+        ("rejected", rejected),
+    ] {
+        if n > 0 {
+            metrics.inc(
+                "sawmill_otlp_log_records_total",
+                &[("outcome", outcome), ("tenant", &tenant)],
+                n as u64,
+            );
+        }
+    }
     if rejected == 0 {
         return Ok(success(encoding, None));
     }

@@ -9,7 +9,7 @@
 use axum::extract::State;
 use axum::response::Response;
 
-use super::read::{json_response, now_ns, parse_error};
+use super::read::{blocking, json_response, now_ns, parse_error};
 use super::{ApiError, AppState, TenantQuery};
 use crate::logql::{self, Expr};
 
@@ -41,11 +41,14 @@ pub async fn patterns(State(state): State<AppState>, q: TenantQuery) -> Result<R
     }
     let from_ms = start.div_euclid(1_000_000);
     let through_ms = end.div_euclid(1_000_000) + i64::from(end.rem_euclid(1_000_000) != 0);
-    let series =
-        state
-            .store
+    let store = state.store.clone();
+    let tenant = q.tenant.clone();
+    let series = blocking(move || {
+        Ok(store
             .patterns
-            .query(&q.tenant, &matchers, from_ms, through_ms, step / 1_000_000);
+            .query(&tenant, &matchers, from_ms, through_ms, step / 1_000_000))
+    })
+    .await?;
     let mut body = String::from(r#"{"status":"success","data":["#);
     for (i, s) in series.iter().enumerate() {
         if i > 0 {

@@ -838,6 +838,11 @@ impl Store {
             let head_bytes: usize = head.streams.values().map(|s| s.open.size()).sum();
             out.push(("sawmill_head_open_bytes".to_string(), tl, head_bytes as f64));
         }
+        if self.patterns.enabled() {
+            let (streams, bytes) = self.patterns.usage();
+            out.push(("sawmill_pattern_streams".to_string(), vec![], streams as f64));
+            out.push(("sawmill_pattern_bytes".to_string(), vec![], bytes as f64));
+        }
         if let Some(w) = self.wal.get() {
             out.push((
                 "sawmill_wal_bytes".to_string(),

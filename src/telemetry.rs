@@ -54,6 +54,14 @@ pub const HELP: &[(&str, &str)] = &[
         "Accepted lines the pattern miner skipped because it was behind, by tenant.",
     ),
     (
+        "pattern_streams",
+        "Streams whose patterns the pattern miner holds, all tenants.",
+    ),
+    (
+        "pattern_bytes",
+        "Approximate memory of the mined patterns (bounded by pattern_ingester.max_memory).",
+    ),
+    (
         "otlp_log_records_total",
         "OTLP log records received at /otlp/v1/logs, by outcome (accepted or rejected).",
     ),

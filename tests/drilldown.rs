@@ -268,6 +268,9 @@ fn logs_drilldown_calls() {
             ),
         ]
     );
+    // The miner holds the three streams.
+    assert_eq!(common::metric(&addr, "sawmill_pattern_streams"), 3.0);
+    assert!(common::metric(&addr, "sawmill_pattern_bytes") > 0.0);
     let v = patterns_of("batch");
     assert_eq!(v["data"][0]["pattern"], "<_>retrying job <_> of 40<_>");
     // Loki's encoder escapes `<` and `>` in patterns.

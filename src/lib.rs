@@ -9,7 +9,8 @@
 //!    │                                                     │
 //!    └──── query_range / labels / series ◄── query ◄───────┘ (using logql for the AST)
 //! ```
-//! Side paths: `ruler` (alerting and recording rules evaluated through `query`) → `notify`
+//! Side paths: `patterns` (Drain templates mined from accepted lines as they arrive, for
+//! `/loki/api/v1/patterns`), `ruler` (alerting and recording rules evaluated through `query`) → `notify`
 //! (Alertmanager, Prometheus remote write), `compactor` (merges segments per time partition,
 //! applying `retention`: expired entries and delete requests), `config` (YAML with Loki's key names), `telemetry`
 //! (`/metrics`), `server` (start, recovery, shutdown), `cli` (the `sawmill` command line, load

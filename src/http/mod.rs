@@ -1,5 +1,5 @@
 //! HTTP: Loki's API on axum. `router(state)` builds every route; handlers live in `push` (write
-//! path) and `read` (queries and metadata); [`ApiError`] is the one place where errors become
+//! path), `otlp` (OTLP logs), `read` (queries and metadata), `patterns` and the other files; [`ApiError`] is the one place where errors become
 //! status codes, with plain-text bodies as Loki sends them. Two middlewares wrap every route:
 //! [`request_id`] (accepted from `X-Request-ID` or generated, carried by a tracing span through
 //! every log line of the request, echoed in the response, and one JSON log line per request)

@@ -70,6 +70,8 @@ pub struct Config {
     pub index: IndexConfig,
     /// Alerting and recording rules (see `ruler`).
     pub ruler: RulerConfig,
+    /// Loki's pattern ingester: patterns mined from every stream for `/loki/api/v1/patterns`.
+    pub pattern_ingester: PatternIngesterConfig,
     /// Per-tenant limits that replace `limits_config` for that tenant, key by key.
     pub overrides: BTreeMap<String, LimitsOverride>,
 }
@@ -295,6 +297,14 @@ pub struct Limits {
     pub retention_period: Duration,
     /// Per-selector retention; the matching rule with the highest priority wins over `retention_period`.
     pub retention_stream: Vec<StreamRetention>,
+    /// Labels whose value becomes `service_name` when a stream has none (the first one present,
+    /// else `unknown_service`); empty turns discovery off. Loki's list by default.
+    pub discover_service_name: Vec<String>,
+    /// Add `detected_level` structured metadata to every entry (from level labels, metadata,
+    /// OTLP severity, or the line).
+    pub discover_log_levels: bool,
+    /// The label, metadata and line field names a level is read from.
+    pub log_level_fields: Vec<String>,
 }
 
 /// A tenant's overrides: any `limits_config` key, written the same way.
@@ -440,6 +450,9 @@ impl Default for Limits {
             query_timeout: Duration::from_secs(60),
             retention_period: Duration::ZERO,
             retention_stream: Vec::new(),
+            discover_service_name: default_service_name_labels(),
+            discover_log_levels: true,
+            log_level_fields: default_level_fields(),
         }
     }
 }
@@ -696,6 +709,9 @@ impl serde::Serialize for LimitsSer<'_> {
         m.serialize_entry("query_timeout", &dur(l.query_timeout))?;
         m.serialize_entry("retention_period", &dur(l.retention_period))?;
         m.serialize_entry("retention_stream", &l.retention_stream)?;
+        m.serialize_entry("discover_service_name", &l.discover_service_name)?;
+        m.serialize_entry("discover_log_levels", &l.discover_log_levels)?;
+        m.serialize_entry("log_level_fields", &l.log_level_fields)?;
         m.end()
     }
 }
@@ -893,8 +909,64 @@ fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Er
     s.serialize_str(&format!("{}ms", d.as_millis()))
 }
 
-fn de_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+pub(crate) fn de_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     parse_bytes(&de_flexible(d)?).map_err(serde::de::Error::custom)
+}
+
+/// `pattern_ingester:` (Loki's section; `max_memory` is Sawmill's).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PatternIngesterConfig {
+    /// Mine patterns and serve `/loki/api/v1/patterns` (404 when off).
+    pub enabled: bool,
+    /// Patterns kept per stream; the least recently seen one goes first.
+    pub max_clusters: usize,
+    /// Longer lines (or JSON messages) are not mined.
+    pub max_allowed_line_length: usize,
+    /// Upper bound of the miner's memory, all tenants and streams together.
+    #[serde(deserialize_with = "de_bytes")]
+    pub max_memory: u64,
+}
+
+impl Default for PatternIngesterConfig {
+    fn default() -> Self {
+        PatternIngesterConfig {
+            enabled: true,
+            max_clusters: 300,
+            max_allowed_line_length: 3000,
+            max_memory: 64 << 20,
+        }
+    }
+}
+
+/// Loki's default `discover_service_name` list.
+pub fn default_service_name_labels() -> Vec<String> {
+    [
+        "service",
+        "app",
+        "application",
+        "app_name",
+        "name",
+        "app_kubernetes_io_name",
+        "container",
+        "container_name",
+        "k8s_container_name",
+        "component",
+        "workload",
+        "job",
+        "k8s_job_name",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// Loki's default `log_level_fields`.
+pub fn default_level_fields() -> Vec<String> {
+    [
+        "level", "LEVEL", "Level", "Severity", "severity", "SEVERITY", "lvl", "LVL", "Lvl",
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 #[cfg(test)]

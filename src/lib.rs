@@ -15,6 +15,7 @@
 //!                                       compactor · retention · tail (live tails) · files
 //!               │                    │
 //!  lines      pipeline (stages, labels builder, field extraction) ──► template (Go templates)
+//!             patterns (Drain miner)
 //!               │
 //!  bottom     logql (parser, AST, matchers, durations and byte sizes) · labels · model
 //!             (Entry, tenant IDs, clock) · config · telemetry · failpoint
@@ -25,6 +26,9 @@
 //! `segment` → indexed by `storage::index`. The query path: `http::read` → `logql` parses →
 //! `query` picks streams and blocks from the `storage` snapshot → `pipeline` runs the stages
 //! per entry → `query::metric` aggregates → `http::read` encodes.
+//!
+//! Beside the push path, `patterns` mines Drain templates from accepted lines as they arrive
+//! (`/loki/api/v1/patterns`).
 
 pub mod cli;
 pub mod client;
@@ -36,6 +40,7 @@ pub mod labels;
 pub mod logql;
 pub mod model;
 pub mod notify;
+pub mod patterns;
 pub mod pipeline;
 pub mod query;
 pub mod ruler;

@@ -50,6 +50,22 @@ pub const LOKI_ALIASES: [(&str, &str); 6] = [
 /// test lints `/metrics` with promtool, which wants one for each; add new metrics here).
 pub const HELP: &[(&str, &str)] = &[
     (
+        "pattern_lines_dropped_total",
+        "Accepted lines the pattern miner skipped because it was behind, by tenant.",
+    ),
+    (
+        "pattern_streams",
+        "Streams whose patterns the pattern miner holds, all tenants.",
+    ),
+    (
+        "pattern_bytes",
+        "Approximate memory of the mined patterns (bounded by pattern_ingester.max_memory).",
+    ),
+    (
+        "otlp_log_records_total",
+        "OTLP log records received at /otlp/v1/logs, by outcome (accepted or rejected).",
+    ),
+    (
         "index_bytes",
         "Bytes of the segments' search indexes, by tenant.",
     ),

@@ -2,7 +2,7 @@
 //! route; the handlers live one file per API family: `push` (the write path), `read` (queries,
 //! labels, series), `tail` (WebSocket), `stats` (index stats and volume), `detected` (detected
 //! labels and fields), `format` (`format_query`), `correlate`, `rules`, `admin` (deletes,
-//! reload) and `ui` (the web page). The logic behind them is in `query`. [`ApiError`] is the one place where errors become
+//! flush, reload), `otlp` (OTLP logs), `patterns` and `ui` (the web page). The logic behind them is in `query`. [`ApiError`] is the one place where errors become
 //! status codes, with plain-text bodies as Loki sends them. Two middlewares wrap every route:
 //! [`request_id`] (accepted from `X-Request-ID` or generated, carried by a tracing span through
 //! every log line of the request, echoed in the response, and one JSON log line per request)
@@ -12,7 +12,9 @@ pub mod admin;
 pub mod correlate;
 pub mod detected;
 pub mod format;
+pub mod otlp;
 pub mod params;
+pub mod patterns;
 pub mod push;
 pub mod read;
 pub mod rules;
@@ -215,6 +217,11 @@ pub fn router(state: AppState) -> Router {
         .merge(page)
         .route("/loki/api/v1/push", post(push::push))
         .route("/api/prom/push", post(push::push))
+        .route("/otlp/v1/logs", post(otlp::logs))
+        .route(
+            "/loki/api/v1/patterns",
+            get(patterns::patterns).post(patterns::patterns),
+        )
         .route(
             "/loki/api/v1/query_range",
             get(read::query_range).post(read::query_range),

@@ -122,7 +122,7 @@ impl Filter {
         }
     }
 
-    fn apply(&mut self, backlog: Vec<(std::sync::Arc<Labels>, crate::ingest::Entry)>) -> Vec<Out> {
+    fn apply(&mut self, backlog: Vec<(std::sync::Arc<Labels>, crate::model::Entry)>) -> Vec<Out> {
         let mut out = Vec::new();
         for (labels, e) in backlog {
             self.builder.set_stream(labels.pairs());

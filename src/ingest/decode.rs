@@ -109,7 +109,7 @@ fn inflate(body: &[u8], max: u64) -> Result<Vec<u8>, DecodeError> {
     }
 }
 
-fn read_bounded(r: impl Read, max: u64) -> Result<Vec<u8>, DecodeError> {
+pub(crate) fn read_bounded(r: impl Read, max: u64) -> Result<Vec<u8>, DecodeError> {
     let mut out = Vec::new();
     r.take(max + 1)
         .read_to_end(&mut out)

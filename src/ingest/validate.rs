@@ -90,6 +90,9 @@ pub fn validate(req: PushRequest, limits: &Limits, now: i64) -> Validated {
                     bytes: e.size(),
                 });
             } else {
+                if limits.discover_log_levels && limits.allow_structured_metadata {
+                    super::discover::add_detected_level(&mut e, &labels, &limits.log_level_fields);
+                }
                 entries.push(e);
             }
         }
@@ -119,6 +122,7 @@ fn check_labels(raw: RawLabels, limits: &Limits) -> Result<Labels, (&'static str
             "error at least one label pair is required per stream".into(),
         ));
     }
+    let labels = super::discover::with_service_name(labels, &limits.discover_service_name);
     if labels.len() > limits.max_label_names_per_series {
         let shown = if labels.len() > 32 {
             format!("{{{} labels}}", labels.len())

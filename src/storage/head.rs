@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use parking_lot::RwLock;
 
 use crate::ingest::validate::{Rejection, TOO_FAR_BEHIND};
-use crate::ingest::Entry;
 use crate::labels::Labels;
+use crate::model::Entry;
 use crate::storage::chunk::{Block, HeadBlock};
 use crate::storage::wal::WalPos;
 

@@ -36,7 +36,7 @@ use thiserror::Error;
 use tokio::sync::watch;
 
 use crate::config::FsyncMode;
-use crate::ingest::Entry;
+use crate::model::Entry;
 use crate::storage::codec::{Reader, Truncated};
 use crate::storage::files;
 

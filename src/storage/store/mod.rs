@@ -84,6 +84,8 @@ pub struct Store {
     pub metrics: Metrics,
     /// Live tails, handed every accepted entry.
     pub tails: Arc<crate::storage::tail::TailHub>,
+    /// The pattern miner, handed every accepted entry (`pattern_ingester`).
+    pub patterns: crate::patterns::PatternIngester,
 }
 
 /// What start-up found.
@@ -99,6 +101,7 @@ pub struct RecoveryReport {
 
 impl Store {
     pub fn new(cfg: Arc<Config>) -> Arc<Store> {
+        let cfg_patterns = cfg.pattern_ingester.clone();
         Arc::new(Store {
             data: cfg.data_dir().to_path_buf(),
             live: RwLock::new(cfg.clone()),
@@ -115,6 +118,7 @@ impl Store {
             last_flush: Mutex::new(None),
             metrics: Metrics::default(),
             tails: Arc::default(),
+            patterns: crate::patterns::PatternIngester::new(cfg_patterns),
         })
     }
 
@@ -515,13 +519,13 @@ impl Store {
         }
         if !applied.all_accepted(total) {
             wal::reset_framed(&mut payload);
-            let by_labels: HashMap<&crate::labels::Labels, (&str, &[crate::ingest::Entry])> = v
+            let by_labels: HashMap<&crate::labels::Labels, (&str, &[crate::model::Entry])> = v
                 .streams
                 .iter()
                 .zip(&texts)
                 .map(|(s, t)| (&s.labels, (t.as_str(), &s.entries[..])))
                 .collect();
-            let parts: Vec<(&str, Vec<&crate::ingest::Entry>)> = applied
+            let parts: Vec<(&str, Vec<&crate::model::Entry>)> = applied
                 .accepted
                 .iter()
                 .filter(|(_, idx)| !idx.is_empty())
@@ -547,6 +551,16 @@ impl Store {
         let to_seal = head.commit(&applied, pos, ing.chunk_block_size, ing.chunk_target_size);
         drop(head);
         self.tails.publish(tenant_id, &v.streams, &applied.accepted);
+        let skipped = self
+            .patterns
+            .observe(tenant_id, &v.streams, &applied.accepted);
+        if skipped > 0 {
+            self.metrics.inc(
+                "sawmill_pattern_lines_dropped_total",
+                &[("tenant", tenant_id)],
+                skipped,
+            );
+        }
         for slot in to_seal {
             slot.seal(ing.zstd_level);
         }
@@ -823,6 +837,15 @@ impl Store {
             ));
             let head_bytes: usize = head.streams.values().map(|s| s.open.size()).sum();
             out.push(("sawmill_head_open_bytes".to_string(), tl, head_bytes as f64));
+        }
+        if self.patterns.enabled() {
+            let (streams, bytes) = self.patterns.usage();
+            out.push((
+                "sawmill_pattern_streams".to_string(),
+                vec![],
+                streams as f64,
+            ));
+            out.push(("sawmill_pattern_bytes".to_string(), vec![], bytes as f64));
         }
         if let Some(w) = self.wal.get() {
             out.push((

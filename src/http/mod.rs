@@ -11,6 +11,7 @@ pub mod extra;
 pub mod params;
 pub mod push;
 pub mod read;
+pub mod ops;
 pub mod rules;
 pub mod tail;
 
@@ -261,6 +262,30 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/-/reload", post(admin::reload))
         // The ruler (src/ruler): Loki's YAML rules API and the Prometheus-shaped views.
+        .merge(rules_api(state.store.cfg.ruler.enable_api))
+        // What operators reach for (see `ops`).
+        .route("/config", get(ops::config))
+        .route("/services", get(ops::services))
+        .route("/log_level", get(ops::get_log_level).post(ops::set_log_level))
+        .route("/ready", get(read::ready))
+        .route("/metrics", get(read::metrics))
+        .layer(DefaultBodyLimit::max(
+            usize::try_from(max_body).unwrap_or(usize::MAX),
+        ))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            request_id,
+        ))
+        .with_state(state)
+}
+
+/// The rules API, or nothing when `ruler.enable_api` is false (then its paths answer 404).
+fn rules_api(enabled: bool) -> Router<AppState> {
+    if !enabled {
+        return Router::new();
+    }
+    Router::new()
         .route("/loki/api/v1/rules", get(rules::list))
         .route("/api/prom/rules", get(rules::list))
         .route(
@@ -288,17 +313,6 @@ pub fn router(state: AppState) -> Router {
             get(rules::prometheus_rules).post(rules::prometheus_rules),
         )
         .route("/prometheus/api/v1/alerts", get(rules::prometheus_alerts))
-        .route("/ready", get(read::ready))
-        .route("/metrics", get(read::metrics))
-        .layer(DefaultBodyLimit::max(
-            usize::try_from(max_body).unwrap_or(usize::MAX),
-        ))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            request_id,
-        ))
-        .with_state(state)
 }
 
 /// The request header a caller's request ID is taken from, and the response header it is

@@ -442,11 +442,12 @@ pub async fn buildinfo() -> Response {
     json_response(
         json!({
             "version": env!("CARGO_PKG_VERSION"),
-            "revision": option_env!("SAWMILL_REVISION").unwrap_or(""),
-            "branch": "",
-            "buildUser": "",
-            "buildDate": "",
-            "goVersion": ""
+            // Recorded by src/build.rs; Loki's field names, so `goVersion` holds rustc's.
+            "revision": env!("SAWMILL_REVISION"),
+            "branch": env!("SAWMILL_BRANCH"),
+            "buildUser": env!("SAWMILL_BUILD_USER"),
+            "buildDate": env!("SAWMILL_BUILD_DATE"),
+            "goVersion": env!("SAWMILL_RUST_VERSION")
         })
         .to_string(),
     )

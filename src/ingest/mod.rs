@@ -1,11 +1,12 @@
 //! Ingest: everything between a push body arriving and entries being handed to the head.
 //! `decode` turns JSON (plain, gzip, deflate) or snappy protobuf bodies into [`PushRequest`]s
 //! within size limits; `validate` applies Loki's per-stream and per-entry rules and names each
-//! discard reason; `rate` is the per-tenant ingestion rate limiter. Neighbours: `http` calls in,
+//! discard reason; `rate` is the per-tenant ingestion rate limiter, `stream_rate` the per-stream one. Neighbours: `http` calls in,
 //! `store` receives the validated streams.
 
 pub mod decode;
 pub mod rate;
+pub mod stream_rate;
 pub mod validate;
 
 use crate::labels::Labels;

@@ -1155,6 +1155,37 @@ mod tests {
         assert_eq!(key, "overrides.t.retention_stream[0].selector");
     }
 
+    #[test]
+    fn retention_enabled_false_turns_retention_off() {
+        let on = "limits_config:\n  retention_period: 24h\n";
+        let c = Config::from_yaml(on).unwrap();
+        assert_eq!(c.limits_for("t").retention_period, Duration::from_secs(86400));
+        let c = Config::from_yaml(&format!("{on}compactor:\n  retention_enabled: true\n")).unwrap();
+        assert_eq!(c.limits_for("t").retention_period, Duration::from_secs(86400));
+        let c = Config::from_yaml(&format!("{on}compactor:\n  retention_enabled: false\n")).unwrap();
+        assert_eq!(c.limits_for("t").retention_period, Duration::ZERO);
+    }
+
+    #[test]
+    fn loki_keys_are_set_aside_and_named() {
+        let c = Config::from_yaml(
+            "server:\n  grpc_listen_port: 9095\n  http_listen_port: 3101\nschema_config:\n  configs: []\noverrides:\n  t:\n    split_queries_by_interval: 15m\n    max_line_size: 1KB\n",
+        )
+        .unwrap();
+        assert_eq!(c.server.http_listen_port, 3101);
+        assert_eq!(c.limits_for("t").max_line_size, 1000);
+        assert_eq!(
+            c.ignored_loki_keys(),
+            [
+                "overrides.t.split_queries_by_interval",
+                "schema_config",
+                "server.grpc_listen_port"
+            ]
+        );
+        let (key, _) = Config::from_yaml("overrides:\n  t:\n    split_queries_by_intervall: 1m\n").unwrap_err();
+        assert_eq!(key, "overrides.t");
+    }
+
     fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
             .iter()

@@ -26,6 +26,9 @@ pub mod pipeline;
 pub mod stages;
 pub mod template;
 
+#[cfg(test)]
+mod dedupe_tests;
+
 #[derive(Debug, Error)]
 pub enum QueryError {
     /// The client went away or `query_timeout` passed.
@@ -247,8 +250,11 @@ struct TopN {
     forward: bool,
     heap_fwd: BinaryHeap<(Key, usize)>,
     heap_bwd: BinaryHeap<(Reverse<Key>, usize)>,
-    items: Vec<Option<(usize, ResultEntry)>>,
+    /// Kept entries with the hash of the stream they were read from.
+    items: Vec<Option<(u64, ResultEntry)>>,
     seq: u64,
+    /// Slots of kept entries by (stream hash, timestamp), to drop duplicates.
+    by_ts: HashMap<(u64, i64), Vec<usize>>,
 }
 
 impl TopN {
@@ -260,6 +266,7 @@ impl TopN {
             heap_bwd: BinaryHeap::new(),
             items: Vec::new(),
             seq: 0,
+            by_ts: HashMap::new(),
         }
     }
 
@@ -276,22 +283,40 @@ impl TopN {
         }
     }
 
-    fn push(&mut self, stream: usize, e: ResultEntry) {
+    /// Keeps `e`, read from the stream whose labels hash to `stream`, unless it duplicates a
+    /// kept entry. As Loki's merging iterator does, an entry with the timestamp and the line
+    /// (after the pipeline) of an entry of the same stream already kept is dropped, whatever
+    /// labels the pipeline gave either: it counts neither in the result nor in the limit.
+    fn push_from(&mut self, stream: u64, e: ResultEntry) {
+        let same_ts = self.by_ts.entry((stream, e.ts)).or_default();
+        if same_ts
+            .iter()
+            .any(|s| matches!(&self.items[*s], Some((_, k)) if k.line == e.line))
+        {
+            return;
+        }
         self.seq += 1;
         let key = Key(e.ts, self.seq);
         let slot = self.items.len();
+        same_ts.push(slot);
         self.items.push(Some((stream, e)));
-        if self.forward {
+        let evicted = if self.forward {
             self.heap_fwd.push((key, slot));
-            if self.heap_fwd.len() > self.limit {
-                let (_, s) = self.heap_fwd.pop().expect("bug: heap not empty");
-                self.items[s] = None;
-            }
+            (self.heap_fwd.len() > self.limit)
+                .then(|| self.heap_fwd.pop().expect("bug: heap not empty").1)
         } else {
             self.heap_bwd.push((Reverse(key), slot));
-            if self.heap_bwd.len() > self.limit {
-                let (_, s) = self.heap_bwd.pop().expect("bug: heap not empty");
-                self.items[s] = None;
+            (self.heap_bwd.len() > self.limit)
+                .then(|| self.heap_bwd.pop().expect("bug: heap not empty").1)
+        };
+        if let Some(s) = evicted {
+            if let Some((h, old)) = self.items[s].take() {
+                if let Some(slots) = self.by_ts.get_mut(&(h, old.ts)) {
+                    slots.retain(|x| *x != s);
+                    if slots.is_empty() {
+                        self.by_ts.remove(&(h, old.ts));
+                    }
+                }
             }
         }
     }
@@ -535,6 +560,8 @@ pub fn scan(
 /// Runs the pipeline and keeps the `limit` entries nearest the query's starting edge.
 struct LogCollector {
     top: TopN,
+    /// Hash of the labels of the stream being read.
+    stream_hash: u64,
     pipeline: pipeline::Pipeline,
     builder: labels_builder::LabelsBuilder,
     md: Vec<(String, String)>,
@@ -549,6 +576,9 @@ impl EntryVisitor for LogCollector {
     }
     fn stream(&mut self, labels: &Labels) {
         self.builder.set_stream(labels.pairs());
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        std::hash::Hash::hash(labels, &mut h);
+        self.stream_hash = std::hash::Hasher::finish(&h);
     }
     fn entry(&mut self, ts: i64, line: &[u8], md: &[u8]) {
         if !self.top.wants(ts) {
@@ -566,8 +596,8 @@ impl EntryVisitor for LogCollector {
         };
         let line = String::from_utf8_lossy(out).into_owned();
         let categorized = self.builder.categorized();
-        self.top.push(
-            0,
+        self.top.push_from(
+            self.stream_hash,
             ResultEntry {
                 ts,
                 line,
@@ -611,6 +641,7 @@ pub fn select_logs(
                         .expect("bug: pipeline compiled once already");
                     let mut c = LogCollector {
                         top: TopN::new(q.limit, forward),
+                        stream_hash: 0,
                         pipeline,
                         builder: labels_builder::LabelsBuilder::new(),
                         md: Vec::new(),
@@ -644,7 +675,7 @@ pub fn select_logs(
         stats.merge(part_stats);
         for (sid, e) in part_top.items.into_iter().flatten() {
             if top.wants(e.ts) {
-                top.push(sid, e);
+                top.push_from(sid, e);
             }
         }
     }

@@ -70,6 +70,7 @@ pub struct Config {
     pub index: IndexConfig,
     /// Alerting and recording rules (see `ruler`).
     pub ruler: RulerConfig,
+    pub querier: QuerierConfig,
     /// Per-tenant limits that replace `limits_config` for that tenant, key by key.
     pub overrides: BTreeMap<String, LimitsOverride>,
     /// Keys of Loki's configuration the file set that mean nothing in one process (see
@@ -182,6 +183,14 @@ pub struct StorageConfig {
     /// Below this much free space on the data directory's filesystem, pushes are refused with 507.
     #[serde(deserialize_with = "de_bytes")]
     pub min_free_bytes: u64,
+}
+
+/// The read path (Loki's `querier` section).
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuerierConfig {
+    /// Queries may name several tenants in `X-Scope-OrgID` (`a|b`); see `query::multi_tenant`.
+    pub multi_tenant_queries_enabled: bool,
 }
 
 /// The ruler: rule files, evaluation, Alertmanager notification and remote write (Loki's names).
@@ -319,8 +328,6 @@ pub struct Limits {
     /// Bytes one stream may push at once above its rate.
     #[serde(deserialize_with = "de_datasize")]
     pub per_stream_rate_limit_burst: u64,
-    /// Queries may name several tenants in `X-Scope-OrgID` (`a|b`).
-    pub multi_tenant_queries_enabled: bool,
 }
 
 /// A tenant's overrides: any `limits_config` key, written the same way.
@@ -468,7 +475,6 @@ impl Default for Limits {
             retention_stream: Vec::new(),
             per_stream_rate_limit: 3 << 20,
             per_stream_rate_limit_burst: 15 << 20,
-            multi_tenant_queries_enabled: false,
         }
     }
 }
@@ -753,10 +759,6 @@ impl serde::Serialize for LimitsSer<'_> {
         m.serialize_entry(
             "per_stream_rate_limit_burst",
             &l.per_stream_rate_limit_burst,
-        )?;
-        m.serialize_entry(
-            "multi_tenant_queries_enabled",
-            &l.multi_tenant_queries_enabled,
         )?;
         m.end()
     }

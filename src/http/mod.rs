@@ -11,6 +11,7 @@ pub mod extra;
 pub mod params;
 pub mod push;
 pub mod read;
+pub mod multi_tenant;
 pub mod ops;
 pub mod rules;
 pub mod tail;
@@ -206,11 +207,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/prom/push", post(push::push))
         .route(
             "/loki/api/v1/query_range",
-            get(read::query_range).post(read::query_range),
+            get(multi_tenant::query_range).post(multi_tenant::query_range),
         )
         .route(
             "/loki/api/v1/query",
-            get(read::query_instant).post(read::query_instant),
+            get(multi_tenant::query_instant).post(multi_tenant::query_instant),
         )
         .route(
             "/loki/api/v1/format_query",
@@ -240,13 +241,22 @@ pub fn router(state: AppState) -> Router {
             "/loki/api/v1/detected_field/{name}/values",
             get(extra::detected_field_values).post(extra::detected_field_values),
         )
-        .route("/loki/api/v1/labels", get(read::labels).post(read::labels))
-        .route("/loki/api/v1/label", get(read::labels).post(read::labels))
+        .route(
+            "/loki/api/v1/labels",
+            get(multi_tenant::labels).post(multi_tenant::labels),
+        )
+        .route(
+            "/loki/api/v1/label",
+            get(multi_tenant::labels).post(multi_tenant::labels),
+        )
         .route(
             "/loki/api/v1/label/{name}/values",
-            get(read::label_values).post(read::label_values),
+            get(multi_tenant::label_values).post(multi_tenant::label_values),
         )
-        .route("/loki/api/v1/series", get(read::series).post(read::series))
+        .route(
+            "/loki/api/v1/series",
+            get(multi_tenant::series).post(multi_tenant::series),
+        )
         .route("/loki/api/v1/tail", get(tail::tail))
         .route(
             "/sawmill/api/v1/correlate",

@@ -17,7 +17,7 @@ use crate::query::{self, LogQuery, QueryStats, StreamResult};
 pub(super) use crate::store::now_ns;
 
 /// `max_query_length`: Loki's 400 for a range longer than the limit.
-fn check_query_length(start: i64, end: i64, max: std::time::Duration) -> Result<(), ApiError> {
+pub(super) fn check_query_length(start: i64, end: i64, max: std::time::Duration) -> Result<(), ApiError> {
     let len = (end as i128 - start as i128).max(0) as u128;
     if max.is_zero() || len <= max.as_nanos() {
         return Ok(());
@@ -359,14 +359,14 @@ pub fn stats_json(s: &QueryStats, returned: u64) -> serde_json::Value {
 }
 
 /// The optional `query` selector of metadata endpoints.
-fn optional_selector(p: &Params) -> Result<Vec<Matcher>, ApiError> {
+pub(super) fn optional_selector(p: &Params) -> Result<Vec<Matcher>, ApiError> {
     match p.get("query") {
         Some(q) if !q.trim().is_empty() => logql::parse_selector(q).map_err(parse_error),
         _ => Ok(Vec::new()),
     }
 }
 
-fn data_response(data: Vec<serde_json::Value>) -> Response {
+pub(super) fn data_response(data: Vec<serde_json::Value>) -> Response {
     let body = if data.is_empty() {
         json!({"status": "success"})
     } else {

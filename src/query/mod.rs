@@ -22,6 +22,7 @@ use crate::store::Tenant;
 pub mod correlate;
 pub mod labels_builder;
 pub mod metric;
+pub mod multi_tenant;
 pub mod pipeline;
 pub mod stages;
 pub mod template;

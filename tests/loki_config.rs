@@ -342,3 +342,46 @@ fn ops_endpoints() {
     );
     assert_eq!(info["version"], env!("CARGO_PKG_VERSION"));
 }
+
+#[test]
+fn query_stats_hold_only_numbers_the_engine_computes() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start_with(dir.path(), "server:\n  log_level: warn\n");
+    let lines: Vec<String> = (0..5).map(|i| format!("level=info n={i}")).collect();
+    assert_eq!(push_lines(&s.addr(), "st", &lines).0, 204);
+    let now = common::now_ns();
+    let (status, body) = get(
+        &s.addr(),
+        "/loki/api/v1/query_range",
+        &[
+            ("query", r#"{app="st"} | logfmt | n > 1"#),
+            ("start", &(now - 60_000_000_000).to_string()),
+            ("end", &(now + 60_000_000_000).to_string()),
+        ],
+    );
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let stats = &v["data"]["stats"];
+    let summary = stats["summary"].as_object().unwrap();
+    let mut keys: Vec<&str> = summary.keys().map(String::as_str).collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "bytesProcessedPerSecond",
+            "execTime",
+            "linesProcessedPerSecond",
+            "totalBytesProcessed",
+            "totalEntriesReturned",
+            "totalLinesProcessed",
+            "totalPostFilterLines"
+        ]
+    );
+    assert_eq!(summary["totalLinesProcessed"], 5);
+    assert_eq!(summary["totalPostFilterLines"], 3);
+    assert_eq!(summary["totalEntriesReturned"], 3);
+    let chunk = &stats["querier"]["store"]["chunk"];
+    assert_eq!(chunk["headChunkLines"], 5, "{stats}");
+    assert_eq!(chunk["decompressedLines"], 0, "{stats}");
+    assert!(stats.get("ingester").is_none(), "{stats}");
+}

@@ -336,6 +336,7 @@ pub fn stats_json(s: &QueryStats, returned: u64) -> serde_json::Value {
             0
         }
     };
+    // Loki's shape; only what the engine counts (no queue, splits, shards or ingesters here).
     json!({
         "summary": {
             "bytesProcessedPerSecond": per_sec(s.bytes_processed),
@@ -343,18 +344,15 @@ pub fn stats_json(s: &QueryStats, returned: u64) -> serde_json::Value {
             "totalBytesProcessed": s.bytes_processed,
             "totalLinesProcessed": s.lines_processed,
             "execTime": s.exec_secs,
-            "queueTime": 0,
-            "subqueries": 0,
             "totalEntriesReturned": returned,
-            "splits": 0,
-            "shards": 0,
-            "totalPostFilterLines": s.lines_processed,
-            "totalStructuredMetadataBytesProcessed": 0
+            "totalPostFilterLines": s.post_filter_lines
         },
-        "querier": {"store": {"totalChunksRef": s.chunks, "totalChunksDownloaded": s.chunks, "chunksDownloadTime": 0,
-            "chunk": {"headChunkBytes": 0, "headChunkLines": 0, "decompressedBytes": s.bytes_processed,
-                      "decompressedLines": s.lines_processed, "compressedBytes": 0, "totalDuplicates": 0}}},
-        "ingester": {"totalReached": 0, "totalChunksMatched": 0, "totalBatches": 0, "totalLinesSent": 0}
+        "querier": {"store": {"totalChunksRef": s.chunks, "totalChunksDownloaded": s.chunks,
+            "chunk": {"headChunkBytes": s.head_bytes, "headChunkLines": s.head_lines,
+                      "decompressedBytes": s.bytes_processed - s.head_bytes,
+                      "decompressedLines": s.lines_processed - s.head_lines,
+                      "compressedBytes": s.compressed_bytes, "totalDuplicates": s.duplicates,
+                      "postFilterLines": s.post_filter_lines}}}
     })
 }
 

@@ -142,3 +142,38 @@ fn duplicates_across_head_and_segments_are_returned_once() {
         2,
     );
 }
+
+#[test]
+fn query_stats_count_what_the_engine_did() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path());
+    push(&s, "dd", &lines()[..1]);
+    s.flush(true).unwrap();
+    push(&s, "dd", &lines()[1..]);
+    let Expr::Log(log) =
+        logql::parse_expr(r#"{app="dd"} | json | b != "3" | keep a | line_format "{{.a}}""#)
+            .unwrap()
+    else {
+        unreachable!()
+    };
+    let q = LogQuery {
+        matchers: log.selector.matchers,
+        pipeline: log.pipeline,
+        start: T - 1,
+        end: T + 10_000_000_000,
+        limit: 100,
+        direction: Direction::Forward,
+    };
+    let t = s.existing_tenant("fake").unwrap();
+    let (_, stats) = select_logs(&t, &q, false, Cancel::default()).unwrap();
+    assert_eq!(stats.lines_processed, 3);
+    assert_eq!(stats.head_lines, 2, "two lines still in the head");
+    assert_eq!(
+        stats.head_bytes,
+        (lines()[1].1.len() + lines()[2].1.len()) as u64
+    );
+    assert!(stats.compressed_bytes > 0, "one block decompressed");
+    assert_eq!(stats.chunks, 1);
+    assert_eq!(stats.post_filter_lines, 2, "b=3 filtered out");
+    assert_eq!(stats.duplicates, 1, "two entries at T give line x");
+}

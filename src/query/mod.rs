@@ -111,6 +111,15 @@ pub struct QueryStats {
     pub stopped: bool,
     pub bytes_processed: u64,
     pub lines_processed: u64,
+    /// Of the lines processed, those read from the head's unsealed blocks (not decompressed).
+    pub head_lines: u64,
+    pub head_bytes: u64,
+    /// Compressed size of the blocks decompressed.
+    pub compressed_bytes: u64,
+    /// Lines that passed the whole pipeline (Loki's post-filter lines).
+    pub post_filter_lines: u64,
+    /// Entries dropped as duplicates of a kept one (same stream, timestamp and line).
+    pub duplicates: u64,
     pub chunks: u64,
     pub exec_secs: f64,
     /// Damage met while reading (blocks that failed their checksum and were skipped).
@@ -256,6 +265,8 @@ struct TopN {
     seq: u64,
     /// Slots of kept entries by (stream hash, timestamp), to drop duplicates.
     by_ts: HashMap<(u64, i64), Vec<usize>>,
+    /// Entries dropped as duplicates.
+    duplicates: u64,
 }
 
 impl TopN {
@@ -268,6 +279,7 @@ impl TopN {
             items: Vec::new(),
             seq: 0,
             by_ts: HashMap::new(),
+            duplicates: 0,
         }
     }
 
@@ -294,6 +306,7 @@ impl TopN {
             .iter()
             .any(|s| matches!(&self.items[*s], Some((_, k)) if k.line == e.line))
         {
+            self.duplicates += 1;
             return;
         }
         self.seq += 1;
@@ -365,6 +378,11 @@ impl QueryStats {
     pub fn merge(&mut self, other: QueryStats) {
         self.bytes_processed += other.bytes_processed;
         self.lines_processed += other.lines_processed;
+        self.head_lines += other.head_lines;
+        self.head_bytes += other.head_bytes;
+        self.compressed_bytes += other.compressed_bytes;
+        self.post_filter_lines += other.post_filter_lines;
+        self.duplicates += other.duplicates;
         self.chunks += other.chunks;
         self.warnings.extend(other.warnings);
         self.stopped |= other.stopped;
@@ -512,6 +530,7 @@ pub fn scan(
                         stats.damaged(seg.path(), c.offset + b.offset as u64, &e);
                         continue;
                     }
+                    stats.compressed_bytes += b.comp.len() as u64;
                     for i in 0..block.len() {
                         let (ts, line, md) = (block.ts(i), block.line(i), block.metadata_raw(i));
                         each(ts, line, md, &drops, stats, v);
@@ -524,9 +543,12 @@ pub fn scan(
                 for slot in &hs.slots {
                     match slot {
                         SlotState::Raw(h) => {
+                            let (lines, bytes) = (stats.lines_processed, stats.bytes_processed);
                             for i in 0..h.len() {
                                 each(h.ts(i), h.line(i), h.metadata_raw(i), &drops, stats, v);
                             }
+                            stats.head_lines += stats.lines_processed - lines;
+                            stats.head_bytes += stats.bytes_processed - bytes;
                         }
                         SlotState::Sealed(b) => {
                             if b.max_ts < start || b.min_ts >= end || !v.wants(b.min_ts, b.max_ts) {
@@ -535,7 +557,10 @@ pub fn scan(
                             let mut r = crate::codec::Reader::new(&b.bytes);
                             let decoded = crate::chunk::block_ref(&mut r)
                                 .map_err(|e| e.to_string())
-                                .and_then(|br| block.decode_from(&br).map_err(|e| e.to_string()));
+                                .and_then(|br| {
+                                    stats.compressed_bytes += br.comp.len() as u64;
+                                    block.decode_from(&br).map_err(|e| e.to_string())
+                                });
                             if let Err(e) = decoded {
                                 stats.damaged(std::path::Path::new("head"), 0, &e);
                                 continue;
@@ -549,9 +574,12 @@ pub fn scan(
                     }
                 }
                 if let Some(h) = &hs.open {
+                    let (lines, bytes) = (stats.lines_processed, stats.bytes_processed);
                     for i in 0..h.len() {
                         each(h.ts(i), h.line(i), h.metadata_raw(i), &drops, stats, v);
                     }
+                    stats.head_lines += stats.lines_processed - lines;
+                    stats.head_bytes += stats.bytes_processed - bytes;
                 }
             }
         }
@@ -563,6 +591,8 @@ struct LogCollector {
     top: TopN,
     /// Hash of the labels of the stream being read.
     stream_hash: u64,
+    /// Entries that passed the whole pipeline.
+    post_filter_lines: u64,
     pipeline: pipeline::Pipeline,
     builder: labels_builder::LabelsBuilder,
     md: Vec<(String, String)>,
@@ -595,6 +625,7 @@ impl EntryVisitor for LogCollector {
         else {
             return;
         };
+        self.post_filter_lines += 1;
         let line = String::from_utf8_lossy(out).into_owned();
         let categorized = self.builder.categorized();
         self.top.push_from(
@@ -643,6 +674,7 @@ pub fn select_logs(
                     let mut c = LogCollector {
                         top: TopN::new(q.limit, forward),
                         stream_hash: 0,
+                        post_filter_lines: 0,
                         pipeline,
                         builder: labels_builder::LabelsBuilder::new(),
                         md: Vec::new(),
@@ -661,6 +693,8 @@ pub fn select_logs(
                         &mut stats,
                         &mut c,
                     );
+                    stats.post_filter_lines += c.post_filter_lines;
+                    stats.duplicates += c.top.duplicates;
                     (c.top, stats)
                 })
             })
@@ -680,6 +714,7 @@ pub fn select_logs(
             }
         }
     }
+    stats.duplicates += top.duplicates;
     if stats.stopped {
         return Err(QueryError::Stopped);
     }
@@ -817,6 +852,8 @@ struct SampleCollector {
     /// The series of the current stream's entries whose series labels the pipeline left
     /// alone.
     stream_slot: Option<usize>,
+    /// Entries that passed the whole pipeline (and gave a sample).
+    post_filter_lines: u64,
 }
 
 impl SampleCollector {
@@ -830,6 +867,7 @@ impl SampleCollector {
     }
 
     fn add(&mut self, ts: i64, v: f64) {
+        self.post_filter_lines += 1;
         let slot = if self.extractor.series_is_stream(&self.builder) {
             match self.stream_slot {
                 Some(i) => i,
@@ -932,6 +970,7 @@ impl metric::SampleSource for LogSampleSource {
                             series: Vec::new(),
                             index: HashMap::new(),
                             stream_slot: None,
+                            post_filter_lines: 0,
                         };
                         let mut stats = QueryStats {
                             cancel,
@@ -947,6 +986,7 @@ impl metric::SampleSource for LogSampleSource {
                             &mut stats,
                             &mut c,
                         );
+                        stats.post_filter_lines += c.post_filter_lines;
                         (c.series, stats)
                     })
                 })

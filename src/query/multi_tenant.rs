@@ -78,6 +78,7 @@ pub fn select_logs_tenants(
     categorize: bool,
     cancel: Cancel,
 ) -> Result<(Vec<StreamResult>, QueryStats), QueryError> {
+    let started = std::time::Instant::now();
     let names: Vec<String> = tenants.iter().map(|(n, _)| n.clone()).collect();
     let (kept, matchers) = split_matchers(&names, &q.matchers);
     if matchers.is_empty() {
@@ -120,6 +121,7 @@ pub fn select_logs_tenants(
         .into_iter()
         .map(|(labels, entries)| StreamResult { labels, entries })
         .collect();
+    stats.exec_secs = started.elapsed().as_secs_f64();
     Ok((out, stats))
 }
 

@@ -321,8 +321,8 @@ pub struct Limits {
     pub retention_period: Duration,
     /// Per-selector retention; the matching rule with the highest priority wins over `retention_period`.
     pub retention_stream: Vec<StreamRetention>,
-    /// Bytes per second one stream may push (Loki's binary units: 3MB = 3 MiB; 0 = no limit);
-    /// entries over it are refused with 429 while other streams go on.
+    /// Bytes per second one stream may push (Loki's binary units: 3MB = 3 MiB); entries over
+    /// it are refused with 429 while other streams go on. 0 (the default): no limit.
     #[serde(deserialize_with = "de_datasize")]
     pub per_stream_rate_limit: u64,
     /// Bytes one stream may push at once above its rate.
@@ -473,7 +473,7 @@ impl Default for Limits {
             query_timeout: Duration::from_secs(60),
             retention_period: Duration::ZERO,
             retention_stream: Vec::new(),
-            per_stream_rate_limit: 3 << 20,
+            per_stream_rate_limit: 0,
             per_stream_rate_limit_burst: 15 << 20,
         }
     }

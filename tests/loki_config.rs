@@ -247,7 +247,7 @@ fn per_stream_rate_limit_answers_429_for_that_stream_only() {
         "{body}"
     );
     // Another stream still gets in.
-    let (status, body) = push_lines(&s.addr(), "quiet", &[line.clone()]);
+    let (status, body) = push_lines(&s.addr(), "quiet", std::slice::from_ref(&line));
     assert_eq!(status, 204, "{body}");
     // The entries of the busy stream within its burst were stored.
     let now = common::now_ns();

@@ -76,22 +76,27 @@ impl axum::extract::FromRequest<AppState> for TenantsQuery {
     }
 }
 
+/// A request for one tenant, or for several.
+enum Split {
+    One(TenantQuery),
+    Many(TenantsQuery),
+}
+
 impl TenantsQuery {
-    /// The request as a single-tenant one, when it names one tenant.
-    fn single(self) -> Result<TenantQuery, TenantsQuery> {
+    fn split(self) -> Split {
         if self.tenants.len() == 1 {
             let TenantsQuery {
                 mut tenants,
                 params,
                 headers,
             } = self;
-            Ok(TenantQuery {
+            Split::One(TenantQuery {
                 tenant: tenants.remove(0),
                 params,
                 headers,
             })
         } else {
-            Err(self)
+            Split::Many(self)
         }
     }
 }
@@ -147,9 +152,9 @@ pub async fn query_range(
         tenants,
         params: p,
         headers,
-    } = match q.single() {
-        Ok(one) => return read::query_range(State(state), one).await,
-        Err(many) => many,
+    } = match q.split() {
+        Split::One(one) => return read::query_range(State(state), one).await,
+        Split::Many(many) => many,
     };
     let limits = strictest(&state, &tenants);
     let query = p.query()?;
@@ -214,9 +219,9 @@ pub async fn query_instant(
 ) -> Result<Response, ApiError> {
     let TenantsQuery {
         tenants, params: p, ..
-    } = match q.single() {
-        Ok(one) => return read::query_instant(State(state), one).await,
-        Err(many) => many,
+    } = match q.split() {
+        Split::One(one) => return read::query_instant(State(state), one).await,
+        Split::Many(many) => many,
     };
     let limits = strictest(&state, &tenants);
     let query = p.query()?;
@@ -254,9 +259,9 @@ async fn run_metric(
 pub async fn labels(State(state): State<AppState>, q: TenantsQuery) -> Result<Response, ApiError> {
     let TenantsQuery {
         tenants, params: p, ..
-    } = match q.single() {
-        Ok(one) => return read::labels(State(state), one).await,
-        Err(many) => many,
+    } = match q.split() {
+        Split::One(one) => return read::labels(State(state), one).await,
+        Split::Many(many) => many,
     };
     let (start, end) = p.range(now_ns())?;
     let matchers = optional_selector(&p)?;
@@ -291,9 +296,9 @@ pub async fn label_values(
     }
     let TenantsQuery {
         tenants, params: p, ..
-    } = match q.single() {
-        Ok(one) => return read::label_values(State(state), Path(name), one).await,
-        Err(many) => many,
+    } = match q.split() {
+        Split::One(one) => return read::label_values(State(state), Path(name), one).await,
+        Split::Many(many) => many,
     };
     let (start, end) = p.range(now_ns())?;
     let matchers = optional_selector(&p)?;
@@ -314,9 +319,9 @@ pub async fn label_values(
 pub async fn series(State(state): State<AppState>, q: TenantsQuery) -> Result<Response, ApiError> {
     let TenantsQuery {
         tenants, params: p, ..
-    } = match q.single() {
-        Ok(one) => return read::series(State(state), one).await,
-        Err(many) => many,
+    } = match q.split() {
+        Split::One(one) => return read::series(State(state), one).await,
+        Split::Many(many) => many,
     };
     let (start, end) = p.range(now_ns())?;
     let groups: Vec<Vec<Matcher>> = p

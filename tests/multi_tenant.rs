@@ -198,6 +198,18 @@ fn metadata_endpoints_merge_tenants() {
         v["data"],
         serde_json::json!([{"__tenant_id__": "a", "app": "x"}, {"__tenant_id__": "b", "app": "x"}])
     );
+    let mut ip = p.to_vec();
+    ip.push(("query", r#"{app="x"}"#));
+    let (status, v) = get_as(&s.addr(), "a|b|c", "/loki/api/v1/index/stats", &ip);
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["streams"], 3, "{v}");
+    assert_eq!(v["entries"], 3, "{v}");
+    let (_, one) = get_as(&s.addr(), "a", "/loki/api/v1/index/stats", &ip);
+    assert_eq!(
+        v["bytes"].as_u64().unwrap(),
+        3 * one["bytes"].as_u64().unwrap(),
+        "{v} {one}"
+    );
 }
 
 #[test]

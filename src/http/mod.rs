@@ -219,7 +219,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/loki/api/v1/index/stats",
-            get(extra::index_stats).post(extra::index_stats),
+            get(multi_tenant::index_stats).post(multi_tenant::index_stats),
         )
         .route(
             "/loki/api/v1/index/volume",

@@ -1,6 +1,6 @@
 //! Read endpoints that accept several tenants in `X-Scope-OrgID` (`a|b`) when
 //! `querier.multi_tenant_queries_enabled` is set: `query_range`, `query`, `labels`,
-//! `label/NAME/values` and `series`. One tenant (or the setting off) goes to the ordinary
+//! `label/NAME/values`, `series` and `index/stats`. One tenant (or the setting off) goes to the ordinary
 //! handlers in `read`, so a `|` stays a 400 there. Several tenants are read by
 //! `query::multi_tenant`, under the strictest of their limits, as Loki does.
 
@@ -351,5 +351,42 @@ pub async fn series(State(state): State<AppState>, q: TenantsQuery) -> Result<Re
     let data: Vec<serde_json::Value> = found.iter().map(read::labels_json_value).collect();
     Ok(json_response(
         json!({"status": "success", "data": data}).to_string(),
+    ))
+}
+
+/// `/loki/api/v1/index/stats` over several tenants: each tenant's answer, added up (Loki
+/// merges them the same way).
+pub async fn index_stats(
+    State(state): State<AppState>,
+    q: TenantsQuery,
+) -> Result<Response, ApiError> {
+    let TenantsQuery {
+        tenants,
+        params,
+        headers,
+    } = match q.split() {
+        Split::One(one) => return super::extra::index_stats(State(state), one).await,
+        Split::Many(many) => many,
+    };
+    let mut total = [0u64; 4];
+    for tenant in tenants {
+        let one = TenantQuery {
+            tenant,
+            params: params.clone(),
+            headers: headers.clone(),
+        };
+        let r = super::extra::index_stats(State(state.clone()), one).await?;
+        let body = axum::body::to_bytes(r.into_body(), usize::MAX)
+            .await
+            .map_err(|e| ApiError::Internal(format!("index stats: {e}")))?;
+        let v: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::Internal(format!("index stats: {e}")))?;
+        for (i, k) in ["streams", "chunks", "bytes", "entries"].iter().enumerate() {
+            total[i] += v[k].as_u64().unwrap_or(0);
+        }
+    }
+    Ok(json_response(
+        json!({"streams": total[0], "chunks": total[1], "bytes": total[2], "entries": total[3]})
+            .to_string(),
     ))
 }

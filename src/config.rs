@@ -54,7 +54,7 @@ pub const ENV_PREFIX: &str = "SAWMILL_";
 /// config keys and are left alone.
 const TOP_LEVEL_SCALARS: [&str; 1] = ["auth_enabled"];
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// With `false` every request belongs to tenant `fake`; with `true` `X-Scope-OrgID` is required.
@@ -72,11 +72,16 @@ pub struct Config {
     pub ruler: RulerConfig,
     /// Loki's pattern ingester: patterns mined from every stream for `/loki/api/v1/patterns`.
     pub pattern_ingester: PatternIngesterConfig,
+    pub querier: QuerierConfig,
     /// Per-tenant limits that replace `limits_config` for that tenant, key by key.
     pub overrides: BTreeMap<String, LimitsOverride>,
+    /// Keys of Loki's configuration the file set that mean nothing in one process (see
+    /// `loki_keys`); logged once at start.
+    #[serde(skip)]
+    pub(crate) ignored_loki_keys: Vec<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     pub http_listen_address: String,
@@ -89,14 +94,14 @@ pub struct ServerConfig {
     pub ui_enabled: bool,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CommonConfig {
     /// Where all data lives (WAL, segments). Loki's `common.path_prefix`.
     pub path_prefix: PathBuf,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DistributorConfig {
     /// Largest push body accepted, checked both before and after decompression (413 above it).
@@ -104,7 +109,7 @@ pub struct DistributorConfig {
     pub max_recv_msg_size: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FsyncMode {
     /// Acknowledge a push only after the WAL has been fdatasync'ed (group commit).
@@ -113,11 +118,11 @@ pub enum FsyncMode {
     Interval,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WalConfig {
     pub fsync: FsyncMode,
-    #[serde(deserialize_with = "de_duration")]
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
     pub fsync_interval: Duration,
     /// A WAL file is closed and a new one started past this size.
     #[serde(deserialize_with = "de_bytes")]
@@ -128,7 +133,7 @@ pub struct WalConfig {
     pub max_size: u64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IngesterConfig {
     /// A head block is compressed once its uncompressed lines reach this size.
@@ -138,27 +143,27 @@ pub struct IngesterConfig {
     #[serde(deserialize_with = "de_bytes")]
     pub chunk_target_size: u64,
     /// A chunk that received nothing for this long is cut and flushed.
-    #[serde(deserialize_with = "de_duration")]
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
     pub chunk_idle_period: Duration,
     /// A chunk older than this is cut and flushed.
-    #[serde(deserialize_with = "de_duration")]
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
     pub max_chunk_age: Duration,
     /// How often cut chunks are written to segment files.
-    #[serde(deserialize_with = "de_duration")]
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
     pub flush_check_period: Duration,
     /// zstd level for blocks at ingest (1 fastest .. 19 smallest).
     pub zstd_level: i32,
     pub wal: WalConfig,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CompactorConfig {
     /// How often the compactor merges small segments, applies retention and processes deletes.
-    #[serde(deserialize_with = "de_duration")]
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
     pub compaction_interval: Duration,
     /// Compacted segments hold the chunks of one tenant starting within one such period.
-    #[serde(deserialize_with = "de_duration")]
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
     pub partition_period: Duration,
     /// zstd level for blocks rewritten by compaction (higher than ingest: smaller files).
     pub zstd_level: i32,
@@ -169,11 +174,14 @@ pub struct CompactorConfig {
     #[serde(deserialize_with = "de_bytes")]
     pub chunk_target_size: u64,
     /// A delete request can be cancelled for this long; it is processed after it.
-    #[serde(deserialize_with = "de_duration")]
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
     pub delete_request_cancel_period: Duration,
+    /// `false` turns retention off (Loki's switch); unset, retention applies whenever a
+    /// retention period is set.
+    pub retention_enabled: Option<bool>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
     /// Below this much free space on the data directory's filesystem, pushes are refused with 507.
@@ -181,32 +189,42 @@ pub struct StorageConfig {
     pub min_free_bytes: u64,
 }
 
+/// The read path (Loki's `querier` section).
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuerierConfig {
+    /// Queries may name several tenants in `X-Scope-OrgID` (`a|b`); see `query::multi_tenant`.
+    pub multi_tenant_queries_enabled: bool,
+}
+
 /// The ruler: rule files, evaluation, Alertmanager notification and remote write (Loki's names).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RulerConfig {
     /// Rule files live in `<rule_path>/<tenant>/<namespace>.yaml`; empty: `<path_prefix>/rules`.
     pub rule_path: PathBuf,
     /// How often a group without its own `interval` is evaluated.
-    #[serde(deserialize_with = "de_duration")]
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
     pub evaluation_interval: Duration,
     /// How often the rule files are read again to pick up changes made outside the API.
-    #[serde(deserialize_with = "de_duration")]
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
     pub poll_interval: Duration,
     /// Comma-separated Alertmanager base URLs; alerts are POSTed to `<url>/api/v2/alerts`.
     pub alertmanager_url: String,
     /// A firing alert is sent again to Alertmanager after this long.
-    #[serde(deserialize_with = "de_duration")]
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
     pub resend_delay: Duration,
     /// Alert state saved before a restart is restored only if the ruler was down less than this.
-    #[serde(deserialize_with = "de_duration")]
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
     pub for_outage_tolerance: Duration,
     /// Base of the `generatorURL` of alerts; empty: `http://<listen address>`.
     pub external_url: String,
     pub remote_write: RulerRemoteWriteConfig,
+    /// Serve the rules API (`/loki/api/v1/rules`, `/prometheus/api/v1/rules|alerts`).
+    pub enable_api: bool,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RulerRemoteWriteConfig {
     /// Send the samples of recording rules to `client.url` with Prometheus remote write.
@@ -214,7 +232,7 @@ pub struct RulerRemoteWriteConfig {
     pub client: RemoteWriteClientConfig,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RemoteWriteClientConfig {
     /// The remote-write endpoint, e.g. `http://prometheus:9090/api/v1/write`.
@@ -232,6 +250,7 @@ impl Default for RulerConfig {
             for_outage_tolerance: Duration::from_secs(3600),
             external_url: String::new(),
             remote_write: RulerRemoteWriteConfig::default(),
+            enable_api: true,
         }
     }
 }
@@ -258,7 +277,7 @@ pub struct StreamRetention {
     pub period: Duration,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     pub ingestion_rate_mb: f64,
@@ -269,16 +288,16 @@ pub struct Limits {
     pub max_label_name_length: usize,
     pub max_label_value_length: usize,
     pub reject_old_samples: bool,
-    #[serde(deserialize_with = "de_duration")]
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
     pub reject_old_samples_max_age: Duration,
-    #[serde(deserialize_with = "de_duration")]
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
     pub creation_grace_period: Duration,
     pub allow_structured_metadata: bool,
     #[serde(deserialize_with = "de_bytes")]
     pub max_structured_metadata_size: u64,
     pub max_structured_metadata_entries_count: usize,
     /// How far behind a stream's newest entry an entry may be and still be accepted.
-    #[serde(deserialize_with = "de_duration")]
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
     pub out_of_order_time_window: Duration,
     pub max_global_streams_per_user: usize,
     pub max_entries_limit_per_query: usize,
@@ -287,13 +306,13 @@ pub struct Limits {
     /// Live tail connections a tenant may hold at once; more are refused with 400.
     pub max_concurrent_tail_requests: usize,
     /// Longest `end - start` a query may cover (0 = no limit).
-    #[serde(deserialize_with = "de_duration")]
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
     pub max_query_length: Duration,
     /// A query still running after this is stopped and answered 504.
-    #[serde(deserialize_with = "de_duration")]
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
     pub query_timeout: Duration,
     /// Entries older than this are dropped (0 = keep forever).
-    #[serde(deserialize_with = "de_duration")]
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
     pub retention_period: Duration,
     /// Per-selector retention; the matching rule with the highest priority wins over `retention_period`.
     pub retention_stream: Vec<StreamRetention>,
@@ -305,6 +324,13 @@ pub struct Limits {
     pub discover_log_levels: bool,
     /// The label, metadata and line field names a level is read from.
     pub log_level_fields: Vec<String>,
+    /// Bytes per second one stream may push (Loki's binary units: 3MB = 3 MiB); entries over
+    /// it are refused with 429 while other streams go on. 0 (the default): no limit.
+    #[serde(deserialize_with = "de_datasize")]
+    pub per_stream_rate_limit: u64,
+    /// Bytes one stream may push at once above its rate.
+    #[serde(deserialize_with = "de_datasize")]
+    pub per_stream_rate_limit_burst: u64,
 }
 
 /// A tenant's overrides: any `limits_config` key, written the same way.
@@ -372,12 +398,13 @@ impl Default for CompactorConfig {
             block_size: 1 << 20,
             chunk_target_size: 8 << 20,
             delete_request_cancel_period: Duration::ZERO,
+            retention_enabled: None,
         }
     }
 }
 
 /// The search index built for every segment (Sawmill's own section).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IndexConfig {
     /// Build and use the index: values of `fields` map to the blocks that hold them.
@@ -453,6 +480,8 @@ impl Default for Limits {
             discover_service_name: default_service_name_labels(),
             discover_log_levels: true,
             log_level_fields: default_level_fields(),
+            per_stream_rate_limit: 0,
+            per_stream_rate_limit_burst: 15 << 20,
         }
     }
 }
@@ -526,14 +555,32 @@ impl Config {
         Config::from_tree(parse_tree(text)?)
     }
 
-    /// Deserializes and validates a parsed YAML tree.
-    fn from_tree(tree: serde_yaml::Value) -> Result<Config, (String, String)> {
-        let cfg: Config = serde_path_to_error::deserialize(tree).map_err(|e| {
-            let key = e.path().to_string();
-            (key, e.into_inner().to_string())
-        })?;
+    /// Deserializes and validates a parsed YAML tree; Loki's keys are mapped or set aside
+    /// (see `loki_keys`).
+    fn from_tree(mut tree: serde_yaml::Value) -> Result<Config, (String, String)> {
+        let mut ignored = crate::loki_keys::translate(&mut tree)?;
+        let limit_keys = match serde_yaml::to_value(LimitsSer(&Limits::default())) {
+            Ok(serde_yaml::Value::Mapping(m)) => m
+                .keys()
+                .filter_map(|k| k.as_str().map(str::to_string))
+                .collect(),
+            _ => Default::default(),
+        };
+        ignored.extend(crate::loki_keys::strip_override_keys(
+            &mut tree,
+            &limit_keys,
+        ));
+        let (mut cfg, rest): (Config, _) = crate::loki_keys::deserialize_lenient(tree)?;
+        ignored.extend(rest);
+        ignored.sort();
+        cfg.ignored_loki_keys = ignored;
         cfg.validate()?;
         Ok(cfg)
+    }
+
+    /// Keys of Loki's configuration the file set that Sawmill has no use for.
+    pub fn ignored_loki_keys(&self) -> &[String] {
+        &self.ignored_loki_keys
     }
 
     fn validate(&self) -> Result<(), (String, String)> {
@@ -636,8 +683,14 @@ impl Config {
 
     /// The limits of one tenant: `limits_config` with that tenant's overrides applied.
     pub fn limits_for(&self, tenant: &str) -> Limits {
-        self.limits_for_checked(tenant)
-            .unwrap_or_else(|_| self.limits_config.clone())
+        let mut l = self
+            .limits_for_checked(tenant)
+            .unwrap_or_else(|_| self.limits_config.clone());
+        if self.compactor.retention_enabled == Some(false) {
+            l.retention_period = Duration::ZERO;
+            l.retention_stream.clear();
+        }
+        l
     }
 
     fn limits_for_checked(&self, tenant: &str) -> Result<Limits, String> {
@@ -712,6 +765,11 @@ impl serde::Serialize for LimitsSer<'_> {
         m.serialize_entry("discover_service_name", &l.discover_service_name)?;
         m.serialize_entry("discover_log_levels", &l.discover_log_levels)?;
         m.serialize_entry("log_level_fields", &l.log_level_fields)?;
+        m.serialize_entry("per_stream_rate_limit", &l.per_stream_rate_limit)?;
+        m.serialize_entry(
+            "per_stream_rate_limit_burst",
+            &l.per_stream_rate_limit_burst,
+        )?;
         m.end()
     }
 }
@@ -905,8 +963,31 @@ fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     parse_duration(&de_flexible(d)?).map_err(serde::de::Error::custom)
 }
 
+/// A duration as Go writes one and [`parse_duration`] reads it back: `1h30m`, `250ms`, `0s`.
 fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&format!("{}ms", d.as_millis()))
+    s.serialize_str(&duration_text(*d))
+}
+
+pub fn duration_text(d: Duration) -> String {
+    if d.is_zero() {
+        return "0s".into();
+    }
+    let secs = d.as_secs();
+    let nanos = d.subsec_nanos();
+    let mut out = String::new();
+    for (n, unit) in [
+        (secs / 3600, "h"),
+        (secs / 60 % 60, "m"),
+        (secs % 60, "s"),
+        (u64::from(nanos / 1_000_000), "ms"),
+        (u64::from(nanos / 1000 % 1000), "us"),
+        (u64::from(nanos % 1000), "ns"),
+    ] {
+        if n > 0 {
+            out.push_str(&format!("{n}{unit}"));
+        }
+    }
+    out
 }
 
 pub(crate) fn de_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
@@ -914,7 +995,7 @@ pub(crate) fn de_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error>
 }
 
 /// `pattern_ingester:` (Loki's section; `max_memory` is Sawmill's).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PatternIngesterConfig {
     /// Mine patterns and serve `/loki/api/v1/patterns` (404 when off).
@@ -967,6 +1048,15 @@ pub fn default_level_fields() -> Vec<String> {
     ]
     .map(String::from)
     .to_vec()
+}
+
+/// A byte size in binary units, as Loki's `flagext.ByteSize` reads it: `3MB` = 3 MiB. Read by
+/// LogQL's one byte-size parser, with SI unit names taken as their binary twins.
+fn de_datasize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let s = de_flexible(d)?;
+    crate::logql::go::parse_datasize(s.trim()).map_err(|e| {
+        serde::de::Error::custom(format!("invalid byte size {s:?}: {e} (expected e.g. 3MB)"))
+    })
 }
 
 #[cfg(test)]
@@ -1083,6 +1173,45 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(key, "overrides.t.retention_stream[0].selector");
+    }
+
+    #[test]
+    fn retention_enabled_false_turns_retention_off() {
+        let on = "limits_config:\n  retention_period: 24h\n";
+        let c = Config::from_yaml(on).unwrap();
+        assert_eq!(
+            c.limits_for("t").retention_period,
+            Duration::from_secs(86400)
+        );
+        let c = Config::from_yaml(&format!("{on}compactor:\n  retention_enabled: true\n")).unwrap();
+        assert_eq!(
+            c.limits_for("t").retention_period,
+            Duration::from_secs(86400)
+        );
+        let c =
+            Config::from_yaml(&format!("{on}compactor:\n  retention_enabled: false\n")).unwrap();
+        assert_eq!(c.limits_for("t").retention_period, Duration::ZERO);
+    }
+
+    #[test]
+    fn loki_keys_are_set_aside_and_named() {
+        let c = Config::from_yaml(
+            "server:\n  grpc_listen_port: 9095\n  http_listen_port: 3101\nschema_config:\n  configs: []\noverrides:\n  t:\n    split_queries_by_interval: 15m\n    max_line_size: 1KB\n",
+        )
+        .unwrap();
+        assert_eq!(c.server.http_listen_port, 3101);
+        assert_eq!(c.limits_for("t").max_line_size, 1000);
+        assert_eq!(
+            c.ignored_loki_keys(),
+            [
+                "overrides.t.split_queries_by_interval",
+                "schema_config",
+                "server.grpc_listen_port"
+            ]
+        );
+        let (key, _) = Config::from_yaml("overrides:\n  t:\n    split_queries_by_intervall: 1m\n")
+            .unwrap_err();
+        assert_eq!(key, "overrides.t");
     }
 
     fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {

@@ -42,6 +42,9 @@ pub async fn run(
         r
     });
     tracing::info!(addr = %listener.local_addr()?, data = %cfg.data_dir().display(), "sawmill listening");
+    if !cfg.ignored_loki_keys().is_empty() {
+        tracing::warn!(keys = %cfg.ignored_loki_keys().join(", "), "Loki configuration keys without meaning in a single process are ignored");
+    }
     // Live tails end with the server: they are told before connections are drained.
     let tails = store.tails.clone();
     let shutdown = async move {
@@ -135,21 +138,34 @@ pub async fn shutdown_signal() {
 /// the current span (the `request_id` of the HTTP request being served) under `span`.
 /// `SAWMILL_LOG` (an `EnvFilter` directive such as `sawmill=debug`) overrides `server.log_level`.
 pub fn init_logging(cfg: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SAWMILL_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.server.log_level));
+    let level = std::env::var("SAWMILL_LOG")
+        .ok()
+        .filter(|l| tracing_subscriber::EnvFilter::try_new(l).is_ok())
+        .unwrap_or_else(|| cfg.server.log_level.clone());
+    let filter = tracing_subscriber::EnvFilter::new(&level);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    let _ = if cfg.server.log_format == "json" {
-        builder
+    // The filter is reloadable: `POST /log_level` changes it (see `log_level`).
+    let started = if cfg.server.log_format == "json" {
+        let b = builder
             .json()
             .flatten_event(true)
             .with_current_span(true)
             .with_span_list(false)
-            .try_init()
+            .with_filter_reloading();
+        let handle = b.reload_handle();
+        b.try_init()
+            .map(|()| move |f| handle.reload(f).map_err(|e| e.to_string()))
+            .map(|r| crate::log_level::install(&level, r))
     } else {
-        builder.try_init()
+        let b = builder.with_filter_reloading();
+        let handle = b.reload_handle();
+        b.try_init()
+            .map(|()| move |f| handle.reload(f).map_err(|e| e.to_string()))
+            .map(|r| crate::log_level::install(&level, r))
     };
+    drop(started);
 }
 
 /// glibc's allocator returns large buffers (push bodies, head blocks) to the kernel and maps

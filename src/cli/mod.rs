@@ -402,6 +402,12 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
         cfg.common.path_prefix = d.clone();
     }
     if a.check_config {
+        if !cfg.ignored_loki_keys().is_empty() {
+            eprintln!(
+                "warning: Loki configuration keys without meaning in a single process are ignored: {}",
+                cfg.ignored_loki_keys().join(", ")
+            );
+        }
         println!("config ok");
         return Ok(());
     }

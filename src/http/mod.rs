@@ -12,6 +12,8 @@ pub mod admin;
 pub mod correlate;
 pub mod detected;
 pub mod format;
+pub mod multi_tenant;
+pub mod ops;
 pub mod otlp;
 pub mod params;
 pub mod patterns;
@@ -224,11 +226,11 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/loki/api/v1/query_range",
-            get(read::query_range).post(read::query_range),
+            get(multi_tenant::query_range).post(multi_tenant::query_range),
         )
         .route(
             "/loki/api/v1/query",
-            get(read::query_instant).post(read::query_instant),
+            get(multi_tenant::query_instant).post(multi_tenant::query_instant),
         )
         .route(
             "/loki/api/v1/format_query",
@@ -236,7 +238,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/loki/api/v1/index/stats",
-            get(stats::index_stats).post(stats::index_stats),
+            get(multi_tenant::index_stats).post(multi_tenant::index_stats),
         )
         .route(
             "/loki/api/v1/index/volume",
@@ -258,13 +260,22 @@ pub fn router(state: AppState) -> Router {
             "/loki/api/v1/detected_field/{name}/values",
             get(detected::detected_field_values).post(detected::detected_field_values),
         )
-        .route("/loki/api/v1/labels", get(read::labels).post(read::labels))
-        .route("/loki/api/v1/label", get(read::labels).post(read::labels))
+        .route(
+            "/loki/api/v1/labels",
+            get(multi_tenant::labels).post(multi_tenant::labels),
+        )
+        .route(
+            "/loki/api/v1/label",
+            get(multi_tenant::labels).post(multi_tenant::labels),
+        )
         .route(
             "/loki/api/v1/label/{name}/values",
-            get(read::label_values).post(read::label_values),
+            get(multi_tenant::label_values).post(multi_tenant::label_values),
         )
-        .route("/loki/api/v1/series", get(read::series).post(read::series))
+        .route(
+            "/loki/api/v1/series",
+            get(multi_tenant::series).post(multi_tenant::series),
+        )
         .route(
             "/loki/api/v1/tail",
             get(tail::tail).layer(axum::middleware::from_fn(ui::tenant_from_query)),
@@ -284,6 +295,33 @@ pub fn router(state: AppState) -> Router {
         .route("/-/reload", post(admin::reload))
         .route("/flush", post(admin::flush))
         // The ruler (src/ruler): Loki's YAML rules API and the Prometheus-shaped views.
+        .merge(rules_api(state.store.cfg.ruler.enable_api))
+        // What operators reach for (see `ops`).
+        .route("/config", get(ops::config))
+        .route("/services", get(ops::services))
+        .route(
+            "/log_level",
+            get(ops::get_log_level).post(ops::set_log_level),
+        )
+        .route("/ready", get(read::ready))
+        .route("/metrics", get(read::metrics))
+        .layer(DefaultBodyLimit::max(
+            usize::try_from(max_body).unwrap_or(usize::MAX),
+        ))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            request_id,
+        ))
+        .with_state(state)
+}
+
+/// The rules API, or nothing when `ruler.enable_api` is false (then its paths answer 404).
+fn rules_api(enabled: bool) -> Router<AppState> {
+    if !enabled {
+        return Router::new();
+    }
+    Router::new()
         .route("/loki/api/v1/rules", get(rules::list))
         .route("/api/prom/rules", get(rules::list))
         .route(
@@ -311,17 +349,6 @@ pub fn router(state: AppState) -> Router {
             get(rules::prometheus_rules).post(rules::prometheus_rules),
         )
         .route("/prometheus/api/v1/alerts", get(rules::prometheus_alerts))
-        .route("/ready", get(read::ready))
-        .route("/metrics", get(read::metrics))
-        .layer(DefaultBodyLimit::max(
-            usize::try_from(max_body).unwrap_or(usize::MAX),
-        ))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            request_id,
-        ))
-        .with_state(state)
 }
 
 /// The request header a caller's request ID is taken from, and the response header it is

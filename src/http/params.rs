@@ -15,6 +15,7 @@ pub const DEFAULT_LIMIT: usize = 100;
 pub const DEFAULT_SINCE_NS: i64 = 3600 * 1_000_000_000;
 
 /// All `key=value` pairs of a request, in order, repeated keys kept.
+#[derive(Clone)]
 pub struct Params(Vec<(String, String)>);
 
 impl Params {

@@ -58,12 +58,12 @@ pub async fn push(
         .map(|r| r.message.as_str())
         .filter(|m| !m.is_empty())
         .collect();
-    // Loki answers a stream-limit rejection with 429 (retryable), every other one with 400.
-    if outcome
-        .rejections
-        .iter()
-        .any(|r| r.reason == crate::ingest::validate::STREAM_LIMIT)
-    {
+    // Loki answers a stream-limit or stream-rate rejection with 429 (retryable), every other
+    // one with 400.
+    if outcome.rejections.iter().any(|r| {
+        r.reason == crate::ingest::validate::STREAM_LIMIT
+            || r.reason == crate::ingest::stream_rate::STREAM_RATE_LIMIT
+    }) {
         return Err(ApiError::TooManyRequests(msgs.join("\n")));
     }
     Err(ApiError::BadRequest(msgs.join("\n")))

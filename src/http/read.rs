@@ -17,7 +17,11 @@ use crate::query::{self, LogQuery, QueryStats, StreamResult};
 pub(super) use crate::model::now_ns;
 
 /// `max_query_length`: Loki's 400 for a range longer than the limit.
-fn check_query_length(start: i64, end: i64, max: std::time::Duration) -> Result<(), ApiError> {
+pub(super) fn check_query_length(
+    start: i64,
+    end: i64,
+    max: std::time::Duration,
+) -> Result<(), ApiError> {
     let len = (end as i128 - start as i128).max(0) as u128;
     if max.is_zero() || len <= max.as_nanos() {
         return Ok(());
@@ -334,6 +338,7 @@ pub fn stats_json(s: &QueryStats, returned: u64) -> serde_json::Value {
             0
         }
     };
+    // Loki's shape; only what the engine counts (no queue, splits, shards or ingesters here).
     json!({
         "summary": {
             "bytesProcessedPerSecond": per_sec(s.bytes_processed),
@@ -341,30 +346,27 @@ pub fn stats_json(s: &QueryStats, returned: u64) -> serde_json::Value {
             "totalBytesProcessed": s.bytes_processed,
             "totalLinesProcessed": s.lines_processed,
             "execTime": s.exec_secs,
-            "queueTime": 0,
-            "subqueries": 0,
             "totalEntriesReturned": returned,
-            "splits": 0,
-            "shards": 0,
-            "totalPostFilterLines": s.lines_processed,
-            "totalStructuredMetadataBytesProcessed": 0
+            "totalPostFilterLines": s.post_filter_lines
         },
-        "querier": {"store": {"totalChunksRef": s.chunks, "totalChunksDownloaded": s.chunks, "chunksDownloadTime": 0,
-            "chunk": {"headChunkBytes": 0, "headChunkLines": 0, "decompressedBytes": s.bytes_processed,
-                      "decompressedLines": s.lines_processed, "compressedBytes": 0, "totalDuplicates": 0}}},
-        "ingester": {"totalReached": 0, "totalChunksMatched": 0, "totalBatches": 0, "totalLinesSent": 0}
+        "querier": {"store": {"totalChunksRef": s.chunks, "totalChunksDownloaded": s.chunks,
+            "chunk": {"headChunkBytes": s.head_bytes, "headChunkLines": s.head_lines,
+                      "decompressedBytes": s.bytes_processed - s.head_bytes,
+                      "decompressedLines": s.lines_processed - s.head_lines,
+                      "compressedBytes": s.compressed_bytes, "totalDuplicates": s.duplicates,
+                      "postFilterLines": s.post_filter_lines}}}
     })
 }
 
 /// The optional `query` selector of metadata endpoints.
-fn optional_selector(p: &Params) -> Result<Vec<Matcher>, ApiError> {
+pub(super) fn optional_selector(p: &Params) -> Result<Vec<Matcher>, ApiError> {
     match p.get("query") {
         Some(q) if !q.trim().is_empty() => logql::parse_selector(q).map_err(parse_error),
         _ => Ok(Vec::new()),
     }
 }
 
-fn data_response(data: Vec<serde_json::Value>) -> Response {
+pub(super) fn data_response(data: Vec<serde_json::Value>) -> Response {
     let body = if data.is_empty() {
         json!({"status": "success"})
     } else {
@@ -440,11 +442,12 @@ pub async fn buildinfo() -> Response {
     json_response(
         json!({
             "version": env!("CARGO_PKG_VERSION"),
-            "revision": option_env!("SAWMILL_REVISION").unwrap_or(""),
-            "branch": "",
-            "buildUser": "",
-            "buildDate": "",
-            "goVersion": ""
+            // Recorded by src/build.rs; Loki's field names, so `goVersion` holds rustc's.
+            "revision": env!("SAWMILL_REVISION"),
+            "branch": env!("SAWMILL_BRANCH"),
+            "buildUser": env!("SAWMILL_BUILD_USER"),
+            "buildDate": env!("SAWMILL_BUILD_DATE"),
+            "goVersion": env!("SAWMILL_RUST_VERSION")
         })
         .to_string(),
     )

@@ -2,13 +2,14 @@
 //! `decode` turns JSON (plain, gzip, deflate) or snappy protobuf bodies into [`PushRequest`]s
 //! within size limits; `validate` applies Loki's per-stream and per-entry rules and names each
 //! discard reason; `discover` adds `service_name` and `detected_level` as Loki does; `otlp`
-//! maps OpenTelemetry log records to push requests; `rate` is the per-tenant ingestion rate limiter. Neighbours: `http` calls in,
+//! maps OpenTelemetry log records to push requests; `rate` is the per-tenant ingestion rate limiter, `stream_rate` the per-stream one. Neighbours: `http` calls in,
 //! `store` receives the validated streams.
 
 pub mod decode;
 pub mod discover;
 pub mod otlp;
 pub mod rate;
+pub mod stream_rate;
 pub mod validate;
 
 use crate::labels::Labels;

@@ -237,6 +237,27 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
     Ok(v as u64)
 }
 
+/// A byte size as Loki's `flagext.ByteSize` reads it (c2h5oh/datasize): binary units whatever
+/// their spelling, `3MB` = `3MiB` = 3 MiB. Read by [`parse_bytes`] with each SI unit name
+/// taken as its binary twin, so there is one byte-size parser.
+pub fn parse_datasize(s: &str) -> Result<u64, String> {
+    let num_len = s
+        .char_indices()
+        .find(|(_, c)| !(c.is_numeric() || *c == '.' || *c == ','))
+        .map_or(s.len(), |(i, _)| i);
+    let unit = s[num_len..].trim().to_ascii_lowercase();
+    let binary = match unit.as_str() {
+        "k" | "kb" => "kib",
+        "m" | "mb" => "mib",
+        "g" | "gb" => "gib",
+        "t" | "tb" => "tib",
+        "p" | "pb" => "pib",
+        "e" | "eb" => "eib",
+        other => other,
+    };
+    parse_bytes(&format!("{}{binary}", &s[..num_len]))
+}
+
 /// The multiplier of a go-humanize byte unit (lower case): `kb` is 1000, `kib` is 1024, and
 /// so on up to exbibytes; `""` and `b` are bytes.
 pub fn byte_unit(unit: &str) -> Option<f64> {
@@ -309,5 +330,15 @@ mod tests {
             parse_bytes("abc"),
             Err("strconv.ParseFloat: parsing \"\": invalid syntax".to_string())
         );
+    }
+
+    #[test]
+    fn datasize_reads_si_names_as_binary() {
+        assert_eq!(parse_datasize("3MB"), Ok(3 << 20));
+        assert_eq!(parse_datasize("3MiB"), Ok(3 << 20));
+        assert_eq!(parse_datasize("15mb"), Ok(15 << 20));
+        assert_eq!(parse_datasize("512"), Ok(512));
+        assert_eq!(parse_datasize("1.5KB"), Ok(1536));
+        assert!(parse_datasize("3XB").is_err());
     }
 }

@@ -25,7 +25,11 @@ use crate::storage::store::Tenant;
 pub mod correlate;
 pub mod detected;
 pub mod metric;
+pub mod multi_tenant;
 pub mod usage;
+
+#[cfg(test)]
+mod dedupe_tests;
 
 #[derive(Debug, Error)]
 pub enum QueryError {
@@ -108,6 +112,15 @@ pub struct QueryStats {
     pub stopped: bool,
     pub bytes_processed: u64,
     pub lines_processed: u64,
+    /// Of the lines processed, those read from the head's unsealed blocks (not decompressed).
+    pub head_lines: u64,
+    pub head_bytes: u64,
+    /// Compressed size of the blocks decompressed.
+    pub compressed_bytes: u64,
+    /// Lines that passed the whole pipeline (Loki's post-filter lines).
+    pub post_filter_lines: u64,
+    /// Entries dropped as duplicates of a kept one (same stream, timestamp and line).
+    pub duplicates: u64,
     pub chunks: u64,
     pub exec_secs: f64,
     /// Damage met while reading (blocks that failed their checksum and were skipped).
@@ -241,8 +254,13 @@ struct TopN {
     forward: bool,
     heap_fwd: BinaryHeap<(Key, usize)>,
     heap_bwd: BinaryHeap<(Reverse<Key>, usize)>,
-    items: Vec<Option<(usize, ResultEntry)>>,
+    /// Kept entries with the hash of the stream they were read from.
+    items: Vec<Option<(u64, ResultEntry)>>,
     seq: u64,
+    /// Slots of kept entries by (stream hash, timestamp), to drop duplicates.
+    by_ts: HashMap<(u64, i64), Vec<usize>>,
+    /// Entries dropped as duplicates.
+    duplicates: u64,
 }
 
 impl TopN {
@@ -254,6 +272,8 @@ impl TopN {
             heap_bwd: BinaryHeap::new(),
             items: Vec::new(),
             seq: 0,
+            by_ts: HashMap::new(),
+            duplicates: 0,
         }
     }
 
@@ -270,22 +290,41 @@ impl TopN {
         }
     }
 
-    fn push(&mut self, stream: usize, e: ResultEntry) {
+    /// Keeps `e`, read from the stream whose labels hash to `stream`, unless it duplicates a
+    /// kept entry. As Loki's merging iterator does, an entry with the timestamp and the line
+    /// (after the pipeline) of an entry of the same stream already kept is dropped, whatever
+    /// labels the pipeline gave either: it counts neither in the result nor in the limit.
+    fn push_from(&mut self, stream: u64, e: ResultEntry) {
+        let same_ts = self.by_ts.entry((stream, e.ts)).or_default();
+        if same_ts
+            .iter()
+            .any(|s| matches!(&self.items[*s], Some((_, k)) if k.line == e.line))
+        {
+            self.duplicates += 1;
+            return;
+        }
         self.seq += 1;
         let key = Key(e.ts, self.seq);
         let slot = self.items.len();
+        same_ts.push(slot);
         self.items.push(Some((stream, e)));
-        if self.forward {
+        let evicted = if self.forward {
             self.heap_fwd.push((key, slot));
-            if self.heap_fwd.len() > self.limit {
-                let (_, s) = self.heap_fwd.pop().expect("bug: heap not empty");
-                self.items[s] = None;
-            }
+            (self.heap_fwd.len() > self.limit)
+                .then(|| self.heap_fwd.pop().expect("bug: heap not empty").1)
         } else {
             self.heap_bwd.push((Reverse(key), slot));
-            if self.heap_bwd.len() > self.limit {
-                let (_, s) = self.heap_bwd.pop().expect("bug: heap not empty");
-                self.items[s] = None;
+            (self.heap_bwd.len() > self.limit)
+                .then(|| self.heap_bwd.pop().expect("bug: heap not empty").1)
+        };
+        if let Some(s) = evicted {
+            if let Some((h, old)) = self.items[s].take() {
+                if let Some(slots) = self.by_ts.get_mut(&(h, old.ts)) {
+                    slots.retain(|x| *x != s);
+                    if slots.is_empty() {
+                        self.by_ts.remove(&(h, old.ts));
+                    }
+                }
             }
         }
     }
@@ -333,6 +372,11 @@ impl QueryStats {
     pub fn merge(&mut self, other: QueryStats) {
         self.bytes_processed += other.bytes_processed;
         self.lines_processed += other.lines_processed;
+        self.head_lines += other.head_lines;
+        self.head_bytes += other.head_bytes;
+        self.compressed_bytes += other.compressed_bytes;
+        self.post_filter_lines += other.post_filter_lines;
+        self.duplicates += other.duplicates;
         self.chunks += other.chunks;
         self.warnings.extend(other.warnings);
         self.stopped |= other.stopped;
@@ -480,6 +524,7 @@ pub fn scan(
                         stats.damaged(seg.path(), c.offset + b.offset as u64, &e);
                         continue;
                     }
+                    stats.compressed_bytes += b.comp.len() as u64;
                     for i in 0..block.len() {
                         let (ts, line, md) = (block.ts(i), block.line(i), block.metadata_raw(i));
                         each(ts, line, md, &drops, stats, v);
@@ -492,9 +537,12 @@ pub fn scan(
                 for slot in &hs.slots {
                     match slot {
                         SlotState::Raw(h) => {
+                            let (lines, bytes) = (stats.lines_processed, stats.bytes_processed);
                             for i in 0..h.len() {
                                 each(h.ts(i), h.line(i), h.metadata_raw(i), &drops, stats, v);
                             }
+                            stats.head_lines += stats.lines_processed - lines;
+                            stats.head_bytes += stats.bytes_processed - bytes;
                         }
                         SlotState::Sealed(b) => {
                             if b.max_ts < start || b.min_ts >= end || !v.wants(b.min_ts, b.max_ts) {
@@ -503,7 +551,10 @@ pub fn scan(
                             let mut r = crate::storage::codec::Reader::new(&b.bytes);
                             let decoded = crate::storage::chunk::block_ref(&mut r)
                                 .map_err(|e| e.to_string())
-                                .and_then(|br| block.decode_from(&br).map_err(|e| e.to_string()));
+                                .and_then(|br| {
+                                    stats.compressed_bytes += br.comp.len() as u64;
+                                    block.decode_from(&br).map_err(|e| e.to_string())
+                                });
                             if let Err(e) = decoded {
                                 stats.damaged(std::path::Path::new("head"), 0, &e);
                                 continue;
@@ -517,9 +568,12 @@ pub fn scan(
                     }
                 }
                 if let Some(h) = &hs.open {
+                    let (lines, bytes) = (stats.lines_processed, stats.bytes_processed);
                     for i in 0..h.len() {
                         each(h.ts(i), h.line(i), h.metadata_raw(i), &drops, stats, v);
                     }
+                    stats.head_lines += stats.lines_processed - lines;
+                    stats.head_bytes += stats.bytes_processed - bytes;
                 }
             }
         }
@@ -529,6 +583,10 @@ pub fn scan(
 /// Runs the pipeline and keeps the `limit` entries nearest the query's starting edge.
 struct LogCollector {
     top: TopN,
+    /// Hash of the labels of the stream being read.
+    stream_hash: u64,
+    /// Entries that passed the whole pipeline.
+    post_filter_lines: u64,
     pipeline: pipeline::Pipeline,
     builder: labels_builder::LabelsBuilder,
     md: Vec<(String, String)>,
@@ -543,6 +601,9 @@ impl EntryVisitor for LogCollector {
     }
     fn stream(&mut self, labels: &Labels) {
         self.builder.set_stream(labels.pairs());
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        std::hash::Hash::hash(labels, &mut h);
+        self.stream_hash = std::hash::Hasher::finish(&h);
     }
     fn entry(&mut self, ts: i64, line: &[u8], md: &[u8]) {
         if !self.top.wants(ts) {
@@ -559,10 +620,11 @@ impl EntryVisitor for LogCollector {
         else {
             return;
         };
+        self.post_filter_lines += 1;
         let line = String::from_utf8_lossy(out).into_owned();
         let categorized = self.builder.categorized();
-        self.top.push(
-            0,
+        self.top.push_from(
+            self.stream_hash,
             ResultEntry {
                 ts,
                 line,
@@ -606,6 +668,8 @@ pub fn select_logs(
                         .expect("bug: pipeline compiled once already");
                     let mut c = LogCollector {
                         top: TopN::new(q.limit, forward),
+                        stream_hash: 0,
+                        post_filter_lines: 0,
                         pipeline,
                         builder: labels_builder::LabelsBuilder::new(),
                         md: Vec::new(),
@@ -624,6 +688,8 @@ pub fn select_logs(
                         &mut stats,
                         &mut c,
                     );
+                    stats.post_filter_lines += c.post_filter_lines;
+                    stats.duplicates += c.top.duplicates;
                     (c.top, stats)
                 })
             })
@@ -639,10 +705,11 @@ pub fn select_logs(
         stats.merge(part_stats);
         for (sid, e) in part_top.items.into_iter().flatten() {
             if top.wants(e.ts) {
-                top.push(sid, e);
+                top.push_from(sid, e);
             }
         }
     }
+    stats.duplicates += top.duplicates;
     if stats.stopped {
         return Err(QueryError::Stopped);
     }
@@ -781,6 +848,8 @@ struct SampleCollector {
     /// The series of the current stream's entries whose series labels the pipeline left
     /// alone.
     stream_slot: Option<usize>,
+    /// Entries that passed the whole pipeline (and gave a sample).
+    post_filter_lines: u64,
 }
 
 impl SampleCollector {
@@ -794,6 +863,7 @@ impl SampleCollector {
     }
 
     fn add(&mut self, ts: i64, v: f64) {
+        self.post_filter_lines += 1;
         let slot = if self.extractor.series_is_stream(&self.builder) {
             match self.stream_slot {
                 Some(i) => i,
@@ -897,6 +967,7 @@ impl metric::SampleSource for LogSampleSource {
                             series: Vec::new(),
                             index: HashMap::new(),
                             stream_slot: None,
+                            post_filter_lines: 0,
                         };
                         let mut stats = QueryStats {
                             cancel,
@@ -912,6 +983,7 @@ impl metric::SampleSource for LogSampleSource {
                             &mut stats,
                             &mut c,
                         );
+                        stats.post_filter_lines += c.post_filter_lines;
                         (c.series, stats)
                     })
                 })

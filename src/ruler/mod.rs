@@ -220,6 +220,11 @@ impl Ruler {
         *self.thread.lock() = Some(t);
     }
 
+    /// True between [`Ruler::start`] and [`Ruler::stop`].
+    pub fn is_running(&self) -> bool {
+        self.thread.lock().is_some() && !self.stop.load(Ordering::Acquire)
+    }
+
     /// Stops evaluating (alert state was saved after the last evaluation) and sends what is
     /// queued (one attempt).
     pub fn stop(&self) {

@@ -77,6 +77,7 @@ pub struct Store {
     wal: OnceLock<Arc<Wal>>,
     tenants: RwLock<HashMap<String, Arc<Tenant>>>,
     rate: RateLimiter,
+    stream_rate: crate::ingest::stream_rate::StreamRateLimiter,
     ready: AtomicBool,
     next_segment: AtomicU64,
     flush_lock: Mutex<()>,
@@ -112,6 +113,7 @@ impl Store {
             wal: OnceLock::new(),
             tenants: RwLock::new(HashMap::new()),
             rate: RateLimiter::default(),
+            stream_rate: crate::ingest::stream_rate::StreamRateLimiter::default(),
             ready: AtomicBool::new(false),
             next_segment: AtomicU64::new(1),
             flush_lock: Mutex::new(()),
@@ -129,6 +131,11 @@ impl Store {
     /// The limits of a tenant under the current (possibly reloaded) configuration.
     pub fn limits_for(&self, tenant: &str) -> crate::config::Limits {
         self.live.read().limits_for(tenant)
+    }
+
+    /// The configuration as it stands: the one started with, with reloaded limits.
+    pub fn live_config(&self) -> Arc<Config> {
+        self.live.read().clone()
     }
 
     /// The file `reload` reads.
@@ -451,7 +458,7 @@ impl Store {
     }
 
     /// Logs and applies validated streams. Blocking: call from a blocking thread.
-    pub fn push(&self, tenant_id: &str, v: Validated) -> Result<PushOutcome, PushError> {
+    pub fn push(&self, tenant_id: &str, mut v: Validated) -> Result<PushOutcome, PushError> {
         if !self.is_ready() {
             return Err(PushError::NotReady);
         }
@@ -487,6 +494,15 @@ impl Store {
             return Err(PushError::RateLimited(rate_limited_message(
                 tenant_id, &limits, total, bytes,
             )));
+        }
+        rejections.extend(self.stream_rate.apply(tenant_id, &mut v.streams, &limits));
+        let total: usize = v.streams.iter().map(|s| s.entries.len()).sum();
+        if total == 0 {
+            self.count_rejections(tenant_id, &rejections);
+            return Ok(PushOutcome {
+                wal_written: None,
+                rejections,
+            });
         }
         let mut payload = wal::framed_buffer(bytes + total * 16 + 256);
         let texts: Vec<String> = v.streams.iter().map(|s| s.labels.to_string()).collect();

@@ -20,6 +20,10 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
+use crate::ingest::{validate::Validated, Entry, ValidStream};
+use crate::labels::Labels;
+use crate::storage::store::Store;
+
 #[derive(Subcommand)]
 pub enum BenchCommand {
     /// Push load: 1000-line JSON pushes of ~300-byte JSON and logfmt lines from several connections.
@@ -155,6 +159,29 @@ const NAMESPACES: [&str; 2] = ["production", "staging"];
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
+}
+
+/// Pushes each non-empty `by_stream[i]` as stream `streams[i]` to the default tenant,
+/// leaving the lists empty.
+fn push_batch(
+    store: &Store,
+    streams: &[Labels],
+    by_stream: &mut [Vec<Entry>],
+) -> anyhow::Result<()> {
+    let v = Validated {
+        streams: streams
+            .iter()
+            .zip(by_stream.iter_mut())
+            .filter(|(_, e)| !e.is_empty())
+            .map(|(l, e)| ValidStream {
+                labels: l.clone(),
+                entries: std::mem::take(e),
+            })
+            .collect(),
+        rejections: Vec::new(),
+    };
+    store.push(crate::model::tenant::DEFAULT_TENANT, v)?;
+    Ok(())
 }
 
 /// A fresh in-process store for the benchmarks: no rate limit, no old-sample rejection, no

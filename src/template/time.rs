@@ -123,86 +123,14 @@ pub(super) fn layout_chunks(layout: &str) -> Vec<Chunk<'_>> {
     let mut lit = 0;
     let mut i = 0;
     while i < b.len() {
-        let rest = &layout[i..];
-        let found: Option<(Std, usize)> = match b[i] {
-            b'J' if rest.starts_with("January") => Some((Std::LongMonth, 7)),
-            b'J' if rest.starts_with("Jan") => Some((Std::Month, 3)),
-            b'M' if rest.starts_with("Monday") => Some((Std::LongWeekDay, 6)),
-            b'M' if rest.starts_with("Mon") => Some((Std::WeekDay, 3)),
-            b'M' if rest.starts_with("MST") => Some((Std::TZ, 3)),
-            b'0' if rest.starts_with("002") => Some((Std::ZeroYearDay, 3)),
-            b'0' => match b.get(i + 1) {
-                Some(b'1') => Some((Std::ZeroMonth, 2)),
-                Some(b'2') => Some((Std::ZeroDay, 2)),
-                Some(b'3') => Some((Std::ZeroHour12, 2)),
-                Some(b'4') => Some((Std::ZeroMinute, 2)),
-                Some(b'5') => Some((Std::ZeroSecond, 2)),
-                Some(b'6') => Some((Std::Year, 2)),
-                _ => None,
-            },
-            b'1' if rest.starts_with("15") => Some((Std::Hour, 2)),
-            b'1' => Some((Std::NumMonth, 1)),
-            b'2' if rest.starts_with("2006") => Some((Std::LongYear, 4)),
-            b'2' => Some((Std::Day, 1)),
-            b'_' if rest.starts_with("__2") => Some((Std::UnderYearDay, 3)),
-            b'_' if rest.starts_with("_2006") => {
-                // A literal underscore followed by a year.
-                chunks.push(Chunk::Lit(&layout[lit..i + 1]));
-                lit = i + 1;
-                i += 1;
-                continue;
-            }
-            b'_' if rest.starts_with("_2") => Some((Std::UnderDay, 2)),
-            b'3' => Some((Std::Hour12, 1)),
-            b'4' => Some((Std::Minute, 1)),
-            b'5' => Some((Std::Second, 1)),
-            b'P' if rest.starts_with("PM") => Some((Std::PM, 2)),
-            b'p' if rest.starts_with("pm") => Some((Std::Pm, 2)),
-            b'-' | b'Z' => {
-                let z = b[i] == b'Z';
-                let body = &rest[1..];
-                let off = |colon, secs, mins| Std::Offset {
-                    z,
-                    colon,
-                    secs,
-                    mins,
-                };
-                if body.starts_with("07:00:00") {
-                    Some((off(true, true, true), 9))
-                } else if body.starts_with("070000") {
-                    Some((off(false, true, true), 7))
-                } else if body.starts_with("07:00") {
-                    Some((off(true, false, true), 6))
-                } else if body.starts_with("0700") {
-                    Some((off(false, false, true), 5))
-                } else if body.starts_with("07") {
-                    Some((off(false, false, false), 3))
-                } else {
-                    None
-                }
-            }
-            b'.' | b',' if matches!(b.get(i + 1), Some(b'0' | b'9')) => {
-                let ch = b[i + 1];
-                let mut j = i + 1;
-                while j < b.len() && b[j] == ch {
-                    j += 1;
-                }
-                if b.get(j).is_some_and(u8::is_ascii_digit) {
-                    None
-                } else {
-                    Some((
-                        Std::Frac {
-                            n: j - i - 1,
-                            trim: ch == b'9',
-                            comma: b[i] == b',',
-                        },
-                        j - i,
-                    ))
-                }
-            }
-            _ => None,
-        };
-        match found {
+        if layout[i..].starts_with("_2006") {
+            // A literal underscore followed by a year.
+            chunks.push(Chunk::Lit(&layout[lit..i + 1]));
+            lit = i + 1;
+            i += 1;
+            continue;
+        }
+        match element_at(layout, i) {
             Some((std, len)) => {
                 if lit < i {
                     chunks.push(Chunk::Lit(&layout[lit..i]));
@@ -218,6 +146,87 @@ pub(super) fn layout_chunks(layout: &str) -> Vec<Chunk<'_>> {
         chunks.push(Chunk::Lit(&layout[lit..]));
     }
     chunks
+}
+
+/// The layout element starting at byte `i` of `layout`, with its length in bytes.
+fn element_at(layout: &str, i: usize) -> Option<(Std, usize)> {
+    let b = layout.as_bytes();
+    let rest = &layout[i..];
+    match b[i] {
+        b'J' if rest.starts_with("January") => Some((Std::LongMonth, 7)),
+        b'J' if rest.starts_with("Jan") => Some((Std::Month, 3)),
+        b'M' if rest.starts_with("Monday") => Some((Std::LongWeekDay, 6)),
+        b'M' if rest.starts_with("Mon") => Some((Std::WeekDay, 3)),
+        b'M' if rest.starts_with("MST") => Some((Std::TZ, 3)),
+        b'0' if rest.starts_with("002") => Some((Std::ZeroYearDay, 3)),
+        b'0' => match b.get(i + 1) {
+            Some(b'1') => Some((Std::ZeroMonth, 2)),
+            Some(b'2') => Some((Std::ZeroDay, 2)),
+            Some(b'3') => Some((Std::ZeroHour12, 2)),
+            Some(b'4') => Some((Std::ZeroMinute, 2)),
+            Some(b'5') => Some((Std::ZeroSecond, 2)),
+            Some(b'6') => Some((Std::Year, 2)),
+            _ => None,
+        },
+        b'1' if rest.starts_with("15") => Some((Std::Hour, 2)),
+        b'1' => Some((Std::NumMonth, 1)),
+        b'2' if rest.starts_with("2006") => Some((Std::LongYear, 4)),
+        b'2' => Some((Std::Day, 1)),
+        b'_' if rest.starts_with("__2") => Some((Std::UnderYearDay, 3)),
+        b'_' if rest.starts_with("_2") => Some((Std::UnderDay, 2)),
+        b'3' => Some((Std::Hour12, 1)),
+        b'4' => Some((Std::Minute, 1)),
+        b'5' => Some((Std::Second, 1)),
+        b'P' if rest.starts_with("PM") => Some((Std::PM, 2)),
+        b'p' if rest.starts_with("pm") => Some((Std::Pm, 2)),
+        b'-' | b'Z' => offset_element(b[i] == b'Z', &rest[1..]),
+        b'.' | b',' if matches!(b.get(i + 1), Some(b'0' | b'9')) => frac_element(b, i),
+        _ => None,
+    }
+}
+
+/// A numeric zone offset after its `-` or `Z` (`Z` also standing for UTC): `07:00:00`,
+/// `070000`, `07:00`, `0700` or `07`.
+fn offset_element(z: bool, body: &str) -> Option<(Std, usize)> {
+    let off = |colon, secs, mins| Std::Offset {
+        z,
+        colon,
+        secs,
+        mins,
+    };
+    if body.starts_with("07:00:00") {
+        Some((off(true, true, true), 9))
+    } else if body.starts_with("070000") {
+        Some((off(false, true, true), 7))
+    } else if body.starts_with("07:00") {
+        Some((off(true, false, true), 6))
+    } else if body.starts_with("0700") {
+        Some((off(false, false, true), 5))
+    } else if body.starts_with("07") {
+        Some((off(false, false, false), 3))
+    } else {
+        None
+    }
+}
+
+/// Fractional seconds at byte `i` (`.000`, `,999`...); none when a digit follows the run.
+fn frac_element(b: &[u8], i: usize) -> Option<(Std, usize)> {
+    let ch = b[i + 1];
+    let mut j = i + 1;
+    while j < b.len() && b[j] == ch {
+        j += 1;
+    }
+    if b.get(j).is_some_and(u8::is_ascii_digit) {
+        return None;
+    }
+    Some((
+        Std::Frac {
+            n: j - i - 1,
+            trim: ch == b'9',
+            comma: b[i] == b',',
+        },
+        j - i,
+    ))
 }
 
 /// Formats `t` (in its own offset) with a Go layout.

@@ -107,14 +107,10 @@ fn parse_hex_float(s: &str) -> Option<f64> {
 /// `time.ParseDuration`: nanoseconds, or Go's error text.
 pub fn parse_duration(s: &str) -> Result<i64, String> {
     let invalid = || format!("time: invalid duration {}", quote(s));
-    let mut rest = s;
-    let mut neg = false;
-    if let Some(c) = rest.chars().next() {
-        if c == '-' || c == '+' {
-            neg = c == '-';
-            rest = &rest[1..];
-        }
-    }
+    let (neg, mut rest) = match s.chars().next() {
+        Some(c @ ('-' | '+')) => (c == '-', &s[1..]),
+        _ => (false, s),
+    };
     if rest == "0" {
         return Ok(0);
     }
@@ -122,96 +118,115 @@ pub fn parse_duration(s: &str) -> Result<i64, String> {
         return Err(invalid());
     }
     let mut d: u64 = 0;
-    const LIMIT: u64 = 1 << 63;
     while !rest.is_empty() {
-        let b = rest.as_bytes();
-        if !(b[0] == b'.' || b[0].is_ascii_digit()) {
-            return Err(invalid());
-        }
-        let int_len = b.iter().take_while(|c| c.is_ascii_digit()).count();
-        let mut v: u64 = 0;
-        for &c in &b[..int_len] {
-            if v > LIMIT / 10 {
-                return Err(invalid());
-            }
-            v = v * 10 + u64::from(c - b'0');
-            if v > LIMIT {
-                return Err(invalid());
-            }
-        }
-        let pre = int_len > 0;
-        rest = &rest[int_len..];
-        let (mut f, mut scale, mut post) = (0u64, 1f64, false);
-        if let Some(after) = rest.strip_prefix('.') {
-            let n = after.bytes().take_while(|c| c.is_ascii_digit()).count();
-            let mut overflow = false;
-            for &c in &after.as_bytes()[..n] {
-                if overflow {
-                    continue;
-                }
-                if f > (LIMIT - 1) / 10 {
-                    overflow = true;
-                    continue;
-                }
-                let y = f * 10 + u64::from(c - b'0');
-                if y > LIMIT {
-                    overflow = true;
-                    continue;
-                }
-                f = y;
-                scale *= 10.0;
-            }
-            post = n > 0;
-            rest = &after[n..];
-        }
-        if !pre && !post {
-            return Err(invalid());
-        }
-        let unit_len = rest
-            .find(|c: char| c == '.' || c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        if unit_len == 0 {
-            return Err(format!("time: missing unit in duration {}", quote(s)));
-        }
-        let u = &rest[..unit_len];
-        rest = &rest[unit_len..];
-        let unit: u64 = match u {
-            "ns" => 1,
-            "us" | "\u{b5}s" | "\u{3bc}s" => 1_000,
-            "ms" => 1_000_000,
-            "s" => 1_000_000_000,
-            "m" => 60_000_000_000,
-            "h" => 3_600_000_000_000,
-            _ => {
-                return Err(format!(
-                    "time: unknown unit {} in duration {}",
-                    quote(u),
-                    quote(s)
-                ))
-            }
-        };
-        if v > LIMIT / unit {
-            return Err(invalid());
-        }
-        v *= unit;
-        if f > 0 {
-            v += (f as f64 * (unit as f64 / scale)) as u64;
-            if v > LIMIT {
-                return Err(invalid());
-            }
-        }
+        let v;
+        (v, rest) = duration_part(s, rest)?;
         d += v;
-        if d > LIMIT {
+        if d > DURATION_LIMIT {
             return Err(invalid());
         }
     }
     if neg {
         return Ok((d as i64).wrapping_neg());
     }
-    if d > LIMIT - 1 {
+    if d > DURATION_LIMIT - 1 {
         return Err(invalid());
     }
     Ok(d as i64)
+}
+
+/// The largest magnitude a duration reaches while it is read (`-1<<63` nanoseconds).
+const DURATION_LIMIT: u64 = 1 << 63;
+
+/// One `<number><unit>` at the start of `rest` (a non-empty part of the duration `s`), in
+/// nanoseconds, with what follows it.
+fn duration_part<'r>(s: &str, rest: &'r str) -> Result<(u64, &'r str), String> {
+    let invalid = || format!("time: invalid duration {}", quote(s));
+    let b = rest.as_bytes();
+    if !(b[0] == b'.' || b[0].is_ascii_digit()) {
+        return Err(invalid());
+    }
+    let (mut v, int_len) = leading_int(rest).ok_or_else(invalid)?;
+    let (f, scale, frac_len, rest) = leading_fraction(&rest[int_len..]);
+    if int_len == 0 && frac_len == 0 {
+        return Err(invalid());
+    }
+    let unit_len = rest
+        .find(|c: char| c == '.' || c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    if unit_len == 0 {
+        return Err(format!("time: missing unit in duration {}", quote(s)));
+    }
+    let u = &rest[..unit_len];
+    let Some(unit) = unit_nanos(u) else {
+        return Err(format!(
+            "time: unknown unit {} in duration {}",
+            quote(u),
+            quote(s)
+        ));
+    };
+    if v > DURATION_LIMIT / unit {
+        return Err(invalid());
+    }
+    v *= unit;
+    if f > 0 {
+        v += (f as f64 * (unit as f64 / scale)) as u64;
+        if v > DURATION_LIMIT {
+            return Err(invalid());
+        }
+    }
+    Ok((v, &rest[unit_len..]))
+}
+
+/// The integer of the leading digits of `s` and their count; `None` past `DURATION_LIMIT`.
+fn leading_int(s: &str) -> Option<(u64, usize)> {
+    let len = s.bytes().take_while(u8::is_ascii_digit).count();
+    let mut v: u64 = 0;
+    for &c in &s.as_bytes()[..len] {
+        if v > DURATION_LIMIT / 10 {
+            return None;
+        }
+        v = v * 10 + u64::from(c - b'0');
+        if v > DURATION_LIMIT {
+            return None;
+        }
+    }
+    Some((v, len))
+}
+
+/// A `.` and the digits after it at the start of `s`: their value (digits past what fits are
+/// dropped, as Go does), the power of ten it is scaled by, the number of digits, and the rest.
+fn leading_fraction(s: &str) -> (u64, f64, usize, &str) {
+    let Some(after) = s.strip_prefix('.') else {
+        return (0, 1.0, 0, s);
+    };
+    let (mut f, mut scale) = (0u64, 1f64);
+    let n = after.bytes().take_while(u8::is_ascii_digit).count();
+    for &c in &after.as_bytes()[..n] {
+        if f > (DURATION_LIMIT - 1) / 10 {
+            break;
+        }
+        let y = f * 10 + u64::from(c - b'0');
+        if y > DURATION_LIMIT {
+            break;
+        }
+        f = y;
+        scale *= 10.0;
+    }
+    (f, scale, n, &after[n..])
+}
+
+/// Nanoseconds in a Go duration unit.
+fn unit_nanos(u: &str) -> Option<u64> {
+    Some(match u {
+        "ns" => 1,
+        "us" | "\u{b5}s" | "\u{3bc}s" => 1_000,
+        "ms" => 1_000_000,
+        "s" => 1_000_000_000,
+        "m" => 60_000_000_000,
+        "h" => 3_600_000_000_000,
+        _ => return None,
+    })
 }
 
 /// go-humanize's `ParseBytes`: bytes, or its error text.

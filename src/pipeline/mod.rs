@@ -689,43 +689,11 @@ fn process_stage(
             Outcome::Keep
         }
         StageImpl::Regexp { re, names } => {
-            let locs = caps.get_or_insert_with(|| re.capture_locations());
-            if locs.len() != re.captures_len() {
-                *locs = re.capture_locations();
-            }
-            if re.captures_read(locs, line).is_none() {
-                return Outcome::Keep;
-            }
-            for (i, n) in names.iter() {
-                name.clear();
-                sanitize_label_key(n, true, name);
-                if name.is_empty() {
-                    continue;
-                }
-                if lbs.base_has(name) {
-                    name.push_str(DUPLICATE_SUFFIX);
-                }
-                text.clear();
-                if let Some((s, e)) = locs.get(*i) {
-                    text.push_str(&String::from_utf8_lossy(&line[s..e]));
-                }
-                lbs.set_parsed(name, text);
-            }
+            regexp_labels(re, names, line, lbs, caps, text, name);
             Outcome::Keep
         }
         StageImpl::Pattern(p) => {
-            let mut found = Vec::new();
-            p.matches(line, &mut found);
-            for (i, v) in found.iter().enumerate() {
-                name.clear();
-                name.push_str(&p.names()[i]);
-                if lbs.base_has(name) {
-                    name.push_str(DUPLICATE_SUFFIX);
-                }
-                text.clear();
-                text.push_str(&String::from_utf8_lossy(v));
-                lbs.set_parsed(name, text);
-            }
+            pattern_labels(p, line, lbs, text, name);
             Outcome::Keep
         }
         StageImpl::Unpack(p) => {
@@ -762,6 +730,64 @@ fn process_stage(
                 Outcome::Keep
             }
         }
+    }
+}
+
+/// `| regexp`: each named group that matched becomes a parsed label (sanitized; `_extracted`
+/// added when a stream label has the name).
+fn regexp_labels(
+    re: &regex::bytes::Regex,
+    names: &[(usize, String)],
+    line: &[u8],
+    lbs: &mut LabelsBuilder,
+    caps: &mut Option<regex::bytes::CaptureLocations>,
+    text: &mut String,
+    name: &mut String,
+) {
+    let locs = caps.get_or_insert_with(|| re.capture_locations());
+    if locs.len() != re.captures_len() {
+        *locs = re.capture_locations();
+    }
+    if re.captures_read(locs, line).is_none() {
+        return;
+    }
+    for (i, n) in names.iter() {
+        name.clear();
+        sanitize_label_key(n, true, name);
+        if name.is_empty() {
+            continue;
+        }
+        if lbs.base_has(name) {
+            name.push_str(DUPLICATE_SUFFIX);
+        }
+        text.clear();
+        if let Some((s, e)) = locs.get(*i) {
+            text.push_str(&String::from_utf8_lossy(&line[s..e]));
+        }
+        lbs.set_parsed(name, text);
+    }
+}
+
+/// `| pattern`: each named capture becomes a parsed label (`_extracted` added when a stream
+/// label has the name).
+fn pattern_labels(
+    p: &Pattern,
+    line: &[u8],
+    lbs: &mut LabelsBuilder,
+    text: &mut String,
+    name: &mut String,
+) {
+    let mut found = Vec::new();
+    p.matches(line, &mut found);
+    for (i, v) in found.iter().enumerate() {
+        name.clear();
+        name.push_str(&p.names()[i]);
+        if lbs.base_has(name) {
+            name.push_str(DUPLICATE_SUFFIX);
+        }
+        text.clear();
+        text.push_str(&String::from_utf8_lossy(v));
+        lbs.set_parsed(name, text);
     }
 }
 

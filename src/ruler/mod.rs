@@ -820,6 +820,16 @@ pub fn check_files(paths: &[PathBuf]) -> Result<String, String> {
     }
 }
 
+/// The directory holding the tenants' rule directories: `ruler.rule_path`, else `rules/` in
+/// the data directory.
+pub fn rule_dir(cfg: &RulerConfig, data_dir: &Path) -> PathBuf {
+    if cfg.rule_path.as_os_str().is_empty() {
+        data_dir.join(crate::storage::files::RULES_DIR)
+    } else {
+        cfg.rule_path.clone()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -864,15 +874,5 @@ mod tests {
             summary.starts_with("5 files ok: 5 groups, 8 rules"),
             "{summary}"
         );
-    }
-}
-
-/// The directory holding the tenants' rule directories: `ruler.rule_path`, else `rules/` in
-/// the data directory.
-pub fn rule_dir(cfg: &RulerConfig, data_dir: &Path) -> PathBuf {
-    if cfg.rule_path.as_os_str().is_empty() {
-        data_dir.join(crate::storage::files::RULES_DIR)
-    } else {
-        cfg.rule_path.clone()
     }
 }

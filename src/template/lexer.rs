@@ -130,116 +130,117 @@ pub(super) fn lex_action(
             return Ok((toks, p + 2, false));
         }
         let start = p;
-        let c = b[p];
-        let tok = match c {
-            b'|' => {
-                p += 1;
-                Tok::Pipe
-            }
-            b'(' => {
-                p += 1;
-                paren += 1;
-                Tok::LParen
-            }
-            b')' => {
-                if paren == 0 {
-                    return perr(p, "unexpected right paren");
-                }
-                paren -= 1;
-                p += 1;
-                Tok::RParen
-            }
-            b',' => {
-                p += 1;
-                Tok::Comma
-            }
-            b':' => {
-                if b.get(p + 1) != Some(&b'=') {
-                    return perr(p, "expected :=");
-                }
-                p += 2;
-                Tok::Declare
-            }
-            b'=' => {
-                p += 1;
-                Tok::Assign
-            }
-            b'"' => {
-                let (s, end) = lex_quoted(src, p)?;
-                p = end;
-                Tok::Lit(Value::Str(s))
-            }
-            b'`' => {
-                let Some(end) = src[p + 1..].find('`') else {
-                    return perr(p, "unterminated raw quoted string");
-                };
-                let s = src[p + 1..p + 1 + end].to_string();
-                p += end + 2;
-                Tok::Lit(Value::Str(s))
-            }
-            b'\'' => {
-                let (ch, end) = lex_char(src, p)?;
-                p = end;
-                Tok::Lit(Value::Int(i64::from(u32::from(ch))))
-            }
-            b'$' => {
-                p += 1;
-                while p < b.len() && is_ident_byte(b[p]) {
-                    p += 1;
-                }
-                Tok::Var(src[start..p].to_string())
-            }
-            b'.' if b.get(p + 1).is_some_and(|c| c.is_ascii_digit()) => {
-                let (v, end) = lex_number(src, p)?;
-                p = end;
-                Tok::Lit(v)
-            }
-            b'.' => {
-                p += 1;
-                if p < b.len() && is_ident_byte(b[p]) && !b[p].is_ascii_digit() {
-                    while p < b.len() && is_ident_byte(b[p]) {
-                        p += 1;
-                    }
-                    Tok::Field(src[start + 1..p].to_string())
-                } else {
-                    Tok::Dot
-                }
-            }
-            b'0'..=b'9' => {
-                let (v, end) = lex_number(src, p)?;
-                p = end;
-                Tok::Lit(v)
-            }
-            b'+' | b'-'
-                if b.get(p + 1)
-                    .is_some_and(|&c| c.is_ascii_digit() || c == b'.') =>
-            {
-                let (v, end) = lex_number(src, p)?;
-                p = end;
-                Tok::Lit(v)
-            }
-            c if is_ident_byte(c) || c >= 0x80 => {
-                while p < b.len() && (is_ident_byte(b[p]) || b[p] >= 0x80) {
-                    p += 1;
-                }
-                match &src[start..p] {
-                    "true" => Tok::Lit(Value::Bool(true)),
-                    "false" => Tok::Lit(Value::Bool(false)),
-                    "nil" => Tok::Nil,
-                    w => Tok::Ident(w.to_string()),
-                }
-            }
-            _ => {
-                let ch = rest.chars().next().unwrap_or('?');
-                return perr(p, format!("unexpected {ch:?} in action"));
-            }
-        };
+        let tok;
+        (tok, p) = lex_token(src, p, &mut paren)?;
         toks.push(Token {
             tok,
             offset: start,
             spaced,
         });
     }
+}
+
+/// Reads the token at `p` inside an action, counting parentheses in `paren`; returns it with
+/// the offset after it.
+fn lex_token(src: &str, p: usize, paren: &mut usize) -> Result<(Tok, usize), TemplateError> {
+    let b = src.as_bytes();
+    let c = b[p];
+    Ok(match c {
+        b'|' => (Tok::Pipe, p + 1),
+        b'(' => {
+            *paren += 1;
+            (Tok::LParen, p + 1)
+        }
+        b')' => {
+            if *paren == 0 {
+                return perr(p, "unexpected right paren");
+            }
+            *paren -= 1;
+            (Tok::RParen, p + 1)
+        }
+        b',' => (Tok::Comma, p + 1),
+        b':' => {
+            if b.get(p + 1) != Some(&b'=') {
+                return perr(p, "expected :=");
+            }
+            (Tok::Declare, p + 2)
+        }
+        b'=' => (Tok::Assign, p + 1),
+        b'"' => {
+            let (s, end) = lex_quoted(src, p)?;
+            (Tok::Lit(Value::Str(s)), end)
+        }
+        b'`' => {
+            let Some(end) = src[p + 1..].find('`') else {
+                return perr(p, "unterminated raw quoted string");
+            };
+            let s = src[p + 1..p + 1 + end].to_string();
+            (Tok::Lit(Value::Str(s)), p + end + 2)
+        }
+        b'\'' => {
+            let (ch, end) = lex_char(src, p)?;
+            (Tok::Lit(Value::Int(i64::from(u32::from(ch)))), end)
+        }
+        b'$' => {
+            let end = ident_end(b, p + 1);
+            (Tok::Var(src[p..end].to_string()), end)
+        }
+        b'.' if b.get(p + 1).is_some_and(|c| c.is_ascii_digit()) => lex_number_token(src, p)?,
+        b'.' => lex_field(src, p),
+        b'0'..=b'9' => lex_number_token(src, p)?,
+        b'+' | b'-'
+            if b.get(p + 1)
+                .is_some_and(|&c| c.is_ascii_digit() || c == b'.') =>
+        {
+            lex_number_token(src, p)?
+        }
+        c if is_ident_byte(c) || c >= 0x80 => lex_word(src, p),
+        _ => {
+            let ch = src[p..].chars().next().unwrap_or('?');
+            return perr(p, format!("unexpected {ch:?} in action"));
+        }
+    })
+}
+
+/// The offset after the identifier bytes starting at `p`.
+fn ident_end(b: &[u8], mut p: usize) -> usize {
+    while p < b.len() && is_ident_byte(b[p]) {
+        p += 1;
+    }
+    p
+}
+
+fn lex_number_token(src: &str, p: usize) -> Result<(Tok, usize), TemplateError> {
+    let (v, end) = lex_number(src, p)?;
+    Ok((Tok::Lit(v), end))
+}
+
+/// `.name` (a field) or `.` alone (the dot) at `p`.
+fn lex_field(src: &str, p: usize) -> (Tok, usize) {
+    let b = src.as_bytes();
+    let q = p + 1;
+    if q < b.len() && is_ident_byte(b[q]) && !b[q].is_ascii_digit() {
+        let end = ident_end(b, q);
+        (Tok::Field(src[q..end].to_string()), end)
+    } else {
+        (Tok::Dot, q)
+    }
+}
+
+/// A word at `p`: `true`, `false`, `nil` or an identifier (a function or keyword name).
+fn lex_word(src: &str, p: usize) -> (Tok, usize) {
+    let b = src.as_bytes();
+    let mut end = p;
+    while end < b.len() && (is_ident_byte(b[end]) || b[end] >= 0x80) {
+        end += 1;
+    }
+    let tok = match &src[p..end] {
+        "true" => Tok::Lit(Value::Bool(true)),
+        "false" => Tok::Lit(Value::Bool(false)),
+        "nil" => Tok::Nil,
+        w => Tok::Ident(w.to_string()),
+    };
+    (tok, end)
 }
 
 pub(super) fn is_ident_byte(c: u8) -> bool {

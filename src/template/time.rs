@@ -123,86 +123,14 @@ pub(super) fn layout_chunks(layout: &str) -> Vec<Chunk<'_>> {
     let mut lit = 0;
     let mut i = 0;
     while i < b.len() {
-        let rest = &layout[i..];
-        let found: Option<(Std, usize)> = match b[i] {
-            b'J' if rest.starts_with("January") => Some((Std::LongMonth, 7)),
-            b'J' if rest.starts_with("Jan") => Some((Std::Month, 3)),
-            b'M' if rest.starts_with("Monday") => Some((Std::LongWeekDay, 6)),
-            b'M' if rest.starts_with("Mon") => Some((Std::WeekDay, 3)),
-            b'M' if rest.starts_with("MST") => Some((Std::TZ, 3)),
-            b'0' if rest.starts_with("002") => Some((Std::ZeroYearDay, 3)),
-            b'0' => match b.get(i + 1) {
-                Some(b'1') => Some((Std::ZeroMonth, 2)),
-                Some(b'2') => Some((Std::ZeroDay, 2)),
-                Some(b'3') => Some((Std::ZeroHour12, 2)),
-                Some(b'4') => Some((Std::ZeroMinute, 2)),
-                Some(b'5') => Some((Std::ZeroSecond, 2)),
-                Some(b'6') => Some((Std::Year, 2)),
-                _ => None,
-            },
-            b'1' if rest.starts_with("15") => Some((Std::Hour, 2)),
-            b'1' => Some((Std::NumMonth, 1)),
-            b'2' if rest.starts_with("2006") => Some((Std::LongYear, 4)),
-            b'2' => Some((Std::Day, 1)),
-            b'_' if rest.starts_with("__2") => Some((Std::UnderYearDay, 3)),
-            b'_' if rest.starts_with("_2006") => {
-                // A literal underscore followed by a year.
-                chunks.push(Chunk::Lit(&layout[lit..i + 1]));
-                lit = i + 1;
-                i += 1;
-                continue;
-            }
-            b'_' if rest.starts_with("_2") => Some((Std::UnderDay, 2)),
-            b'3' => Some((Std::Hour12, 1)),
-            b'4' => Some((Std::Minute, 1)),
-            b'5' => Some((Std::Second, 1)),
-            b'P' if rest.starts_with("PM") => Some((Std::PM, 2)),
-            b'p' if rest.starts_with("pm") => Some((Std::Pm, 2)),
-            b'-' | b'Z' => {
-                let z = b[i] == b'Z';
-                let body = &rest[1..];
-                let off = |colon, secs, mins| Std::Offset {
-                    z,
-                    colon,
-                    secs,
-                    mins,
-                };
-                if body.starts_with("07:00:00") {
-                    Some((off(true, true, true), 9))
-                } else if body.starts_with("070000") {
-                    Some((off(false, true, true), 7))
-                } else if body.starts_with("07:00") {
-                    Some((off(true, false, true), 6))
-                } else if body.starts_with("0700") {
-                    Some((off(false, false, true), 5))
-                } else if body.starts_with("07") {
-                    Some((off(false, false, false), 3))
-                } else {
-                    None
-                }
-            }
-            b'.' | b',' if matches!(b.get(i + 1), Some(b'0' | b'9')) => {
-                let ch = b[i + 1];
-                let mut j = i + 1;
-                while j < b.len() && b[j] == ch {
-                    j += 1;
-                }
-                if b.get(j).is_some_and(u8::is_ascii_digit) {
-                    None
-                } else {
-                    Some((
-                        Std::Frac {
-                            n: j - i - 1,
-                            trim: ch == b'9',
-                            comma: b[i] == b',',
-                        },
-                        j - i,
-                    ))
-                }
-            }
-            _ => None,
-        };
-        match found {
+        if layout[i..].starts_with("_2006") {
+            // A literal underscore followed by a year.
+            chunks.push(Chunk::Lit(&layout[lit..i + 1]));
+            lit = i + 1;
+            i += 1;
+            continue;
+        }
+        match element_at(layout, i) {
             Some((std, len)) => {
                 if lit < i {
                     chunks.push(Chunk::Lit(&layout[lit..i]));
@@ -218,6 +146,87 @@ pub(super) fn layout_chunks(layout: &str) -> Vec<Chunk<'_>> {
         chunks.push(Chunk::Lit(&layout[lit..]));
     }
     chunks
+}
+
+/// The layout element starting at byte `i` of `layout`, with its length in bytes.
+fn element_at(layout: &str, i: usize) -> Option<(Std, usize)> {
+    let b = layout.as_bytes();
+    let rest = &layout[i..];
+    match b[i] {
+        b'J' if rest.starts_with("January") => Some((Std::LongMonth, 7)),
+        b'J' if rest.starts_with("Jan") => Some((Std::Month, 3)),
+        b'M' if rest.starts_with("Monday") => Some((Std::LongWeekDay, 6)),
+        b'M' if rest.starts_with("Mon") => Some((Std::WeekDay, 3)),
+        b'M' if rest.starts_with("MST") => Some((Std::TZ, 3)),
+        b'0' if rest.starts_with("002") => Some((Std::ZeroYearDay, 3)),
+        b'0' => match b.get(i + 1) {
+            Some(b'1') => Some((Std::ZeroMonth, 2)),
+            Some(b'2') => Some((Std::ZeroDay, 2)),
+            Some(b'3') => Some((Std::ZeroHour12, 2)),
+            Some(b'4') => Some((Std::ZeroMinute, 2)),
+            Some(b'5') => Some((Std::ZeroSecond, 2)),
+            Some(b'6') => Some((Std::Year, 2)),
+            _ => None,
+        },
+        b'1' if rest.starts_with("15") => Some((Std::Hour, 2)),
+        b'1' => Some((Std::NumMonth, 1)),
+        b'2' if rest.starts_with("2006") => Some((Std::LongYear, 4)),
+        b'2' => Some((Std::Day, 1)),
+        b'_' if rest.starts_with("__2") => Some((Std::UnderYearDay, 3)),
+        b'_' if rest.starts_with("_2") => Some((Std::UnderDay, 2)),
+        b'3' => Some((Std::Hour12, 1)),
+        b'4' => Some((Std::Minute, 1)),
+        b'5' => Some((Std::Second, 1)),
+        b'P' if rest.starts_with("PM") => Some((Std::PM, 2)),
+        b'p' if rest.starts_with("pm") => Some((Std::Pm, 2)),
+        b'-' | b'Z' => offset_element(b[i] == b'Z', &rest[1..]),
+        b'.' | b',' if matches!(b.get(i + 1), Some(b'0' | b'9')) => frac_element(b, i),
+        _ => None,
+    }
+}
+
+/// A numeric zone offset after its `-` or `Z` (`Z` also standing for UTC): `07:00:00`,
+/// `070000`, `07:00`, `0700` or `07`.
+fn offset_element(z: bool, body: &str) -> Option<(Std, usize)> {
+    let off = |colon, secs, mins| Std::Offset {
+        z,
+        colon,
+        secs,
+        mins,
+    };
+    if body.starts_with("07:00:00") {
+        Some((off(true, true, true), 9))
+    } else if body.starts_with("070000") {
+        Some((off(false, true, true), 7))
+    } else if body.starts_with("07:00") {
+        Some((off(true, false, true), 6))
+    } else if body.starts_with("0700") {
+        Some((off(false, false, true), 5))
+    } else if body.starts_with("07") {
+        Some((off(false, false, false), 3))
+    } else {
+        None
+    }
+}
+
+/// Fractional seconds at byte `i` (`.000`, `,999`...); none when a digit follows the run.
+fn frac_element(b: &[u8], i: usize) -> Option<(Std, usize)> {
+    let ch = b[i + 1];
+    let mut j = i + 1;
+    while j < b.len() && b[j] == ch {
+        j += 1;
+    }
+    if b.get(j).is_some_and(u8::is_ascii_digit) {
+        return None;
+    }
+    Some((
+        Std::Frac {
+            n: j - i - 1,
+            trim: ch == b'9',
+            comma: b[i] == b',',
+        },
+        j - i,
+    ))
 }
 
 /// Formats `t` (in its own offset) with a Go layout.
@@ -312,206 +321,279 @@ pub(super) fn go_format(t: Time, layout: &str) -> String {
 /// Parses `value` with a Go layout, as `time.ParseInLocation` does for a UTC location.
 pub(super) fn go_parse(layout: &str, value: &str) -> Result<Time, String> {
     let bad = || format!("cannot parse {value:?} as {layout:?}");
-    let mut v = value;
-    let (mut year, mut month, mut day, mut yday) = (1i64, 0u32, 0u32, 0i64);
-    let (mut hour, mut min, mut sec, mut nanos) = (0i64, 0i64, 0i64, 0u32);
-    let mut pm: Option<bool> = None;
-    let mut off: Option<i32> = None;
     let chunks = layout_chunks(layout);
+    let mut fields = Fields::new();
+    let mut v = value;
     for (idx, chunk) in chunks.iter().enumerate() {
-        let std = match chunk {
-            Chunk::Lit(l) => {
-                v = skip_lit(v, l).ok_or_else(bad)?;
-                continue;
-            }
-            Chunk::Std(s) => *s,
-        };
-        match std {
-            Std::LongYear => {
-                let (n, r) = take_digits(v, 4, 4).ok_or_else(bad)?;
-                year = n;
-                v = r;
-            }
-            Std::Year => {
-                let (n, r) = take_digits(v, 2, 2).ok_or_else(bad)?;
-                year = if n >= 69 { 1900 + n } else { 2000 + n };
-                v = r;
-            }
-            Std::LongMonth | Std::Month => {
-                let (i, r) = lookup_name(v, &MONTHS, std == Std::Month).ok_or_else(bad)?;
-                month = i as u32 + 1;
-                v = r;
-            }
-            Std::LongWeekDay | Std::WeekDay => {
-                let (_, r) = lookup_name(v, &DAYS, std == Std::WeekDay).ok_or_else(bad)?;
-                v = r;
-            }
-            Std::NumMonth | Std::ZeroMonth => {
-                let min_digits = if std == Std::ZeroMonth { 2 } else { 1 };
-                let (n, r) = take_digits(v, min_digits, 2).ok_or_else(bad)?;
-                month = n as u32;
-                v = r;
-            }
-            Std::Day | Std::UnderDay | Std::ZeroDay => {
-                if std == Std::UnderDay && v.starts_with(' ') {
-                    v = &v[1..];
-                }
-                let min_digits = if std == Std::ZeroDay { 2 } else { 1 };
-                let (n, r) = take_digits(v, min_digits, 2).ok_or_else(bad)?;
-                day = n as u32;
-                v = r;
-            }
-            Std::UnderYearDay | Std::ZeroYearDay => {
-                if std == Std::UnderYearDay {
-                    v = v.trim_start_matches(' ');
-                }
-                let (n, r) = take_digits(v, 1, 3).ok_or_else(bad)?;
-                yday = n;
-                v = r;
-            }
-            Std::Hour => {
-                let (n, r) = take_digits(v, 1, 2).ok_or_else(bad)?;
-                hour = n;
-                v = r;
-            }
-            Std::Hour12 | Std::ZeroHour12 => {
-                let min_digits = if std == Std::ZeroHour12 { 2 } else { 1 };
-                let (n, r) = take_digits(v, min_digits, 2).ok_or_else(bad)?;
-                if n > 12 {
-                    return Err(bad());
-                }
-                hour = n;
-                v = r;
-            }
-            Std::Minute | Std::ZeroMinute | Std::Second | Std::ZeroSecond => {
-                let fixed = matches!(std, Std::ZeroMinute | Std::ZeroSecond);
-                let (n, r) = take_digits(v, if fixed { 2 } else { 1 }, 2).ok_or_else(bad)?;
-                v = r;
-                if matches!(std, Std::Minute | Std::ZeroMinute) {
-                    min = n;
-                } else {
-                    sec = n;
-                    // A fraction the layout does not mention is still accepted.
-                    let next_is_frac =
-                        matches!(chunks.get(idx + 1), Some(Chunk::Std(Std::Frac { .. })));
-                    let b = v.as_bytes();
-                    if !next_is_frac
-                        && b.len() > 1
-                        && (b[0] == b'.' || b[0] == b',')
-                        && b[1].is_ascii_digit()
-                    {
-                        let (ns, r) = take_frac(&v[1..]);
-                        nanos = ns;
-                        v = r;
-                    }
-                }
-            }
-            Std::PM | Std::Pm => {
-                let p = v.get(..2).ok_or_else(bad)?;
-                pm = Some(match p.to_ascii_uppercase().as_str() {
-                    "PM" => true,
-                    "AM" => false,
-                    _ => return Err(bad()),
-                });
-                v = &v[2..];
-            }
-            Std::TZ => {
-                if let Some(r) = v.strip_prefix("UTC") {
-                    off = Some(0);
-                    v = r;
-                } else {
-                    let n = v.bytes().take_while(u8::is_ascii_uppercase).count();
-                    if !(3..=5).contains(&n) {
-                        return Err(bad());
-                    }
-                    off = Some(0);
-                    v = &v[n..];
-                }
-            }
-            Std::Offset {
-                z,
-                colon,
-                secs,
-                mins,
-            } => {
-                if z && v.starts_with('Z') {
-                    off = Some(0);
-                    v = &v[1..];
-                    continue;
-                }
-                let sign = match v.as_bytes().first() {
-                    Some(b'+') => 1,
-                    Some(b'-') => -1,
-                    _ => return Err(bad()),
-                };
-                v = &v[1..];
-                let (h, r) = take_digits(v, 2, 2).ok_or_else(bad)?;
-                v = r;
-                let mut total = h * 3600;
-                for (wanted, mult) in [(mins, 60), (secs, 1)] {
-                    if !wanted {
-                        continue;
-                    }
-                    if colon {
-                        v = v.strip_prefix(':').ok_or_else(bad)?;
-                    }
-                    let (n, r) = take_digits(v, 2, 2).ok_or_else(bad)?;
-                    total += n * mult;
-                    v = r;
-                }
-                off = Some(sign * total as i32);
-            }
-            Std::Frac { n, trim, .. } => {
-                let b = v.as_bytes();
-                if b.first().is_none_or(|c| *c != b'.' && *c != b',') {
-                    if trim {
-                        continue;
-                    }
-                    return Err(bad());
-                }
-                let digits = b[1..].iter().take_while(|c| c.is_ascii_digit()).count();
-                if !trim && digits != n || trim && digits == 0 {
-                    return Err(bad());
-                }
-                let (ns, r) = take_frac(&v[1..]);
-                nanos = ns;
-                v = r;
+        v = match chunk {
+            Chunk::Lit(l) => skip_lit(v, l),
+            Chunk::Std(std) => {
+                let next_is_frac =
+                    matches!(chunks.get(idx + 1), Some(Chunk::Std(Std::Frac { .. })));
+                fields.read(*std, v, next_is_frac)
             }
         }
+        .ok_or_else(bad)?;
     }
     if !v.is_empty() {
         return Err(format!(
             "extra text {v:?} after parsing {value:?} as {layout:?}"
         ));
     }
-    if let Some(pm) = pm {
-        if pm && hour < 12 {
-            hour += 12;
-        } else if !pm && hour == 12 {
-            hour = 0;
-        }
-    }
-    if yday > 0 && month == 0 {
-        let max = if is_leap(year) { 366 } else { 365 };
-        if yday > max {
-            return Err(bad());
-        }
-        let (_, m, d) = civil_from_days(days_from_civil(year, 1, 1) + yday - 1);
-        month = m;
-        day = d;
-    }
-    let month = if month == 0 { 1 } else { month };
-    let day = if day == 0 { 1 } else { day };
-    if month > 12 || day > days_in_month(year, month) || hour > 23 || min > 59 || sec > 59 {
-        return Err(format!("parsing {value:?}: value out of range"));
-    }
-    let off = off.unwrap_or(0);
-    let local = days_from_civil(year, month, day) * 86_400 + hour * 3600 + min * 60 + sec;
-    Ok(Time {
-        secs: local - i64::from(off),
-        nanos,
-        off,
+    fields.into_time().map_err(|e| match e {
+        Invalid::Unparsable => bad(),
+        Invalid::OutOfRange => format!("parsing {value:?}: value out of range"),
     })
+}
+
+/// Why read fields do not make a time.
+enum Invalid {
+    Unparsable,
+    OutOfRange,
+}
+
+/// What a value says about its time, filled in element by element as `go_parse` reads it;
+/// what the layout does not mention keeps Go's zero (year 1, January 1st, midnight, UTC).
+struct Fields {
+    year: i64,
+    month: u32,
+    day: u32,
+    yday: i64,
+    hour: i64,
+    min: i64,
+    sec: i64,
+    nanos: u32,
+    pm: Option<bool>,
+    off: Option<i32>,
+}
+
+impl Fields {
+    fn new() -> Fields {
+        Fields {
+            year: 1,
+            month: 0,
+            day: 0,
+            yday: 0,
+            hour: 0,
+            min: 0,
+            sec: 0,
+            nanos: 0,
+            pm: None,
+            off: None,
+        }
+    }
+
+    /// Reads one layout element at the start of `v`; returns the rest, or `None` when it does not fit.
+    fn read<'v>(&mut self, std: Std, v: &'v str, next_is_frac: bool) -> Option<&'v str> {
+        match std {
+            Std::LongYear | Std::Year => self.read_year(std, v),
+            Std::LongMonth | Std::Month | Std::NumMonth | Std::ZeroMonth => self.read_month(std, v),
+            Std::LongWeekDay | Std::WeekDay => {
+                // The weekday is checked for spelling only, as Go does.
+                lookup_name(v, &DAYS, std == Std::WeekDay).map(|(_, r)| r)
+            }
+            Std::Day | Std::UnderDay | Std::ZeroDay => self.read_day(std, v),
+            Std::UnderYearDay | Std::ZeroYearDay => self.read_year_day(std, v),
+            Std::Hour | Std::Hour12 | Std::ZeroHour12 => self.read_hour(std, v),
+            Std::Minute | Std::ZeroMinute => {
+                let (n, r) = take_digits(v, if std == Std::ZeroMinute { 2 } else { 1 }, 2)?;
+                self.min = n;
+                Some(r)
+            }
+            Std::Second | Std::ZeroSecond => self.read_second(std, v, next_is_frac),
+            Std::PM | Std::Pm => self.read_am_pm(v),
+            Std::TZ => self.read_zone_name(v),
+            Std::Offset {
+                z,
+                colon,
+                secs,
+                mins,
+            } => self.read_offset(v, z, colon, mins, secs),
+            Std::Frac { n, trim, .. } => self.read_frac(v, n, trim),
+        }
+    }
+
+    fn read_year<'v>(&mut self, std: Std, v: &'v str) -> Option<&'v str> {
+        if std == Std::LongYear {
+            let (n, r) = take_digits(v, 4, 4)?;
+            self.year = n;
+            return Some(r);
+        }
+        let (n, r) = take_digits(v, 2, 2)?;
+        self.year = if n >= 69 { 1900 + n } else { 2000 + n };
+        Some(r)
+    }
+
+    fn read_month<'v>(&mut self, std: Std, v: &'v str) -> Option<&'v str> {
+        if matches!(std, Std::LongMonth | Std::Month) {
+            let (i, r) = lookup_name(v, &MONTHS, std == Std::Month)?;
+            self.month = i as u32 + 1;
+            return Some(r);
+        }
+        let min_digits = if std == Std::ZeroMonth { 2 } else { 1 };
+        let (n, r) = take_digits(v, min_digits, 2)?;
+        self.month = n as u32;
+        Some(r)
+    }
+
+    fn read_day<'v>(&mut self, std: Std, mut v: &'v str) -> Option<&'v str> {
+        if std == Std::UnderDay && v.starts_with(' ') {
+            v = &v[1..];
+        }
+        let min_digits = if std == Std::ZeroDay { 2 } else { 1 };
+        let (n, r) = take_digits(v, min_digits, 2)?;
+        self.day = n as u32;
+        Some(r)
+    }
+
+    fn read_year_day<'v>(&mut self, std: Std, mut v: &'v str) -> Option<&'v str> {
+        if std == Std::UnderYearDay {
+            v = v.trim_start_matches(' ');
+        }
+        let (n, r) = take_digits(v, 1, 3)?;
+        self.yday = n;
+        Some(r)
+    }
+
+    fn read_hour<'v>(&mut self, std: Std, v: &'v str) -> Option<&'v str> {
+        let (min_digits, max_hour) = match std {
+            Std::Hour => (1, i64::MAX),
+            Std::ZeroHour12 => (2, 12),
+            _ => (1, 12),
+        };
+        let (n, r) = take_digits(v, min_digits, 2)?;
+        if n > max_hour {
+            return None;
+        }
+        self.hour = n;
+        Some(r)
+    }
+
+    /// Seconds, then a fraction the layout does not mention, which Go still accepts.
+    fn read_second<'v>(&mut self, std: Std, v: &'v str, next_is_frac: bool) -> Option<&'v str> {
+        let (n, v) = take_digits(v, if std == Std::ZeroSecond { 2 } else { 1 }, 2)?;
+        self.sec = n;
+        let b = v.as_bytes();
+        if !next_is_frac && b.len() > 1 && (b[0] == b'.' || b[0] == b',') && b[1].is_ascii_digit() {
+            let (ns, r) = take_frac(&v[1..]);
+            self.nanos = ns;
+            return Some(r);
+        }
+        Some(v)
+    }
+
+    fn read_am_pm<'v>(&mut self, v: &'v str) -> Option<&'v str> {
+        let p = v.get(..2)?;
+        self.pm = Some(match p.to_ascii_uppercase().as_str() {
+            "PM" => true,
+            "AM" => false,
+            _ => return None,
+        });
+        Some(&v[2..])
+    }
+
+    /// A zone abbreviation (`UTC`, or three to five capitals); every zone reads as UTC.
+    fn read_zone_name<'v>(&mut self, v: &'v str) -> Option<&'v str> {
+        self.off = Some(0);
+        if let Some(r) = v.strip_prefix("UTC") {
+            return Some(r);
+        }
+        let n = v.bytes().take_while(u8::is_ascii_uppercase).count();
+        (3..=5).contains(&n).then(|| &v[n..])
+    }
+
+    /// A numeric offset such as `-07`, `-0700`, `-07:00:00`, or `Z` where the layout allows it.
+    fn read_offset<'v>(
+        &mut self,
+        mut v: &'v str,
+        z: bool,
+        colon: bool,
+        mins: bool,
+        secs: bool,
+    ) -> Option<&'v str> {
+        if z && v.starts_with('Z') {
+            self.off = Some(0);
+            return Some(&v[1..]);
+        }
+        let sign = match v.as_bytes().first() {
+            Some(b'+') => 1,
+            Some(b'-') => -1,
+            _ => return None,
+        };
+        let (h, r) = take_digits(&v[1..], 2, 2)?;
+        v = r;
+        let mut total = h * 3600;
+        for (wanted, mult) in [(mins, 60), (secs, 1)] {
+            if !wanted {
+                continue;
+            }
+            if colon {
+                v = v.strip_prefix(':')?;
+            }
+            let (n, r) = take_digits(v, 2, 2)?;
+            total += n * mult;
+            v = r;
+        }
+        self.off = Some(sign * total as i32);
+        Some(v)
+    }
+
+    /// A fraction of `n` digits, or with `trim` (`.999`) any number of them or none at all.
+    fn read_frac<'v>(&mut self, v: &'v str, n: usize, trim: bool) -> Option<&'v str> {
+        let b = v.as_bytes();
+        if b.first().is_none_or(|c| *c != b'.' && *c != b',') {
+            return trim.then_some(v);
+        }
+        let digits = b[1..].iter().take_while(|c| c.is_ascii_digit()).count();
+        if !trim && digits != n || trim && digits == 0 {
+            return None;
+        }
+        let (ns, r) = take_frac(&v[1..]);
+        self.nanos = ns;
+        Some(r)
+    }
+
+    /// Turns the read fields into a time: AM/PM and day of year applied, ranges checked.
+    fn into_time(mut self) -> Result<Time, Invalid> {
+        self.apply_am_pm();
+        self.apply_year_day()?;
+        let month = if self.month == 0 { 1 } else { self.month };
+        let day = if self.day == 0 { 1 } else { self.day };
+        let (year, hour, min, sec) = (self.year, self.hour, self.min, self.sec);
+        if month > 12 || day > days_in_month(year, month) || hour > 23 || min > 59 || sec > 59 {
+            return Err(Invalid::OutOfRange);
+        }
+        let off = self.off.unwrap_or(0);
+        let local = days_from_civil(year, month, day) * 86_400 + hour * 3600 + min * 60 + sec;
+        Ok(Time {
+            secs: local - i64::from(off),
+            nanos: self.nanos,
+            off,
+        })
+    }
+
+    fn apply_am_pm(&mut self) {
+        match self.pm {
+            Some(true) if self.hour < 12 => self.hour += 12,
+            Some(false) if self.hour == 12 => self.hour = 0,
+            _ => {}
+        }
+    }
+
+    /// A day of year sets month and day when the layout gave no month.
+    fn apply_year_day(&mut self) -> Result<(), Invalid> {
+        if self.yday == 0 || self.month != 0 {
+            return Ok(());
+        }
+        let max = if is_leap(self.year) { 366 } else { 365 };
+        if self.yday > max {
+            return Err(Invalid::Unparsable);
+        }
+        let (_, m, d) = civil_from_days(days_from_civil(self.year, 1, 1) + self.yday - 1);
+        self.month = m;
+        self.day = d;
+        Ok(())
+    }
 }
 
 /// Matches layout literal text, treating a run of spaces as matching any run of spaces.

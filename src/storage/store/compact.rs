@@ -4,7 +4,7 @@
 //! `storage::compactor`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -171,6 +171,10 @@ impl Store {
         through
     }
 
+    /// Rewrites the partition `[from, to)` of `inputs` into one new segment, in the order the
+    /// crash guarantees need: gather the partition's chunks, check the disk has room, write
+    /// the new segment (recording what it replaces), publish it in place of its inputs, then
+    /// delete the segments it replaced entirely.
     #[allow(clippy::too_many_arguments)]
     fn compact_partition(
         &self,
@@ -184,51 +188,10 @@ impl Store {
         through: u64,
         report: &mut CompactionReport,
     ) -> Result<(), CompactError> {
-        // Each stream's chunks in this partition, and what the inputs record of the stream.
-        let mut streams: BTreeMap<Labels, (SegmentStream, Vec<(usize, ChunkMeta)>)> =
-            BTreeMap::new();
-        let mut need = 0u64;
-        for (i, seg) in inputs.iter().enumerate() {
-            for c in seg
-                .chunks
-                .iter()
-                .filter(|c| c.min_ts >= from && c.min_ts < to)
-            {
-                need += c.len;
-                let s = &seg.streams[c.stream as usize];
-                let e = streams
-                    .entry(s.labels.clone())
-                    .or_insert_with(|| (s.clone(), Vec::new()));
-                e.0.max_ts = e.0.max_ts.max(s.max_ts);
-                e.0.flushed_pos = e.0.flushed_pos.max(s.flushed_pos);
-                e.1.push((i, *c));
-            }
-        }
+        let (streams, need) = partition_streams(inputs, from, to);
         let dir = files::segments_dir(self.data_dir(), &tenant.name);
-        let free = files::free_bytes(&dir).map_err(|source| SegmentError::Io {
-            path: dir.clone(),
-            source,
-        })?;
-        if free < need {
-            return Err(CompactError::DiskShort { need, free });
-        }
-        let live_seqs: BTreeSet<u64> = live.iter().map(|s| s.seq).collect();
-        let mut replaces: BTreeSet<Replaced> = inputs
-            .iter()
-            .map(|s| Replaced {
-                seq: s.seq,
-                from,
-                to,
-            })
-            .collect();
-        for s in inputs {
-            replaces.extend(
-                s.lineage
-                    .replaces
-                    .iter()
-                    .filter(|r| live_seqs.contains(&r.seq)),
-            );
-        }
+        check_free_space(&dir, need)?;
+        let replaces = lineage_replaces(live, inputs, from, to);
         let oldest_wal = self.wal().map_or(0, |w| w.oldest_seq());
         let seq = self.allocate_segment_seq();
         let path = files::segment_file(&dir, seq);
@@ -237,33 +200,12 @@ impl Store {
             replaces: replaces.into_iter().collect(),
             deletes_applied_through: through,
         });
-        let comp = &self.cfg.compactor;
-        let mut sink = ChunkSink::new(
-            comp.block_size.max(1) as usize,
-            comp.chunk_target_size.max(1) as usize,
-            comp.zstd_level,
-        );
         // Counted here, added to the report once the partition is published.
         let mut stats = CompactionReport::default();
-        let res = (|| {
-            for (labels, (meta, chunks)) in &streams {
-                let sd = drops.for_stream(labels, now, 0, through);
-                sink.start_stream();
-                let refs: Vec<(&SegmentReader, &ChunkMeta)> =
-                    chunks.iter().map(|(i, c)| (&*inputs[*i], c)).collect();
-                merge_stream(&refs, &sd, &mut stats, |ts, line, md| {
-                    sink.push(&mut w, meta, ts, line, md)
-                })?;
-                sink.finish_chunk(&mut w, meta)?;
-                // A stream whose entries all went still records its WAL position while the WAL
-                // holds records of it, so that replay does not bring them back.
-                if !sink.stream_started() && meta.flushed_pos.seq >= oldest_wal {
-                    w.add_stream(meta.clone());
-                }
-            }
-            Ok::<(), CompactError>(())
-        })();
-        if let Err(e) = res {
+        let deletes = (drops, now, through);
+        let written =
+            self.write_partition(&mut w, &streams, inputs, deletes, oldest_wal, &mut stats);
+        if let Err(e) = written {
             w.abort();
             return Err(e);
         }
@@ -279,37 +221,43 @@ impl Store {
         report.partitions += 1;
         report.input_bytes += need;
         report.output_bytes += bytes;
-        let replaced = output.lineage.replaces.clone();
-        let gone = {
-            let mut segs = tenant.segments.write();
-            let mut gone = Vec::new();
-            for s in segs.iter_mut() {
-                if replaced.iter().any(|r| r.seq == s.seq) {
-                    let hidden = Arc::new(s.without(&replaced));
-                    if hidden.is_replaced() {
-                        gone.push(hidden.path().to_path_buf());
-                    }
-                    *s = hidden;
-                }
-            }
-            segs.retain(|s| !s.is_replaced());
-            segs.push(output);
-            gone
-        };
+        let gone = publish(tenant, output);
         failpoint::hit("compact-before-delete");
-        for (i, p) in gone.iter().enumerate() {
-            if i == 1 {
-                failpoint::hit("compact-between-deletes");
+        delete_replaced(&dir, &gone, report);
+        Ok(())
+    }
+
+    /// Merges each stream's chunks of the partition into `w`, applying the deletes
+    /// `(drops, now, through)`; the caller aborts `w` on an error.
+    fn write_partition(
+        &self,
+        w: &mut SegmentWriter,
+        streams: &PartitionStreams,
+        inputs: &[Arc<SegmentReader>],
+        (drops, now, through): (&Drops, i64, u64),
+        oldest_wal: u64,
+        stats: &mut CompactionReport,
+    ) -> Result<(), CompactError> {
+        let comp = &self.cfg.compactor;
+        let mut sink = ChunkSink::new(
+            comp.block_size.max(1) as usize,
+            comp.chunk_target_size.max(1) as usize,
+            comp.zstd_level,
+        );
+        for (labels, (meta, chunks)) in streams {
+            let sd = drops.for_stream(labels, now, 0, through);
+            sink.start_stream();
+            let refs: Vec<(&SegmentReader, &ChunkMeta)> =
+                chunks.iter().map(|(i, c)| (&*inputs[*i], c)).collect();
+            merge_stream(&refs, &sd, stats, |ts, line, md| {
+                sink.push(w, meta, ts, line, md)
+            })?;
+            sink.finish_chunk(w, meta)?;
+            // A stream whose entries all went still records its WAL position while the WAL
+            // holds records of it, so that replay does not bring them back.
+            if !sink.stream_started() && meta.flushed_pos.seq >= oldest_wal {
+                w.add_stream(meta.clone());
             }
-            match crate::storage::segment::remove(p) {
-                Ok(()) => report.segments_deleted += 1,
-                Err(e) => {
-                    tracing::warn!(file = %p.display(), error = %e, "cannot delete a replaced segment; start-up will")
-                }
-            }
-        }
-        if !gone.is_empty() {
-            let _ = files::sync_dir(&dir);
         }
         Ok(())
     }
@@ -412,5 +360,110 @@ impl Store {
                 }
             })
             .expect("bug: cannot spawn compactor thread");
+    }
+}
+
+/// Each stream's chunks in a partition (as input index and chunk), with what the inputs
+/// record of the stream.
+type PartitionStreams = BTreeMap<Labels, (SegmentStream, Vec<(usize, ChunkMeta)>)>;
+
+/// The chunks of `inputs` starting in `[from, to)`, by stream, and their bytes.
+fn partition_streams(inputs: &[Arc<SegmentReader>], from: i64, to: i64) -> (PartitionStreams, u64) {
+    let mut streams = PartitionStreams::new();
+    let mut need = 0u64;
+    for (i, seg) in inputs.iter().enumerate() {
+        for c in seg
+            .chunks
+            .iter()
+            .filter(|c| c.min_ts >= from && c.min_ts < to)
+        {
+            need += c.len;
+            let s = &seg.streams[c.stream as usize];
+            let e = streams
+                .entry(s.labels.clone())
+                .or_insert_with(|| (s.clone(), Vec::new()));
+            e.0.max_ts = e.0.max_ts.max(s.max_ts);
+            e.0.flushed_pos = e.0.flushed_pos.max(s.flushed_pos);
+            e.1.push((i, *c));
+        }
+    }
+    (streams, need)
+}
+
+/// Refuses to start a partition when `dir`'s file system has less than `need` bytes free.
+fn check_free_space(dir: &Path, need: u64) -> Result<(), CompactError> {
+    let free = files::free_bytes(dir).map_err(|source| SegmentError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    if free < need {
+        return Err(CompactError::DiskShort { need, free });
+    }
+    Ok(())
+}
+
+/// What the new segment replaces: the partition of each input, and what the inputs replaced
+/// that is still on disk (`live`).
+fn lineage_replaces(
+    live: &[Arc<SegmentReader>],
+    inputs: &[Arc<SegmentReader>],
+    from: i64,
+    to: i64,
+) -> BTreeSet<Replaced> {
+    let live_seqs: BTreeSet<u64> = live.iter().map(|s| s.seq).collect();
+    let mut replaces: BTreeSet<Replaced> = inputs
+        .iter()
+        .map(|s| Replaced {
+            seq: s.seq,
+            from,
+            to,
+        })
+        .collect();
+    for s in inputs {
+        replaces.extend(
+            s.lineage
+                .replaces
+                .iter()
+                .filter(|r| live_seqs.contains(&r.seq)),
+        );
+    }
+    replaces
+}
+
+/// Puts `output` into the tenant's segment list, hiding what it replaces in the segments it
+/// replaces; returns the files of the segments it replaced entirely.
+fn publish(tenant: &Tenant, output: Arc<SegmentReader>) -> Vec<PathBuf> {
+    let replaced = output.lineage.replaces.clone();
+    let mut segs = tenant.segments.write();
+    let mut gone = Vec::new();
+    for s in segs.iter_mut() {
+        if replaced.iter().any(|r| r.seq == s.seq) {
+            let hidden = Arc::new(s.without(&replaced));
+            if hidden.is_replaced() {
+                gone.push(hidden.path().to_path_buf());
+            }
+            *s = hidden;
+        }
+    }
+    segs.retain(|s| !s.is_replaced());
+    segs.push(output);
+    gone
+}
+
+/// Deletes the replaced segment files `gone` (a file that cannot go is left to start-up).
+fn delete_replaced(dir: &Path, gone: &[PathBuf], report: &mut CompactionReport) {
+    for (i, p) in gone.iter().enumerate() {
+        if i == 1 {
+            failpoint::hit("compact-between-deletes");
+        }
+        match crate::storage::segment::remove(p) {
+            Ok(()) => report.segments_deleted += 1,
+            Err(e) => {
+                tracing::warn!(file = %p.display(), error = %e, "cannot delete a replaced segment; start-up will")
+            }
+        }
+    }
+    if !gone.is_empty() {
+        let _ = files::sync_dir(dir);
     }
 }

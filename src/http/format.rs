@@ -37,19 +37,7 @@ pub async fn format_query(
     Ok(json_with_status(status, body + "\n"))
 }
 
-/// A JSON string as Go's `encoding/json` writes it: `<`, `>`, `&`, U+2028 and U+2029 escaped,
-/// control characters as `\u00XX` except `\n`, `\r` and `\t`.
-fn go_json_str(s: &str) -> String {
-    // serde_json escapes what Go escapes but for the HTML-sensitive characters and the two
-    // line separators, which it writes as they are (so a plain replace cannot hit an escape).
-    serde_json::to_string(s)
-        .expect("bug: a string encodes")
-        .replace('<', "\\u003c")
-        .replace('>', "\\u003e")
-        .replace('&', "\\u0026")
-        .replace('\u{2028}', "\\u2028")
-        .replace('\u{2029}', "\\u2029")
-}
+use crate::logql::go::json_quote as go_json_str;
 
 fn json_with_status(status: StatusCode, body: String) -> Response {
     let mut r = (status, body).into_response();

@@ -252,6 +252,20 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
     Ok(v as u64)
 }
 
+/// A JSON string as Go's `encoding/json` writes it: `<`, `>`, `&`, U+2028 and U+2029 escaped,
+/// control characters as `\u00XX` except `\n`, `\r` and `\t`.
+pub fn json_quote(s: &str) -> String {
+    // serde_json escapes what Go escapes but for the HTML-sensitive characters and the two
+    // line separators, which it writes as they are (so a plain replace cannot hit an escape).
+    serde_json::to_string(s)
+        .expect("bug: a string encodes")
+        .replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
+        .replace('\u{2028}', "\\u2028")
+        .replace('\u{2029}', "\\u2029")
+}
+
 /// A byte size as Loki's `flagext.ByteSize` reads it (c2h5oh/datasize): binary units whatever
 /// their spelling, `3MB` = `3MiB` = 3 MiB. Read by [`parse_bytes`] with each SI unit name
 /// taken as its binary twin, so there is one byte-size parser.

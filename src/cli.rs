@@ -348,6 +348,10 @@ struct ServeArgs {
     /// Only check the config file and exit.
     #[arg(long)]
     check_config: bool,
+    /// While another process holds the data directory's lock (a restart overlapping the old
+    /// process's shutdown), wait this long for it to exit (e.g. 30s); default: exit at once.
+    #[arg(long, value_name = "DURATION", value_parser = crate::config::parse_duration)]
+    lock_wait: Option<std::time::Duration>,
 }
 
 #[derive(Subcommand)]
@@ -360,6 +364,9 @@ enum BenchCommand {
     Tail(BenchTailArgs),
     /// Search index: build cost and size, ID lookups and needle queries with and without it.
     Index(BenchIndexArgs),
+    /// Mixed-load soak against a server it starts: pushes, queries, tails, deletes, retention
+    /// and compaction at once; samples RSS, files, threads and latencies; checks nothing is lost.
+    Soak(crate::soak::SoakArgs),
 }
 
 #[derive(Args)]
@@ -462,6 +469,7 @@ pub fn main() -> i32 {
         Command::Serve(a) => serve(a),
         Command::Bench(BenchCommand::Push(a)) => crate::bench::push(a),
         Command::Bench(BenchCommand::Tail(a)) => crate::bench::tail(a),
+        Command::Bench(BenchCommand::Soak(a)) => crate::soak::run(a),
         Command::Bench(BenchCommand::Index(a)) => {
             crate::server::tune_allocator();
             crate::bench::index(a)
@@ -501,6 +509,9 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     crate::server::init_logging(&cfg);
+    // Before anything in the data directory is read, and before the port is taken.
+    let _lock =
+        crate::lock::DataDirLock::acquire(cfg.data_dir(), a.lock_wait.unwrap_or_default())?;
     crate::server::tune_allocator();
     let cfg = Arc::new(cfg);
     let config_path = a.config.clone();

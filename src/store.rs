@@ -822,7 +822,13 @@ impl Store {
                 head.streams.len() as f64,
             ));
             let head_bytes: usize = head.streams.values().map(|s| s.open.size()).sum();
-            out.push(("sawmill_head_open_bytes".to_string(), tl, head_bytes as f64));
+            out.push((
+                "sawmill_head_open_bytes".to_string(),
+                tl.clone(),
+                head_bytes as f64,
+            ));
+            let in_memory: usize = head.streams.values().map(|s| s.memory_bytes()).sum();
+            out.push(("sawmill_head_bytes".to_string(), tl, in_memory as f64));
         }
         if let Some(w) = self.wal.get() {
             out.push((

@@ -163,6 +163,10 @@ pub const HELP: &[(&str, &str)] = &[
         "Flushes of the head to segments that failed.",
     ),
     (
+        "head_bytes",
+        "Bytes of entries held in memory (open, sealed and cut blocks not yet flushed), by tenant.",
+    ),
+    (
         "head_open_bytes",
         "Uncompressed bytes in open head blocks, by tenant.",
     ),

@@ -133,10 +133,13 @@ pub async fn shutdown_signal() {
 /// Sets up logging as configured: JSON by default, one object per line with the event's fields
 /// at the top level (`{"timestamp":..,"level":"INFO","fields"...}` flattened) and the fields of
 /// the current span (the `request_id` of the HTTP request being served) under `span`.
-/// `SAWMILL_LOG` (an `EnvFilter` directive such as `sawmill=debug`) overrides `server.log_level`.
+/// `server.log_level` applies to Sawmill's own lines; other crates (tantivy, hyper) log at warn
+/// unless asked. `SAWMILL_LOG` (an `EnvFilter` directive such as `sawmill=debug,tantivy=info`)
+/// overrides both.
 pub fn init_logging(cfg: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SAWMILL_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.server.log_level));
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SAWMILL_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(crate::telemetry::log_directive(&cfg.server.log_level))
+    });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -297,6 +297,19 @@ pub struct Limits {
     /// A query still running after this is stopped and answered 504.
     #[serde(deserialize_with = "de_duration")]
     pub query_timeout: Duration,
+    /// Parts (threads) one query is split into, at most (fewer on fewer cores).
+    pub max_query_parallelism: usize,
+    /// Queries a tenant may have running at once; more are answered 429.
+    pub max_outstanding_requests_per_tenant: usize,
+    /// Uncompressed bytes a query may read, estimated before it runs (0 = no limit).
+    #[serde(deserialize_with = "de_bytes")]
+    pub max_query_bytes_read: u64,
+    /// Memory a query's results and samples may take while it runs (0 = no limit).
+    #[serde(deserialize_with = "de_bytes")]
+    pub max_query_memory: u64,
+    /// How far back queries may look; older parts of a range are left out (0 = no limit).
+    #[serde(deserialize_with = "de_duration")]
+    pub max_query_lookback: Duration,
     /// Entries older than this are dropped (0 = keep forever).
     #[serde(deserialize_with = "de_duration")]
     pub retention_period: Duration,
@@ -444,6 +457,11 @@ impl Default for Limits {
             max_concurrent_tail_requests: 10,
             max_query_length: Duration::from_secs(721 * 3600),
             query_timeout: Duration::from_secs(60),
+            max_query_parallelism: 32,
+            max_outstanding_requests_per_tenant: 32,
+            max_query_bytes_read: 0,
+            max_query_memory: 1 << 30,
+            max_query_lookback: Duration::ZERO,
             retention_period: Duration::ZERO,
             retention_stream: Vec::new(),
         }
@@ -700,6 +718,14 @@ impl serde::Serialize for LimitsSer<'_> {
         )?;
         m.serialize_entry("max_query_length", &dur(l.max_query_length))?;
         m.serialize_entry("query_timeout", &dur(l.query_timeout))?;
+        m.serialize_entry("max_query_parallelism", &l.max_query_parallelism)?;
+        m.serialize_entry(
+            "max_outstanding_requests_per_tenant",
+            &l.max_outstanding_requests_per_tenant,
+        )?;
+        m.serialize_entry("max_query_bytes_read", &l.max_query_bytes_read)?;
+        m.serialize_entry("max_query_memory", &l.max_query_memory)?;
+        m.serialize_entry("max_query_lookback", &dur(l.max_query_lookback))?;
         m.serialize_entry("retention_period", &dur(l.retention_period))?;
         m.serialize_entry("retention_stream", &l.retention_stream)?;
         m.end()

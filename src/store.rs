@@ -85,6 +85,8 @@ pub struct Store {
     pub metrics: Metrics,
     /// Live tails, handed every accepted entry.
     pub tails: Arc<crate::tail::TailHub>,
+    /// Queries running per tenant (`max_outstanding_requests_per_tenant`).
+    pub query_slots: crate::query::guard::TenantSlots,
 }
 
 /// What start-up found.
@@ -116,6 +118,7 @@ impl Store {
             last_flush: Mutex::new(None),
             metrics: Metrics::default(),
             tails: Arc::default(),
+            query_slots: Default::default(),
         })
     }
 

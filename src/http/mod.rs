@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod correlate;
 pub mod extra;
+pub mod guard;
 pub mod params;
 pub mod push;
 pub mod read;
@@ -137,6 +138,7 @@ impl From<crate::query::QueryError> for ApiError {
             Q::Stopped => ApiError::Timeout("query timed out: it ran longer than limits_config.query_timeout; narrow the time range or the selector".into()),
             Q::Unsupported(m) | Q::BadRegex(m) => ApiError::BadRequest(m),
             Q::Storage(m) => ApiError::Internal(m),
+            Q::Limit(m) => ApiError::BadRequest(m),
         }
     }
 }

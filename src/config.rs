@@ -83,6 +83,15 @@ pub struct ServerConfig {
     pub log_level: String,
     /// `json` (structured, one object per line, the default) or `text` (human-readable).
     pub log_format: String,
+    /// A request's line, headers and body must all arrive within this (408 otherwise).
+    #[serde(deserialize_with = "de_duration")]
+    pub http_server_read_timeout: Duration,
+    /// A response write that makes no progress for this long closes the connection.
+    #[serde(deserialize_with = "de_duration")]
+    pub http_server_write_timeout: Duration,
+    /// A keep-alive connection with nothing to do for this long is closed.
+    #[serde(deserialize_with = "de_duration")]
+    pub http_server_idle_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -327,6 +336,9 @@ impl Default for ServerConfig {
             http_listen_port: 3100,
             log_level: "info".into(),
             log_format: "json".into(),
+            http_server_read_timeout: Duration::from_secs(30),
+            http_server_write_timeout: Duration::from_secs(30),
+            http_server_idle_timeout: Duration::from_secs(120),
         }
     }
 }

@@ -48,11 +48,9 @@ pub async fn run(
         shutdown.await;
         tails.close_all();
     };
-    // No Nagle delay: small responses and tail frames go out at once.
-    use axum::serve::ListenerExt;
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
+    // Request targets as Go reads them, bounded reads and writes (see `http::conn`).
+    let listener =
+        crate::http::conn::GuardedListener::new(listener, crate::http::conn::Timeouts::of(&cfg.server));
     let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);
     let serving = tokio::spawn(async move { server.await });
     match recovery.await {

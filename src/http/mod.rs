@@ -6,6 +6,7 @@
 //! and [`observe`] (request durations by route, push requests by body format).
 
 pub mod admin;
+pub mod conn;
 pub mod correlate;
 pub mod extra;
 pub mod guard;

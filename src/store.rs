@@ -794,7 +794,10 @@ impl Store {
     pub fn gauges(&self) -> Vec<crate::telemetry::Gauge> {
         let mut out = Vec::new();
         for t in self.tenants() {
-            let segs = t.segments.read();
+            // A copy of the list, not the lock: the flusher takes the head lock and then
+            // the segments' write lock, so holding the segments while taking the head below
+            // would deadlock with it.
+            let segs = t.segments.read().clone();
             let bytes: u64 = segs.iter().map(|s| s.file_len()).sum();
             let tl = vec![("tenant".to_string(), t.name.clone())];
             out.push((

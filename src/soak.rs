@@ -678,6 +678,9 @@ pub fn run(a: SoakArgs) -> anyhow::Result<()> {
 
     // Sampling, once a second.
     let metrics_conn = conn(&addr, None)?;
+    let metrics_agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(5))
+        .build();
     let mut csv = std::io::BufWriter::new(
         std::fs::File::create(&a.out)
             .with_context(|| format!("cannot write {}", a.out.display()))?,
@@ -692,7 +695,19 @@ pub fn run(a: SoakArgs) -> anyhow::Result<()> {
         if let Some(d) = at.checked_duration_since(Instant::now()) {
             std::thread::sleep(d);
         }
-        let metrics = metrics_conn.get_text("/metrics", &[]).unwrap_or_default();
+        // With a timeout: a server that stops answering /metrics is a finding, not a stall.
+        let metrics = match metrics_agent
+            .get(&format!("{addr}/metrics"))
+            .call()
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.into_string().map_err(|e| e.to_string()))
+        {
+            Ok(text) => text,
+            Err(e) => {
+                sh.error("metrics failed", &e);
+                String::new()
+            }
+        };
         let s = Sample {
             second,
             rss_kb: proc_status(pid, "VmRSS"),

@@ -147,7 +147,14 @@ fn restart_overlapping_a_slow_shutdown_waits_or_exits_clearly() {
     std::thread::sleep(Duration::from_millis(800));
     let addr = format!("http://127.0.0.1:{port}");
     assert!(
-        try_request("GET", &format!("{addr}/ready"), &[], None, Duration::from_secs(1)).is_err(),
+        try_request(
+            "GET",
+            &format!("{addr}/ready"),
+            &[],
+            None,
+            Duration::from_secs(1)
+        )
+        .is_err(),
         "the waiting process must not listen while the lock is held"
     );
     // The old process finishes its shutdown.

@@ -520,6 +520,8 @@ fn deleter(addr: String, tenants: usize, every: Duration, start: i64, sh: Arc<Sh
 struct Sample {
     second: u64,
     rss_kb: u64,
+    /// Heap and other anonymous memory (RSS without mapped segment files).
+    rss_anon_kb: u64,
     fds: u64,
     threads: u64,
     head_bytes: f64,
@@ -530,14 +532,15 @@ struct Sample {
     errors: u64,
 }
 
-const CSV_HEADER: &str = "second,rss_kb,fds,threads,head_bytes,segments,pushed_lines,push_p99_ms,log_query_p99_ms,metric_query_p99_ms,correlate_p99_ms,tail_lines,errors";
+const CSV_HEADER: &str = "second,rss_kb,rss_anon_kb,fds,threads,head_bytes,segments,pushed_lines,push_p99_ms,log_query_p99_ms,metric_query_p99_ms,correlate_p99_ms,tail_lines,errors";
 
 impl Sample {
     fn csv(&self) -> String {
         format!(
-            "{},{},{},{},{},{},{},{:.2},{:.2},{:.2},{:.2},{},{}",
+            "{},{},{},{},{},{},{},{},{:.2},{:.2},{:.2},{:.2},{},{}",
             self.second,
             self.rss_kb,
+            self.rss_anon_kb,
             self.fds,
             self.threads,
             self.head_bytes,
@@ -711,6 +714,7 @@ pub fn run(a: SoakArgs) -> anyhow::Result<()> {
         let s = Sample {
             second,
             rss_kb: proc_status(pid, "VmRSS"),
+            rss_anon_kb: proc_status(pid, "RssAnon"),
             fds: open_fds(pid),
             threads: proc_status(pid, "Threads"),
             head_bytes: metric_sum(&metrics, "sawmill_head_bytes"),
@@ -800,7 +804,7 @@ pub fn run(a: SoakArgs) -> anyhow::Result<()> {
 /// One row per minute: RSS, open files, threads and head bytes at the minute's end, p99s over
 /// the minute.
 fn print_minutes(samples: &[Sample]) {
-    println!("minute  rss_MB  fds  threads  head_MB  segments  lines/s  push_p99_ms  log_q_p99_ms  metric_q_p99_ms  correlate_p99_ms  errors");
+    println!("minute  rss_MB  anon_MB  fds  threads  head_MB  segments  lines/s  push_p99_ms  log_q_p99_ms  metric_q_p99_ms  correlate_p99_ms  errors");
     for (m, chunk) in samples.chunks(60).enumerate() {
         let last = chunk.last().expect("bug: chunks are not empty");
         let prev = if m == 0 {
@@ -821,9 +825,10 @@ fn print_minutes(samples: &[Sample]) {
                 .unwrap_or(0.0)
         };
         println!(
-            "{:>6}  {:>6.1}  {:>3}  {:>7}  {:>7.2}  {:>8}  {:>7.0}  {:>11.1}  {:>12.1}  {:>15.1}  {:>16.1}  {:>6}",
+            "{:>6}  {:>6.1}  {:>7.1}  {:>3}  {:>7}  {:>7.2}  {:>8}  {:>7.0}  {:>11.1}  {:>12.1}  {:>15.1}  {:>16.1}  {:>6}",
             m + 1,
             last.rss_kb as f64 / 1024.0,
+            last.rss_anon_kb as f64 / 1024.0,
             last.fds,
             last.threads,
             last.head_bytes / 1_048_576.0,

@@ -75,11 +75,14 @@ fn sixty_second_soak_loses_nothing_and_stays_flat() {
     assert!(rows.len() >= 59, "{} rows", rows.len());
     for row in &rows {
         let cols: Vec<f64> = row.split(',').map(|c| c.parse().unwrap()).collect();
-        assert_eq!(cols.len(), 13, "{row}");
-        assert!(cols[1] > 0.0 && cols[2] > 0.0 && cols[3] > 0.0, "{row}");
+        assert_eq!(cols.len(), 14, "{row}");
+        assert!(
+            cols[1] > 0.0 && cols[2] > 0.0 && cols[3] > 0.0 && cols[4] > 0.0,
+            "{row}"
+        );
     }
     assert!(
-        rows.iter().any(|r| r.split(',').nth(4) != Some("0")),
+        rows.iter().any(|r| r.split(',').nth(5) != Some("0")),
         "head bytes never seen"
     );
 }

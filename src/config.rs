@@ -92,6 +92,15 @@ pub struct ServerConfig {
     pub log_format: String,
     /// The built-in web page at `/` and `/ui/` (true by default); false answers 404 there.
     pub ui_enabled: bool,
+    /// A request's line, headers and body must all arrive within this (408 otherwise).
+    #[serde(deserialize_with = "de_duration")]
+    pub http_server_read_timeout: Duration,
+    /// A response write that makes no progress for this long closes the connection.
+    #[serde(deserialize_with = "de_duration")]
+    pub http_server_write_timeout: Duration,
+    /// A keep-alive connection with nothing to do for this long is closed.
+    #[serde(deserialize_with = "de_duration")]
+    pub http_server_idle_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
@@ -311,6 +320,19 @@ pub struct Limits {
     /// A query still running after this is stopped and answered 504.
     #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
     pub query_timeout: Duration,
+    /// Parts (threads) one query is split into, at most (fewer on fewer cores).
+    pub max_query_parallelism: usize,
+    /// Queries a tenant may have running at once; more are answered 429.
+    pub max_outstanding_requests_per_tenant: usize,
+    /// Uncompressed bytes a query may read, estimated before it runs (0 = no limit).
+    #[serde(deserialize_with = "de_bytes")]
+    pub max_query_bytes_read: u64,
+    /// Memory a query's results and samples may take while it runs (0 = no limit).
+    #[serde(deserialize_with = "de_bytes")]
+    pub max_query_memory: u64,
+    /// How far back queries may look; older parts of a range are left out (0 = no limit).
+    #[serde(deserialize_with = "de_duration")]
+    pub max_query_lookback: Duration,
     /// Entries older than this are dropped (0 = keep forever).
     #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
     pub retention_period: Duration,
@@ -344,6 +366,9 @@ impl Default for ServerConfig {
             log_level: "info".into(),
             log_format: "json".into(),
             ui_enabled: true,
+            http_server_read_timeout: Duration::from_secs(30),
+            http_server_write_timeout: Duration::from_secs(30),
+            http_server_idle_timeout: Duration::from_secs(120),
         }
     }
 }
@@ -475,6 +500,11 @@ impl Default for Limits {
             max_concurrent_tail_requests: 10,
             max_query_length: Duration::from_secs(721 * 3600),
             query_timeout: Duration::from_secs(60),
+            max_query_parallelism: 32,
+            max_outstanding_requests_per_tenant: 32,
+            max_query_bytes_read: 0,
+            max_query_memory: 1 << 30,
+            max_query_lookback: Duration::ZERO,
             retention_period: Duration::ZERO,
             retention_stream: Vec::new(),
             discover_service_name: default_service_name_labels(),
@@ -760,6 +790,14 @@ impl serde::Serialize for LimitsSer<'_> {
         )?;
         m.serialize_entry("max_query_length", &dur(l.max_query_length))?;
         m.serialize_entry("query_timeout", &dur(l.query_timeout))?;
+        m.serialize_entry("max_query_parallelism", &l.max_query_parallelism)?;
+        m.serialize_entry(
+            "max_outstanding_requests_per_tenant",
+            &l.max_outstanding_requests_per_tenant,
+        )?;
+        m.serialize_entry("max_query_bytes_read", &l.max_query_bytes_read)?;
+        m.serialize_entry("max_query_memory", &l.max_query_memory)?;
+        m.serialize_entry("max_query_lookback", &dur(l.max_query_lookback))?;
         m.serialize_entry("retention_period", &dur(l.retention_period))?;
         m.serialize_entry("retention_stream", &l.retention_stream)?;
         m.serialize_entry("discover_service_name", &l.discover_service_name)?;

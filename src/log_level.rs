@@ -44,7 +44,7 @@ pub enum LevelError {
     Reload(String),
 }
 
-/// Sets the level of every log line from now on.
+/// Sets the level of Sawmill's log lines from now on (other crates stay at warn, as at start).
 pub fn set(level: &str) -> Result<(), LevelError> {
     let level = level.trim();
     if !LEVELS.contains(&level) {
@@ -52,7 +52,8 @@ pub fn set(level: &str) -> Result<(), LevelError> {
     }
     let mut control = CONTROL.lock();
     let c = control.as_mut().ok_or(LevelError::NotInstalled)?;
-    (c.reload)(EnvFilter::new(level)).map_err(LevelError::Reload)?;
+    (c.reload)(EnvFilter::new(crate::telemetry::log_directive(level)))
+        .map_err(LevelError::Reload)?;
     c.level = level.to_string();
     Ok(())
 }

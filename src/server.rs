@@ -27,6 +27,7 @@ pub async fn run(
     let app = router(AppState {
         store: store.clone(),
         ruler: ruler.clone(),
+        query_slots: Default::default(),
     });
     let recovering = store.clone();
     let starting = ruler.clone();
@@ -51,11 +52,11 @@ pub async fn run(
         shutdown.await;
         tails.close_all();
     };
-    // No Nagle delay: small responses and tail frames go out at once.
-    use axum::serve::ListenerExt;
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
+    // Request targets as Go reads them, bounded reads and writes (see `http::conn`).
+    let listener = crate::http::conn::GuardedListener::new(
+        listener,
+        crate::http::conn::Timeouts::of(&cfg.server),
+    );
     let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);
     let serving = tokio::spawn(async move { server.await });
     match recovery.await {
@@ -136,12 +137,14 @@ pub async fn shutdown_signal() {
 /// Sets up logging as configured: JSON by default, one object per line with the event's fields
 /// at the top level (`{"timestamp":..,"level":"INFO","fields"...}` flattened) and the fields of
 /// the current span (the `request_id` of the HTTP request being served) under `span`.
-/// `SAWMILL_LOG` (an `EnvFilter` directive such as `sawmill=debug`) overrides `server.log_level`.
+/// `server.log_level` applies to Sawmill's own lines; other crates (tantivy, hyper) log at warn
+/// unless asked. `SAWMILL_LOG` (an `EnvFilter` directive such as `sawmill=debug,tantivy=info`)
+/// overrides both.
 pub fn init_logging(cfg: &Config) {
     let level = std::env::var("SAWMILL_LOG")
         .ok()
         .filter(|l| tracing_subscriber::EnvFilter::try_new(l).is_ok())
-        .unwrap_or_else(|| cfg.server.log_level.clone());
+        .unwrap_or_else(|| crate::telemetry::log_directive(&cfg.server.log_level));
     let filter = tracing_subscriber::EnvFilter::new(&level);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

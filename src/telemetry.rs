@@ -179,6 +179,10 @@ pub const HELP: &[(&str, &str)] = &[
         "Flushes of the head to segments that failed.",
     ),
     (
+        "head_bytes",
+        "Bytes of entries held in memory (open, sealed and cut blocks not yet flushed), by tenant.",
+    ),
+    (
         "head_open_bytes",
         "Uncompressed bytes in open head blocks, by tenant.",
     ),
@@ -427,9 +431,37 @@ fn fmt_labels(labels: &[(String, String)], le: Option<&str>) -> String {
     s
 }
 
+/// The log filter for `server.log_level`: a plain level applies to Sawmill's own targets,
+/// while other crates (tantivy's "save metas", hyper) log at warn, or less when the level is
+/// quieter. A full filter directive (with `=` or `,`) is taken as it is.
+pub fn log_directive(level: &str) -> String {
+    let level = level.trim();
+    if level.contains('=') || level.contains(',') {
+        return level.to_string();
+    }
+    let others = match level.to_ascii_lowercase().as_str() {
+        "off" | "error" => level.to_string(),
+        _ => "warn".to_string(),
+    };
+    format!("{others},sawmill={level}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn other_crates_log_at_warn_unless_asked() {
+        #[track_caller]
+        fn case(level: &str, want: &str) {
+            assert_eq!(log_directive(level), want, "{level}");
+        }
+        case("info", "warn,sawmill=info");
+        case("debug", "warn,sawmill=debug");
+        case("warn", "warn,sawmill=warn");
+        case("error", "error,sawmill=error");
+        case("tantivy=info,sawmill=debug", "tantivy=info,sawmill=debug");
+    }
 
     #[test]
     fn renders_prometheus_text() {

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 /// The floors, bottom first. A module may use modules of lower floors only.
 const FLOORS: &[&[&str]] = &[
     &["model", "labels", "failpoint", "logql", "loki_keys"],
-    &["config", "telemetry", "log_level", "template"],
-    &["pipeline", "ingest"],
+    &["config", "telemetry", "template"],
+    &["pipeline", "ingest", "log_level"],
     &["patterns"],
     &["storage"],
     &["query", "notify"],

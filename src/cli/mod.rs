@@ -350,6 +350,10 @@ struct ServeArgs {
     /// Only check the config file and exit.
     #[arg(long)]
     check_config: bool,
+    /// While another process holds the data directory's lock (a restart overlapping the old
+    /// process's shutdown), wait this long for it to exit (e.g. 30s); default: exit at once.
+    #[arg(long, value_name = "DURATION", value_parser = crate::config::parse_duration)]
+    lock_wait: Option<std::time::Duration>,
 }
 
 pub fn main() -> i32 {
@@ -412,6 +416,11 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     crate::server::init_logging(&cfg);
+    // Before anything in the data directory is read, and before the port is taken.
+    let _lock = crate::storage::lock::DataDirLock::acquire(
+        cfg.data_dir(),
+        a.lock_wait.unwrap_or_default(),
+    )?;
     crate::server::tune_allocator();
     let cfg = Arc::new(cfg);
     let config_path = a.config.clone();

@@ -9,9 +9,11 @@
 //! and [`observe`] (request durations by route, push requests by body format).
 
 pub mod admin;
+pub mod conn;
 pub mod correlate;
 pub mod detected;
 pub mod format;
+pub mod guard;
 pub mod multi_tenant;
 pub mod ops;
 pub mod otlp;
@@ -41,6 +43,8 @@ use crate::storage::store::Store;
 pub struct AppState {
     pub store: Arc<Store>,
     pub ruler: Arc<crate::ruler::Ruler>,
+    /// Queries running per tenant (`max_outstanding_requests_per_tenant`).
+    pub query_slots: Arc<crate::query::guard::TenantSlots>,
 }
 
 /// Every error an endpoint can answer with, and its status code.
@@ -147,6 +151,7 @@ impl From<crate::query::QueryError> for ApiError {
             Q::Stopped => ApiError::Timeout("query timed out: it ran longer than limits_config.query_timeout; narrow the time range or the selector".into()),
             Q::Unsupported(m) | Q::BadRegex(m) => ApiError::BadRequest(m),
             Q::Storage(m) => ApiError::Internal(m),
+            Q::Limit(m) => ApiError::BadRequest(m),
         }
     }
 }

@@ -10,6 +10,7 @@ use serde_json::json;
 use super::params::Params;
 use super::{ApiError, AppState, TenantQuery};
 use crate::logql::{self, Expr, Matcher};
+use crate::query::guard::QueryLimits;
 use crate::query::metric::{self, EvalParams};
 use crate::query::Cancel;
 use crate::query::{self, LogQuery, QueryStats, StreamResult};
@@ -94,11 +95,24 @@ pub async fn query_range(
 ) -> Result<Response, ApiError> {
     let q = p.query()?;
     let limits = state.store.limits_for(&tenant);
-    let (start, end) = p.range(now_ns())?;
+    let now = now_ns();
+    let (start, end) = p.range(now)?;
     let limit = p.limit(limits.max_entries_limit_per_query)?;
     let direction = p.direction()?;
     check_query_length(start, end, limits.max_query_length)?;
     let expr = logql::parse_expr(q).map_err(parse_error)?;
+    let _slot = super::guard::query_slot(&state, &tenant, &limits)?;
+    let start = super::guard::lookback_start(start, now, &limits);
+    if start > end {
+        // Wholly before max_query_lookback: an empty answer, as Loki gives.
+        let stats = QueryStats::default();
+        return Ok(json_response(match expr {
+            Expr::Log(_) => encode_streams(&[], &stats, false),
+            Expr::Sample(_) => {
+                encode_metric(&metric::MetricResult::Matrix(Vec::new()), &stats, false)
+            }
+        }));
+    }
     let log = match expr {
         Expr::Log(log) => log,
         Expr::Sample(sample) => {
@@ -136,7 +150,9 @@ pub async fn query_range(
         direction,
     };
     let store = state.store.clone();
-    let guard = CancelOnDrop(Cancel::with_timeout(limits.query_timeout));
+    let guard = CancelOnDrop(
+        Cancel::with_timeout(limits.query_timeout).with_limits(QueryLimits::of(&limits)),
+    );
     let cancel = guard.0.clone();
     let (streams, stats) = blocking(move || {
         let Some(t) = store.existing_tenant(&tenant) else {
@@ -166,7 +182,9 @@ pub async fn query_instant(
     let limits = state.store.limits_for(&tenant);
     let time = p.timestamp("time")?.unwrap_or_else(now_ns);
     p.limit(limits.max_entries_limit_per_query)?;
-    match logql::parse_expr(q).map_err(parse_error)? {
+    let expr = logql::parse_expr(q).map_err(parse_error)?;
+    let _slot = super::guard::query_slot(&state, &tenant, &limits)?;
+    match expr {
         Expr::Log(_) => Err(ApiError::BadRequest(
             "log queries are not supported as an instant query type, please change your query to a range query type".into(),
         )),
@@ -186,8 +204,10 @@ async fn run_metric(
 ) -> Result<Response, ApiError> {
     let store = state.store.clone();
     let started = std::time::Instant::now();
-    let timeout = state.store.limits_for(&tenant).query_timeout;
-    let guard = CancelOnDrop(Cancel::with_timeout(timeout));
+    let limits = state.store.limits_for(&tenant);
+    let guard = CancelOnDrop(
+        Cancel::with_timeout(limits.query_timeout).with_limits(QueryLimits::of(&limits)),
+    );
     let cancel = guard.0.clone();
     let (result, mut stats) = blocking(move || {
         Ok(query::run_metric(

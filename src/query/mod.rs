@@ -24,6 +24,7 @@ use crate::storage::store::Tenant;
 
 pub mod correlate;
 pub mod detected;
+pub mod guard;
 pub mod metric;
 pub mod multi_tenant;
 pub mod usage;
@@ -42,6 +43,9 @@ pub enum QueryError {
     BadRegex(String),
     #[error("{0}")]
     Storage(String),
+    /// A query guard (`limits_config.max_query_*`) refused or stopped the query.
+    #[error("{0}")]
+    Limit(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,12 +81,14 @@ pub struct StreamResult {
     pub entries: Vec<ResultEntry>,
 }
 
-/// Stops a query: set when its client goes away or its time is up; checked between blocks,
-/// so a stopped query stops using CPU within one block's work.
+/// Stops a query: set when its client goes away, its time is up or it went past a limit of
+/// [`guard`]; checked between blocks, so a stopped query stops using CPU within one block's
+/// work. It also carries the query's limits (see [`guard`]).
 #[derive(Debug, Default, Clone)]
 pub struct Cancel {
     flag: Arc<std::sync::atomic::AtomicBool>,
     deadline: Option<Instant>,
+    budget: Arc<guard::Budget>,
 }
 
 impl Cancel {
@@ -90,6 +96,7 @@ impl Cancel {
         Cancel {
             flag: Arc::default(),
             deadline: (!timeout.is_zero()).then(|| Instant::now() + timeout),
+            budget: Arc::default(),
         }
     }
     pub fn cancel(&self) {
@@ -294,14 +301,16 @@ impl TopN {
     /// kept entry. As Loki's merging iterator does, an entry with the timestamp and the line
     /// (after the pipeline) of an entry of the same stream already kept is dropped, whatever
     /// labels the pipeline gave either: it counts neither in the result nor in the limit.
-    fn push_from(&mut self, stream: u64, e: ResultEntry) {
+    /// Returns the memory given back: a dropped duplicate's, or that of the entry that made
+    /// room for `e`.
+    fn push_from(&mut self, stream: u64, e: ResultEntry) -> usize {
         let same_ts = self.by_ts.entry((stream, e.ts)).or_default();
         if same_ts
             .iter()
             .any(|s| matches!(&self.items[*s], Some((_, k)) if k.line == e.line))
         {
             self.duplicates += 1;
-            return;
+            return entry_bytes(&e);
         }
         self.seq += 1;
         let key = Key(e.ts, self.seq);
@@ -317,17 +326,31 @@ impl TopN {
             (self.heap_bwd.len() > self.limit)
                 .then(|| self.heap_bwd.pop().expect("bug: heap not empty").1)
         };
-        if let Some(s) = evicted {
-            if let Some((h, old)) = self.items[s].take() {
-                if let Some(slots) = self.by_ts.get_mut(&(h, old.ts)) {
-                    slots.retain(|x| *x != s);
-                    if slots.is_empty() {
-                        self.by_ts.remove(&(h, old.ts));
-                    }
-                }
+        let Some(s) = evicted else { return 0 };
+        let Some((h, old)) = self.items[s].take() else {
+            return 0;
+        };
+        if let Some(slots) = self.by_ts.get_mut(&(h, old.ts)) {
+            slots.retain(|x| *x != s);
+            if slots.is_empty() {
+                self.by_ts.remove(&(h, old.ts));
             }
         }
+        entry_bytes(&old)
     }
+}
+
+/// Memory an entry of a result takes, roughly: its line, its labels and their bookkeeping.
+fn entry_bytes(e: &ResultEntry) -> usize {
+    let c = &e.categorized;
+    let labels: usize = c
+        .stream
+        .iter()
+        .chain(&c.structured_metadata)
+        .chain(&c.parsed)
+        .map(|(k, v)| k.len() + v.len() + 48)
+        .sum();
+    e.line.len() + labels + 96
 }
 
 /// Receives the entries a [`scan`] finds, stream by stream.
@@ -388,6 +411,9 @@ type SeriesKey = Vec<(String, String)>;
 /// A series' `(timestamp, value)` samples.
 type Samples = Vec<(i64, f64)>;
 
+/// Entries between two checks of a query's [`Cancel`] inside a block.
+const CHECK_EVERY: usize = 256;
+
 /// One unit of scan work: a chunk of a segment, or a stream's data in the head.
 enum Work<'a> {
     /// A chunk, and the only blocks to read of it (`None`: all).
@@ -416,6 +442,14 @@ pub fn scan(
     v: &mut dyn EntryVisitor,
 ) {
     let mut block = DecodedBlock::default();
+    // Within a block, the pipeline's work per entry can be heavy: the query is checked every
+    // CHECK_EVERY entries too, so that a stopped query stops within milliseconds.
+    let stop_at = |i: usize, stats: &mut QueryStats| {
+        if i % CHECK_EVERY == CHECK_EVERY - 1 && stats.cancel.is_cancelled() {
+            stats.stopped = true;
+        }
+        stats.stopped
+    };
     let each = |ts: i64,
                 line: &[u8],
                 md: &[u8],
@@ -520,6 +554,10 @@ pub fn scan(
                     if b.max_ts < start || b.min_ts >= end || !v.wants(b.min_ts, b.max_ts) {
                         continue;
                     }
+                    if stats.cancel.is_cancelled() {
+                        stats.stopped = true;
+                        return;
+                    }
                     if let Err(e) = block.decode_from(&b) {
                         stats.damaged(seg.path(), c.offset + b.offset as u64, &e);
                         continue;
@@ -528,6 +566,9 @@ pub fn scan(
                     for i in 0..block.len() {
                         let (ts, line, md) = (block.ts(i), block.line(i), block.metadata_raw(i));
                         each(ts, line, md, &drops, stats, v);
+                        if stop_at(i, stats) {
+                            return;
+                        }
                     }
                 }
             }
@@ -540,6 +581,9 @@ pub fn scan(
                             let (lines, bytes) = (stats.lines_processed, stats.bytes_processed);
                             for i in 0..h.len() {
                                 each(h.ts(i), h.line(i), h.metadata_raw(i), &drops, stats, v);
+                                if stop_at(i, stats) {
+                                    return;
+                                }
                             }
                             stats.head_lines += stats.lines_processed - lines;
                             stats.head_bytes += stats.bytes_processed - bytes;
@@ -547,6 +591,10 @@ pub fn scan(
                         SlotState::Sealed(b) => {
                             if b.max_ts < start || b.min_ts >= end || !v.wants(b.min_ts, b.max_ts) {
                                 continue;
+                            }
+                            if stats.cancel.is_cancelled() {
+                                stats.stopped = true;
+                                return;
                             }
                             let mut r = crate::storage::codec::Reader::new(&b.bytes);
                             let decoded = crate::storage::chunk::block_ref(&mut r)
@@ -563,6 +611,9 @@ pub fn scan(
                                 let (ts, line, md) =
                                     (block.ts(i), block.line(i), block.metadata_raw(i));
                                 each(ts, line, md, &drops, stats, v);
+                                if stop_at(i, stats) {
+                                    return;
+                                }
                             }
                         }
                     }
@@ -571,6 +622,9 @@ pub fn scan(
                     let (lines, bytes) = (stats.lines_processed, stats.bytes_processed);
                     for i in 0..h.len() {
                         each(h.ts(i), h.line(i), h.metadata_raw(i), &drops, stats, v);
+                        if stop_at(i, stats) {
+                            return;
+                        }
                     }
                     stats.head_lines += stats.lines_processed - lines;
                     stats.head_bytes += stats.bytes_processed - bytes;
@@ -590,6 +644,7 @@ struct LogCollector {
     pipeline: pipeline::Pipeline,
     builder: labels_builder::LabelsBuilder,
     md: Vec<(String, String)>,
+    mem: guard::MemoryMeter,
 }
 
 impl EntryVisitor for LogCollector {
@@ -623,14 +678,14 @@ impl EntryVisitor for LogCollector {
         self.post_filter_lines += 1;
         let line = String::from_utf8_lossy(out).into_owned();
         let categorized = self.builder.categorized();
-        self.top.push_from(
-            self.stream_hash,
-            ResultEntry {
-                ts,
-                line,
-                categorized,
-            },
-        );
+        let e = ResultEntry {
+            ts,
+            line,
+            categorized,
+        };
+        self.mem.add(entry_bytes(&e));
+        let freed = self.top.push_from(self.stream_hash, e);
+        self.mem.sub(freed);
     }
 }
 
@@ -647,11 +702,12 @@ pub fn select_logs(
     pipeline::Pipeline::new(&q.pipeline).map_err(|e| QueryError::Unsupported(e.to_string()))?;
     let mut snap = snapshot(tenant, &q.matchers, q.start, q.end);
     snap.narrow(&q.pipeline);
+    cancel.check_bytes_read(guard::estimate_bytes(&snap, &q.matchers, q.start, q.end))?;
     let mut stats = QueryStats {
         cancel,
         ..QueryStats::default()
     };
-    let parts = parallelism();
+    let parts = stats.cancel.parts();
     let forward = q.direction == Direction::Forward;
     // Part threads log under the request's span (its request ID).
     let span = tracing::Span::current();
@@ -673,6 +729,7 @@ pub fn select_logs(
                         pipeline,
                         builder: labels_builder::LabelsBuilder::new(),
                         md: Vec::new(),
+                        mem: guard::MemoryMeter::new(cancel.clone()),
                     };
                     let mut stats = QueryStats {
                         cancel,
@@ -710,8 +767,8 @@ pub fn select_logs(
         }
     }
     stats.duplicates += top.duplicates;
-    if stats.stopped {
-        return Err(QueryError::Stopped);
+    if stats.stopped || stats.cancel.limit_hit().is_some() {
+        return Err(stats.cancel.stopped_error());
     }
     let mut grouped: BTreeMap<Labels, Vec<ResultEntry>> = BTreeMap::new();
     for (_, e) in top.items.into_iter().flatten() {
@@ -850,6 +907,7 @@ struct SampleCollector {
     stream_slot: Option<usize>,
     /// Entries that passed the whole pipeline (and gave a sample).
     post_filter_lines: u64,
+    mem: guard::MemoryMeter,
 }
 
 impl SampleCollector {
@@ -857,6 +915,12 @@ impl SampleCollector {
         if let Some(&i) = self.index.get(&key) {
             return i;
         }
+        self.mem.add(
+            key.iter()
+                .map(|(k, v)| 2 * (k.len() + v.len() + 48))
+                .sum::<usize>()
+                + 64,
+        );
         self.series.push((key.clone(), Vec::new()));
         self.index.insert(key, self.series.len() - 1);
         self.series.len() - 1
@@ -879,6 +943,7 @@ impl SampleCollector {
             self.slot(key)
         };
         self.series[slot].1.push((ts, v));
+        self.mem.add(std::mem::size_of::<(i64, f64)>());
     }
 }
 
@@ -901,6 +966,7 @@ impl EntryVisitor for SampleCollector {
         {
             let slot = self.slot(self.builder.labels());
             self.series[slot].1.push((ts, f64::NAN));
+            self.mem.add(std::mem::size_of::<(i64, f64)>());
         }
     }
 }
@@ -937,9 +1003,13 @@ impl metric::SampleSource for LogSampleSource {
         // Samples in (from, to] are entries with from < ts <= to, i.e. [from + 1, to + 1).
         let mut snap = snapshot(tenant, &log.selector.matchers, from + 1, to + 1);
         snap.narrow(&log.pipeline);
+        let estimate = guard::estimate_bytes(&snap, &log.selector.matchers, from + 1, to + 1);
+        if let Err(e) = self.stats.cancel.check_bytes_read(estimate) {
+            return Err(metric::EvalError::Source(e.to_string()));
+        }
         let count_errors_before_unwrap =
             agg.op == RangeOp::AvgOverTime && agg.range.unwrap.is_some();
-        let parts = parallelism();
+        let parts = self.stats.cancel.parts();
         // Part threads log under the request's span (its request ID).
         let span = tracing::Span::current();
         let results: Vec<(Vec<(SeriesKey, Samples)>, QueryStats)> = std::thread::scope(|sc| {
@@ -968,6 +1038,7 @@ impl metric::SampleSource for LogSampleSource {
                             index: HashMap::new(),
                             stream_slot: None,
                             post_filter_lines: 0,
+                            mem: guard::MemoryMeter::new(cancel.clone()),
                         };
                         let mut stats = QueryStats {
                             cancel,
@@ -1000,7 +1071,7 @@ impl metric::SampleSource for LogSampleSource {
                 merged.entry(labels).or_default().extend(samples);
             }
         }
-        if self.stats.stopped {
+        if self.stats.stopped || self.stats.cancel.limit_hit().is_some() {
             return Err(metric::EvalError::Source("query stopped".into()));
         }
         let mut out = Vec::with_capacity(merged.len());
@@ -1035,7 +1106,9 @@ pub fn run_metric(
         },
     };
     let result = metric::evaluate(expr, params, &mut source).map_err(|e| match e {
-        metric::EvalError::Source(_) if cancel.is_cancelled() => QueryError::Stopped,
+        metric::EvalError::Source(_) if cancel.limit_hit().is_some() || cancel.is_cancelled() => {
+            cancel.stopped_error()
+        }
         metric::EvalError::Source(m) => QueryError::Storage(m),
         other => QueryError::Unsupported(other.to_string()),
     })?;

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! data/
+//!   LOCK                                 held (flock) by the running server; holds its PID (`lock`)
 //!   wal/00000000000000000001.wal         write-ahead log segments, replayed at start
 //!   tenants/t-<hex of tenant id>/
 //!     segments/<seq>.seg                 immutable segment files (see `segment`)
@@ -28,6 +29,12 @@ pub const DELETES_FILE: &str = "deletes.json";
 pub const RULER_DIR: &str = "ruler";
 pub const ALERTS_FILE: &str = "alerts.json";
 pub const RULES_DIR: &str = "rules";
+pub const LOCK_FILE: &str = "LOCK";
+
+/// The data directory's lock file (see `lock`).
+pub fn lock_file(data: &Path) -> PathBuf {
+    data.join(LOCK_FILE)
+}
 
 pub fn wal_dir(data: &Path) -> PathBuf {
     data.join(WAL_DIR)

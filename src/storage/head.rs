@@ -116,6 +116,23 @@ impl StreamHead {
             .or(self.chunk_first_pos)
     }
 
+    /// Bytes of entries this stream holds in memory: the open block, raw and sealed blocks of
+    /// the current chunk, and cut chunks waiting for the flusher.
+    pub fn memory_bytes(&self) -> usize {
+        let slot = |b: &Arc<BlockSlot>| match b.state() {
+            SlotState::Raw(h) => h.size(),
+            SlotState::Sealed(s) => s.bytes.len(),
+        };
+        self.open.size()
+            + self.blocks.iter().map(slot).sum::<usize>()
+            + self
+                .cut
+                .iter()
+                .flat_map(|c| c.blocks.iter())
+                .map(slot)
+                .sum::<usize>()
+    }
+
     pub fn has_data(&self) -> bool {
         !self.open.is_empty() || !self.blocks.is_empty() || !self.cut.is_empty()
     }

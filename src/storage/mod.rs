@@ -13,7 +13,8 @@
 //! - `compactor` and `retention`: the merge that rewrites a time partition, and what retention
 //!   and delete requests remove from it.
 //! - `tail`: the hub that copies accepted entries to live tails.
-//! - `files`: every on-disk file and directory name, and durable renames.
+//! - `files`: every on-disk file and directory name, and durable renames; `lock`: one process
+//!   per data directory.
 
 pub mod chunk;
 pub mod codec;
@@ -21,6 +22,7 @@ pub mod compactor;
 pub mod files;
 pub mod head;
 pub mod index;
+pub mod lock;
 pub mod retention;
 pub mod segment;
 pub mod store;

@@ -7,6 +7,7 @@
 mod index;
 mod push;
 mod query;
+mod soak;
 mod tail;
 
 pub use index::index;
@@ -34,6 +35,9 @@ pub enum BenchCommand {
     Tail(BenchTailArgs),
     /// Search index: build cost and size, ID lookups and needle queries with and without it.
     Index(BenchIndexArgs),
+    /// Mixed-load soak against a server it starts: pushes, queries, tails, deletes, retention
+    /// and compaction at once; samples RSS, files, threads and latencies; checks nothing is lost.
+    Soak(soak::SoakArgs),
 }
 
 #[derive(Args)]
@@ -116,6 +120,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Push(a) => push(a),
         BenchCommand::Tail(a) => tail(a),
+        BenchCommand::Soak(a) => soak::run(a),
         BenchCommand::Index(a) => {
             // The in-process benchmarks run with the allocator settings the server uses.
             crate::server::tune_allocator();

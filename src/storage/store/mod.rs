@@ -821,7 +821,10 @@ impl Store {
     pub fn gauges(&self) -> Vec<crate::telemetry::Gauge> {
         let mut out = Vec::new();
         for t in self.tenants() {
-            let segs = t.segments.read();
+            // A copy of the list, not the lock: the flusher takes the head lock and then
+            // the segments' write lock, so holding the segments while taking the head below
+            // would deadlock with it.
+            let segs = t.segments.read().clone();
             let bytes: u64 = segs.iter().map(|s| s.file_len()).sum();
             let tl = vec![("tenant".to_string(), t.name.clone())];
             out.push((
@@ -852,7 +855,13 @@ impl Store {
                 head.streams.len() as f64,
             ));
             let head_bytes: usize = head.streams.values().map(|s| s.open.size()).sum();
-            out.push(("sawmill_head_open_bytes".to_string(), tl, head_bytes as f64));
+            out.push((
+                "sawmill_head_open_bytes".to_string(),
+                tl.clone(),
+                head_bytes as f64,
+            ));
+            let in_memory: usize = head.streams.values().map(|s| s.memory_bytes()).sum();
+            out.push(("sawmill_head_bytes".to_string(), tl, in_memory as f64));
         }
         if self.patterns.enabled() {
             let (streams, bytes) = self.patterns.usage();

@@ -1,0 +1,16 @@
+// Fuzzes the JSON push decoder, plain and behind gzip and deflate: no body may panic, and a
+// body that decodes encodes back to JSON that decodes to the same request.
+// Shared by fuzz/fuzz_targets/push_json.rs and tests/fuzz_seeds.rs (included in both).
+
+use sawmill::ingest::decode::{decode_json, decode_push, encode_json, BodyFormat};
+
+/// One input: panics on a finding.
+pub fn check(data: &[u8]) {
+    if let Ok(req) = decode_json(data) {
+        let again = decode_json(&encode_json(&req)).expect("re-encoded JSON decodes");
+        assert_eq!(req, again);
+    }
+    for encoding in ["gzip", "deflate"] {
+        let _ = decode_push(data, BodyFormat::Json, Some(encoding), 1 << 20);
+    }
+}

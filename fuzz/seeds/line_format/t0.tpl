@@ -1,0 +1,1 @@
+{{.app}} {{.level | ToUpper}} {{__line__}}

@@ -1,0 +1,1 @@
+{{ printf "%05d" .n }} {{ .duration | duration }} {{ __timestamp__ | date "2006-01-02" }}

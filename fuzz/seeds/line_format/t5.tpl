@@ -1,0 +1,1 @@
+{{ with .missing }}{{.}}{{ else }}none{{ end }}

@@ -1,0 +1,1 @@
+{{ trunc 5 __line__ }} {{ substr 1 3 .app }} {{ add 1 2 | mul 3 }}

@@ -93,13 +93,13 @@ pub struct ServerConfig {
     /// The built-in web page at `/` and `/ui/` (true by default); false answers 404 there.
     pub ui_enabled: bool,
     /// A request's line, headers and body must all arrive within this (408 otherwise).
-    #[serde(deserialize_with = "de_duration")]
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
     pub http_server_read_timeout: Duration,
     /// A response write that makes no progress for this long closes the connection.
-    #[serde(deserialize_with = "de_duration")]
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
     pub http_server_write_timeout: Duration,
     /// A keep-alive connection with nothing to do for this long is closed.
-    #[serde(deserialize_with = "de_duration")]
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
     pub http_server_idle_timeout: Duration,
 }
 
@@ -331,7 +331,7 @@ pub struct Limits {
     #[serde(deserialize_with = "de_bytes")]
     pub max_query_memory: u64,
     /// How far back queries may look; older parts of a range are left out (0 = no limit).
-    #[serde(deserialize_with = "de_duration")]
+    #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]
     pub max_query_lookback: Duration,
     /// Entries older than this are dropped (0 = keep forever).
     #[serde(deserialize_with = "de_duration", serialize_with = "ser_duration")]

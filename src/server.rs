@@ -141,11 +141,13 @@ pub async fn shutdown_signal() {
 /// unless asked. `SAWMILL_LOG` (an `EnvFilter` directive such as `sawmill=debug,tantivy=info`)
 /// overrides both.
 pub fn init_logging(cfg: &Config) {
-    let level = std::env::var("SAWMILL_LOG")
+    // `level` is what `/log_level` reports; `directive` what the filter applies.
+    let env = std::env::var("SAWMILL_LOG")
         .ok()
-        .filter(|l| tracing_subscriber::EnvFilter::try_new(l).is_ok())
-        .unwrap_or_else(|| crate::telemetry::log_directive(&cfg.server.log_level));
-    let filter = tracing_subscriber::EnvFilter::new(&level);
+        .filter(|l| tracing_subscriber::EnvFilter::try_new(l).is_ok());
+    let level = env.clone().unwrap_or_else(|| cfg.server.log_level.clone());
+    let directive = env.unwrap_or_else(|| crate::telemetry::log_directive(&cfg.server.log_level));
+    let filter = tracing_subscriber::EnvFilter::new(&directive);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -60,13 +60,25 @@ fn decode_chunk(bytes: &[u8]) -> Vec<Entry> {
     out
 }
 
-fn chunk_bytes() -> Vec<u8> {
+fn head() -> HeadBlock {
     let mut h = HeadBlock::default();
     for e in entries() {
         h.push(e.ts, &e.line, &e.metadata);
     }
+    h
+}
+
+/// A chunk as today's encoder writes it: columnar blocks.
+fn chunk_bytes() -> Vec<u8> {
     let mut out = Vec::new();
-    encode_chunk([h.seal(3)].iter(), &mut out);
+    encode_chunk([head().seal(3)].iter(), &mut out);
+    out
+}
+
+/// A chunk of version 1 blocks, as the first releases wrote them.
+fn chunk_bytes_v1() -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_chunk([head().seal_v1(3)].iter(), &mut out);
     out
 }
 
@@ -103,21 +115,46 @@ fn wal_v2_golden() {
     assert_eq!(got, entries());
 }
 
+/// Version 1 chunks are read, never written by the server again (`seal_v1` is kept for this
+/// test and the damage tests).
 #[test]
 fn chunk_v1_golden() {
     let path = testdata("chunk-v1.bin");
-    if writing() {
-        std::fs::write(&path, chunk_bytes()).unwrap();
-    }
     assert_eq!(
         decode_chunk(&std::fs::read(&path).unwrap()),
         sorted(entries())
     );
     assert_eq!(
-        decode_chunk(&chunk_bytes()),
-        sorted(entries()),
-        "today's encoder reads back too"
+        std::fs::read(&path).unwrap(),
+        chunk_bytes_v1(),
+        "the version 1 encoder is unchanged"
     );
+}
+
+/// Version 2 chunks: columnar blocks (`storage::columns`).
+#[test]
+fn chunk_v2_columnar_golden() {
+    let path = testdata("chunk-v2-columnar.bin");
+    if writing() {
+        std::fs::write(&path, chunk_bytes()).unwrap();
+    }
+    let golden = std::fs::read(&path).unwrap();
+    assert_eq!(golden[0], 2, "chunk version");
+    assert_eq!(decode_chunk(&golden), sorted(entries()));
+    assert_eq!(
+        golden,
+        chunk_bytes(),
+        "today's encoder writes the same bytes"
+    );
+    let blocks = chunk_blocks(&golden).unwrap();
+    let summaries = blocks[0].summaries().unwrap();
+    let logfmt = summaries.iter().find(|p| p.parser == 2).unwrap();
+    assert_eq!(logfmt.errors, 0);
+    let level = logfmt.field("level").unwrap();
+    assert_eq!(level.present, 40);
+    assert_eq!(level.values, Some(vec!["info".to_string()]));
+    let json = summaries.iter().find(|p| p.parser == 1).unwrap();
+    assert_eq!(json.errors, 40, "no line is JSON");
 }
 
 fn write_golden_segment(path: &Path, lineage: Lineage) {
@@ -164,6 +201,29 @@ fn check_golden_segment(r: &SegmentReader) {
     assert_eq!(decode_chunk(r.chunk_bytes(&r.chunks[0])), sorted(entries()));
 }
 
+/// Version 3: version 2's footer, with columnar chunks.
+#[test]
+fn segment_v3_golden() {
+    let path = testdata("segment-v3.seg");
+    let lineage = Lineage {
+        replaces: vec![Replaced {
+            seq: 5,
+            from: 0,
+            to: 3_600_000_000_000,
+        }],
+        deletes_applied_through: 2,
+    };
+    if writing() {
+        write_golden_segment(&path, lineage.clone());
+    }
+    let bytes = std::fs::read(&path).unwrap();
+    assert_eq!(bytes[8], 3, "segment version");
+    let r = SegmentReader::open(&path).unwrap();
+    check_golden_segment(&r);
+    assert_eq!(r.lineage, lineage);
+    assert_eq!(r.chunk_bytes(&r.chunks[0])[0], 2, "a columnar chunk");
+}
+
 /// Version 1 (no lineage) was written by the first release; it is read, never written again.
 #[test]
 fn segment_v1_golden() {
@@ -172,6 +232,7 @@ fn segment_v1_golden() {
     assert_eq!(r.lineage, Lineage::default());
 }
 
+/// Version 2 (lineage) is read, never written again.
 #[test]
 fn segment_v2_golden() {
     let path = testdata("segment-v2.seg");
@@ -190,9 +251,6 @@ fn segment_v2_golden() {
         ],
         deletes_applied_through: 9,
     };
-    if writing() {
-        write_golden_segment(&path, lineage.clone());
-    }
     let r = SegmentReader::open(&path).unwrap();
     check_golden_segment(&r);
     assert_eq!(r.lineage, lineage);

@@ -597,7 +597,7 @@ pub fn scan(
                                 return;
                             }
                             let mut r = crate::storage::codec::Reader::new(&b.bytes);
-                            let decoded = crate::storage::chunk::block_ref(&mut r)
+                            let decoded = crate::storage::chunk::block_ref(&mut r, b.columnar)
                                 .map_err(|e| e.to_string())
                                 .and_then(|br| {
                                     stats.compressed_bytes += br.comp.len() as u64;

@@ -13,12 +13,21 @@
 //! ```
 //! Entries inside a block are sorted by timestamp (ties keep arrival order). Lines come last so
 //! a decoded block hands out borrowed `&[u8]` lines from one buffer.
+//!
+//! That is chunk version 1, still read. Sealing now writes chunk version 2, whose blocks are
+//! columnar (see `columns`): the same header fields, with timestamps, lengths, metadata, lines
+//! and field summaries in sections compressed apart. [`BlockRef`] and [`DecodedBlock`] read
+//! both, so callers do not care which they have.
 
 use thiserror::Error;
 
+use crate::storage::bloom::Bloom;
 use crate::storage::codec::{put_ivarint, put_lp_bytes, put_uvarint, Reader, Truncated};
+use crate::storage::columns::{self, Columns, Summarizer};
 
 pub const CHUNK_VERSION: u8 = 1;
+/// Chunks of columnar blocks.
+pub const CHUNK_VERSION_COLUMNS: u8 = 2;
 pub const ENCODING_ZSTD: u8 = 1;
 pub const CHUNK_HEADER_LEN: usize = 8;
 pub const BLOCK_HEADER_LEN: usize = 32;
@@ -140,18 +149,101 @@ impl HeadBlock {
         Some((*self.ts.iter().min()?, *self.ts.iter().max()?))
     }
 
-    /// Sorts by timestamp (stable), encodes and compresses into a block. Lines already in
-    /// timestamp order (the common case) go to zstd straight from the head's buffer.
-    pub fn seal(&self, level: i32) -> Block {
+    /// The order of entries by timestamp (stable): empty when they already are.
+    fn sort_order(&self) -> Vec<u32> {
+        if self.ts.windows(2).all(|w| w[0] <= w[1]) {
+            return Vec::new();
+        }
+        let mut o: Vec<u32> = (0..self.len() as u32).collect();
+        o.sort_by_key(|&i| self.ts[i as usize]);
+        o
+    }
+
+    /// Sorts by timestamp (stable), encodes and compresses into a columnar block (see
+    /// `columns`). With `filter`, the block also gets a Bloom filter of its tokens and field
+    /// values, kept in memory only (the head's; segments have their search index).
+    pub fn seal_with(&self, level: i32, filter: bool) -> Block {
         let n = self.len();
-        let sorted = self.ts.windows(2).all(|w| w[0] <= w[1]);
-        let order: Vec<u32> = if sorted {
-            Vec::new()
-        } else {
-            let mut o: Vec<u32> = (0..n as u32).collect();
-            o.sort_by_key(|&i| self.ts[i as usize]);
-            o
+        let order = self.sort_order();
+        let at = |k: usize| {
+            if order.is_empty() {
+                k
+            } else {
+                order[k] as usize
+            }
         };
+        let (time, lengths, metadata) = columns::encode_entries(
+            (0..n).map(|k| self.ts[at(k)]),
+            (0..n).map(|k| self.line(at(k)).len()),
+            (0..n).map(|k| self.metadata_raw(at(k))),
+        );
+        let mut sorted_lines = Vec::new();
+        let lines: &[u8] = if order.is_empty() {
+            &self.lines
+        } else {
+            sorted_lines.reserve(self.lines.len());
+            for k in 0..n {
+                sorted_lines.extend_from_slice(self.line(at(k)));
+            }
+            &sorted_lines
+        };
+        let mut hashes: Vec<u64> = Vec::new();
+        let fields = SUMMARIZER.with(|cell| {
+            let mut sum = cell.borrow_mut();
+            sum.start_block();
+            for k in 0..n {
+                let line = self.line(k);
+                if filter {
+                    crate::storage::index::for_each_token(line, |t| {
+                        hashes.push(crate::storage::index::hash(t))
+                    });
+                    sum.line(line, &mut |v| {
+                        hashes.push(crate::storage::index::hash(v.as_bytes()))
+                    });
+                    for (_, v) in metadata_pairs(self.metadata_raw(k)) {
+                        hashes.push(crate::storage::index::hash(v.as_bytes()));
+                    }
+                } else {
+                    sum.line(line, &mut |_| {});
+                }
+            }
+            sum.finish()
+        });
+        let (min_ts, max_ts) = self.min_max_ts().unwrap_or((0, 0));
+        let (bytes, raw_len) = columns::write_block(
+            n as u32,
+            min_ts,
+            max_ts,
+            &[
+                (columns::KIND_TIME, &time),
+                (columns::KIND_LENGTHS, &lengths),
+                (columns::KIND_METADATA, &metadata),
+                (columns::KIND_LINES, lines),
+                (columns::KIND_FIELDS, &fields),
+            ],
+            level,
+        );
+        Block {
+            bytes,
+            n_entries: n as u32,
+            raw_len: raw_len.min(u32::MAX as u64) as u32,
+            min_ts,
+            max_ts,
+            filter: filter.then(|| std::sync::Arc::new(Bloom::from_hashes(&mut hashes))),
+            columnar: true,
+        }
+    }
+
+    /// [`Self::seal_with`] without the in-memory filter.
+    pub fn seal(&self, level: i32) -> Block {
+        self.seal_with(level, false)
+    }
+
+    /// Encodes a version 1 block (the format before columns), for the tests that read it.
+    pub fn seal_v1(&self, level: i32) -> Block {
+        let n = self.len();
+        let order = self.sort_order();
+        let sorted = order.is_empty();
         let at = |k: usize| if sorted { k } else { order[k] as usize };
         let mut head = Vec::with_capacity(n * 4 + self.md.len() + 16);
         put_uvarint(&mut head, n as u64);
@@ -198,8 +290,15 @@ impl HeadBlock {
             raw_len: raw_len as u32,
             min_ts,
             max_ts,
+            filter: None,
+            columnar: false,
         }
     }
+}
+
+thread_local! {
+    /// One summarizer per thread, reused: its parsers compile once.
+    static SUMMARIZER: std::cell::RefCell<Summarizer> = std::cell::RefCell::new(Summarizer::default());
 }
 
 thread_local! {
@@ -208,7 +307,7 @@ thread_local! {
 }
 
 /// Compresses the concatenation of `parts` as one zstd frame.
-fn compress_parts(parts: &[&[u8]], level: i32) -> Vec<u8> {
+pub(crate) fn compress_parts(parts: &[&[u8]], level: i32) -> Vec<u8> {
     use zstd::zstd_safe::zstd_sys::ZSTD_EndDirective as EndDirective;
     use zstd::zstd_safe::{CParameter, InBuffer, OutBuffer};
     let total: usize = parts.iter().map(|p| p.len()).sum();
@@ -259,11 +358,22 @@ pub struct Block {
     pub raw_len: u32,
     pub min_ts: i64,
     pub max_ts: i64,
+    /// The head's filter of the block's tokens and field values (not written to segments).
+    pub filter: Option<std::sync::Arc<Bloom>>,
+    /// A columnar block (chunk version 2), else version 1.
+    pub columnar: bool,
 }
 
-/// Writes a chunk made of `blocks`.
+/// Writes a chunk made of `blocks`: version 2 when they are columnar, else version 1 (all
+/// blocks of a chunk have one format).
 pub fn encode_chunk<'a>(blocks: impl ExactSizeIterator<Item = &'a Block>, out: &mut Vec<u8>) {
-    out.push(CHUNK_VERSION);
+    let blocks: Vec<&Block> = blocks.collect();
+    let columnar = blocks.first().is_none_or(|b| b.columnar);
+    out.push(if columnar {
+        CHUNK_VERSION_COLUMNS
+    } else {
+        CHUNK_VERSION
+    });
     out.push(ENCODING_ZSTD);
     out.extend_from_slice(&[0, 0]);
     out.extend_from_slice(&(blocks.len() as u32).to_le_bytes());
@@ -280,8 +390,22 @@ pub struct BlockRef<'a> {
     pub min_ts: i64,
     pub max_ts: i64,
     pub crc: u32,
+    /// The stored bytes after the header (version 1: the zstd frame; columnar: table and
+    /// sections).
     pub comp: &'a [u8],
     pub offset: usize,
+    /// The sections of a columnar block; `None` for version 1.
+    pub columns: Option<Columns<'a>>,
+}
+
+impl<'a> BlockRef<'a> {
+    /// The block's field summaries (none for version 1 blocks).
+    pub fn summaries(&self) -> Result<Vec<columns::ParserSummary>, ChunkError> {
+        match &self.columns {
+            Some(c) => c.summaries(),
+            None => Ok(Vec::new()),
+        }
+    }
 }
 
 /// Lists the blocks of an encoded chunk without decompressing them.
@@ -289,23 +413,40 @@ pub fn chunk_blocks(chunk: &[u8]) -> Result<Vec<BlockRef<'_>>, ChunkError> {
     let mut r = Reader::new(chunk);
     let version = r.u8()?;
     let encoding = r.u8()?;
-    if version != CHUNK_VERSION || encoding != ENCODING_ZSTD {
-        return Err(ChunkError::Malformed(format!(
-            "unknown chunk version {version} encoding {encoding}"
-        )));
-    }
+    let columnar = match (version, encoding) {
+        (CHUNK_VERSION, ENCODING_ZSTD) => false,
+        (CHUNK_VERSION_COLUMNS, ENCODING_ZSTD) => true,
+        _ => {
+            return Err(ChunkError::Malformed(format!(
+                "unknown chunk version {version} encoding {encoding}"
+            )))
+        }
+    };
     r.u16()?;
     let n = r.u32()?;
     let mut out = Vec::with_capacity((n as usize).min(4096));
     for _ in 0..n {
-        out.push(block_ref(&mut r)?);
+        out.push(block_ref(&mut r, columnar)?);
     }
     Ok(out)
 }
 
-/// Reads one block (header and bytes) at the reader's position.
-pub fn block_ref<'a>(r: &mut Reader<'a>) -> Result<BlockRef<'a>, ChunkError> {
+/// Reads one block (header and bytes) at the reader's position, columnar or version 1.
+pub fn block_ref<'a>(r: &mut Reader<'a>, columnar: bool) -> Result<BlockRef<'a>, ChunkError> {
     let offset = r.pos();
+    if columnar {
+        let p = columns::parse(r)?;
+        return Ok(BlockRef {
+            n_entries: p.n_entries,
+            raw_len: p.raw_len.min(u32::MAX as u64) as u32,
+            min_ts: p.min_ts,
+            max_ts: p.max_ts,
+            crc: p.crc,
+            comp: &p.bytes[columns::HEADER_LEN..],
+            offset,
+            columns: Some(p.columns),
+        });
+    }
     let n_entries = r.u32()?;
     let raw_len = r.u32()?;
     let comp_len = r.u32()?;
@@ -321,7 +462,39 @@ pub fn block_ref<'a>(r: &mut Reader<'a>) -> Result<BlockRef<'a>, ChunkError> {
         crc,
         comp,
         offset,
+        columns: None,
     })
+}
+
+thread_local! {
+    /// One decompression context per thread, reused.
+    static DCTX: std::cell::RefCell<zstd::zstd_safe::DCtx<'static>> =
+        std::cell::RefCell::new(zstd::zstd_safe::DCtx::create());
+}
+
+/// Decompresses one zstd frame of `raw_len` bytes into `out` (cleared first); the output
+/// goes into the buffer's spare capacity, with no zero-filling first.
+pub(crate) fn zstd_decompress(
+    comp: &[u8],
+    raw_len: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), ChunkError> {
+    if raw_len > MAX_BLOCK_RAW {
+        return Err(ChunkError::Malformed(format!(
+            "block claims {raw_len} raw bytes"
+        )));
+    }
+    out.clear();
+    out.reserve(raw_len);
+    let got = DCTX
+        .with(|d| d.borrow_mut().decompress(out, comp))
+        .map_err(|code| ChunkError::Zstd(zstd::zstd_safe::get_error_name(code).to_string()))?;
+    if got != raw_len {
+        return Err(ChunkError::Malformed(format!(
+            "block decompressed to {got} bytes, header says {raw_len}"
+        )));
+    }
+    Ok(())
 }
 
 /// A decompressed block: entries by index, lines borrowed from one buffer.
@@ -331,6 +504,11 @@ pub struct DecodedBlock {
     ts: Vec<i64>,
     lines: Vec<(u32, u32)>,
     md: Vec<(u32, u32)>,
+    /// Line lengths, when only counts were decoded (no lines).
+    lens: Vec<u32>,
+    scratch: Vec<u8>,
+    md_sets: Vec<(u32, u32)>,
+    md_index: Vec<u32>,
 }
 
 impl DecodedBlock {
@@ -347,6 +525,13 @@ impl DecodedBlock {
         let (s, e) = self.lines[i];
         &self.raw[s as usize..e as usize]
     }
+    /// Line `i`'s length; after [`Self::decode_counts`] too.
+    pub fn line_len(&self, i: usize) -> usize {
+        match self.lines.get(i) {
+            Some((s, e)) => (e - s) as usize,
+            None => self.lens[i] as usize,
+        }
+    }
     pub fn metadata_raw(&self, i: usize) -> &[u8] {
         let (s, e) = self.md[i];
         &self.raw[s as usize..e as usize]
@@ -354,33 +539,84 @@ impl DecodedBlock {
 
     /// Checks, decompresses and indexes a block, reusing this value's buffers.
     pub fn decode_from(&mut self, b: &BlockRef<'_>) -> Result<(), ChunkError> {
+        if let Some(c) = &b.columns {
+            return self.decode_columns(b, c, true);
+        }
         if crc32c::crc32c(b.comp) != b.crc {
             return Err(ChunkError::Checksum(b.offset));
         }
-        if b.raw_len as usize > MAX_BLOCK_RAW {
-            return Err(ChunkError::Malformed(format!(
-                "block claims {} raw bytes",
-                b.raw_len
-            )));
-        }
-        // One decompression context per thread, reused; the output goes into the buffer's spare
-        // capacity (no zero-filling of the whole block first).
-        thread_local! {
-            static DCTX: std::cell::RefCell<zstd::zstd_safe::DCtx<'static>> =
-                std::cell::RefCell::new(zstd::zstd_safe::DCtx::create());
-        }
-        self.raw.clear();
-        self.raw.reserve(b.raw_len as usize);
-        let got = DCTX
-            .with(|d| d.borrow_mut().decompress(&mut self.raw, b.comp))
-            .map_err(|code| ChunkError::Zstd(zstd::zstd_safe::get_error_name(code).to_string()))?;
-        if got != b.raw_len as usize {
-            return Err(ChunkError::Malformed(format!(
-                "block decompressed to {got} bytes, header says {}",
-                b.raw_len
-            )));
-        }
+        let mut raw = std::mem::take(&mut self.raw);
+        let done = zstd_decompress(b.comp, b.raw_len as usize, &mut raw);
+        self.raw = raw;
+        done?;
+        self.lens.clear();
         self.index()
+    }
+
+    /// Decodes timestamps, line lengths and metadata, not lines: what counting needs.
+    /// [`Self::line`] must not be called after it; [`Self::line_len`] may. A version 1 block
+    /// is decoded whole.
+    pub fn decode_counts(&mut self, b: &BlockRef<'_>) -> Result<(), ChunkError> {
+        match &b.columns {
+            Some(c) => self.decode_columns(b, c, false),
+            None => self.decode_from(b),
+        }
+    }
+
+    fn decode_columns(
+        &mut self,
+        b: &BlockRef<'_>,
+        c: &Columns<'_>,
+        with_lines: bool,
+    ) -> Result<(), ChunkError> {
+        let n = b.n_entries as usize;
+        if n > MAX_BLOCK_RAW {
+            return Err(ChunkError::Malformed(format!("block claims {n} entries")));
+        }
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let r = (|| {
+            let time = c.get(columns::KIND_TIME)?.read(&mut scratch)?;
+            columns::decode_time(time, n, &mut self.ts)?;
+            let lens = c.get(columns::KIND_LENGTHS)?.read(&mut scratch)?;
+            columns::decode_lengths(lens, n, &mut self.lens)?;
+            self.raw.clear();
+            self.lines.clear();
+            if with_lines {
+                c.get(columns::KIND_LINES)?.read_into(&mut self.raw)?;
+                // A whole read vouches for every section, as a version 1 block's checksum does.
+                if let Ok(f) = c.get(columns::KIND_FIELDS) {
+                    f.verify()?;
+                }
+                let mut at = 0u32;
+                for &l in &self.lens {
+                    let end = at
+                        .checked_add(l)
+                        .filter(|e| *e as usize <= self.raw.len())
+                        .ok_or_else(|| {
+                            ChunkError::Malformed("line lengths past the lines".into())
+                        })?;
+                    self.lines.push((at, end));
+                    at = end;
+                }
+            }
+            let base = self.raw.len() as u32;
+            let md = c.get(columns::KIND_METADATA)?.read(&mut scratch)?;
+            columns::decode_metadata(md, n, &mut self.md_sets, &mut self.md_index)?;
+            self.raw.extend_from_slice(md);
+            self.md.clear();
+            for &i in &self.md_index {
+                let (s, e) = self.md_sets[i as usize];
+                self.md.push((base + s, base + e));
+            }
+            Ok(())
+        })();
+        self.scratch = scratch;
+        if r.is_err() {
+            self.ts.clear();
+            self.lines.clear();
+            self.md.clear();
+        }
+        r
     }
 
     fn index(&mut self) -> Result<(), ChunkError> {
@@ -489,31 +725,76 @@ mod tests {
         assert_eq!((refs[0].min_ts, refs[0].max_ts), h.min_max_ts().unwrap());
     }
 
-    #[test]
-    fn damage_is_an_error_never_a_panic() {
-        let b = head(200).seal(1);
-        let mut chunk = Vec::new();
-        encode_chunk([b].iter(), &mut chunk);
-        for i in 0..chunk.len() {
-            let mut bad = chunk.clone();
-            bad[i] ^= 0x5a;
-            if let Ok(refs) = chunk_blocks(&bad) {
-                let mut d = DecodedBlock::default();
-                for r in refs {
-                    let _ = d.decode_from(&r);
-                }
-            }
-            for cut in [i, chunk.len() / 2] {
-                let _ = chunk_blocks(&chunk[..cut]);
+    /// Every entry of a chunk, as `(ts, line, metadata)`.
+    #[allow(clippy::type_complexity)]
+    fn read_all(chunk: &[u8]) -> Result<Vec<(i64, Vec<u8>, Vec<u8>)>, ChunkError> {
+        let mut out = Vec::new();
+        let mut d = DecodedBlock::default();
+        for r in chunk_blocks(chunk)? {
+            d.decode_from(&r)?;
+            for i in 0..d.len() {
+                out.push((d.ts(i), d.line(i).to_vec(), d.metadata_raw(i).to_vec()));
             }
         }
-        let mut flipped = chunk.clone();
-        let last = flipped.len() - 1;
-        flipped[last] ^= 1;
-        let refs = chunk_blocks(&flipped).unwrap();
-        assert!(matches!(
-            DecodedBlock::default().decode_from(&refs[0]),
-            Err(ChunkError::Checksum(_))
-        ));
+        Ok(out)
+    }
+
+    #[test]
+    fn counts_read_what_the_whole_block_reads() {
+        for b in [head(700).seal(1), head(700).seal_v1(1)] {
+            let mut chunk = Vec::new();
+            encode_chunk([b].iter(), &mut chunk);
+            let r = chunk_blocks(&chunk).unwrap().remove(0);
+            let (mut full, mut counts) = (DecodedBlock::default(), DecodedBlock::default());
+            full.decode_from(&r).unwrap();
+            counts.decode_counts(&r).unwrap();
+            assert_eq!(full.len(), counts.len());
+            for i in 0..full.len() {
+                assert_eq!(full.ts(i), counts.ts(i));
+                assert_eq!(full.line(i).len(), counts.line_len(i));
+                assert_eq!(full.metadata_raw(i), counts.metadata_raw(i));
+            }
+        }
+    }
+
+    /// A flipped byte anywhere in a chunk is an error or changes nothing: never a panic, never
+    /// a different entry. Columnar blocks checksum their header, table and every section, so
+    /// for them every flip is an error.
+    #[test]
+    fn damage_is_an_error_never_a_panic() {
+        for columnar in [true, false] {
+            let h = head(200);
+            let b = if columnar { h.seal(1) } else { h.seal_v1(1) };
+            let mut chunk = Vec::new();
+            encode_chunk([b].iter(), &mut chunk);
+            let good = read_all(&chunk).unwrap();
+            for i in 0..chunk.len() {
+                let mut bad = chunk.clone();
+                bad[i] ^= 0x5a;
+                match read_all(&bad) {
+                    Err(_) => {}
+                    Ok(got) => {
+                        assert!(!columnar || (2..4).contains(&i), "flip at {i} not seen");
+                        assert_eq!(got, good, "flip at {i} changed an entry");
+                    }
+                }
+                let _ = chunk_blocks(&bad).map(|refs| {
+                    refs.iter()
+                        .map(|r| DecodedBlock::default().decode_counts(r).is_ok())
+                        .count()
+                });
+                for cut in [i, chunk.len() / 2] {
+                    let _ = chunk_blocks(&chunk[..cut]);
+                }
+            }
+            let mut flipped = chunk.clone();
+            let last = flipped.len() - 1;
+            flipped[last] ^= 1;
+            let refs = chunk_blocks(&flipped).unwrap();
+            assert!(matches!(
+                DecodedBlock::default().decode_from(&refs[0]),
+                Err(ChunkError::Checksum(_))
+            ));
+        }
     }
 }

@@ -16,8 +16,10 @@
 //! - `files`: every on-disk file and directory name, and durable renames; `lock`: one process
 //!   per data directory.
 
+pub mod bloom;
 pub mod chunk;
 pub mod codec;
+pub mod columns;
 pub mod compactor;
 pub mod files;
 pub mod head;

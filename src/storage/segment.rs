@@ -13,8 +13,9 @@
 //!
 //! ```text
 //! segment := header | chunk* | footer | trailer
-//! header  := "SAWMSEG1" (8) | version u8 (1 or 2) | reserved [u8; 7]                16 bytes
-//! chunk   := see `chunk`
+//! header  := "SAWMSEG1" (8) | version u8 (1, 2 or 3) | reserved [u8; 7]             16 bytes
+//! chunk   := see `chunk` (version 3 segments are written with columnar chunks, version 2
+//!            of `chunk`; each chunk says its own version, so any segment may hold either)
 //! footer  := n_streams uv | { fingerprint u64 LE | labels lp | max_ts iv |
 //!                              flushed_wal_seq uv | flushed_wal_offset uv }*
 //!            n_chunks uv  | { stream uv | min_ts iv | max_ts iv | offset uv | len uv |
@@ -43,7 +44,8 @@ use crate::storage::wal::WalPos;
 
 pub const SEGMENT_MAGIC: &[u8; 8] = b"SAWMSEG1";
 pub const FOOTER_MAGIC: &[u8; 8] = b"SAWMSEGF";
-pub const SEGMENT_VERSION: u8 = 2;
+/// Version 3: the footer of version 2; chunks written since are columnar.
+pub const SEGMENT_VERSION: u8 = 3;
 pub const HEADER_LEN: usize = 16;
 pub const TRAILER_LEN: usize = 32;
 

@@ -928,6 +928,20 @@ impl SampleExtractor {
         &self.pipeline
     }
 
+    /// For a pipeline with no stages and a count or bytes value, `Some(bytes)`: each entry's
+    /// value is then 1 (or its line's length) and its series depends only on its stream and
+    /// structured metadata, so the line itself need not be read.
+    pub fn plain_count(&self) -> Option<bool> {
+        if !self.pipeline.is_noop() {
+            return None;
+        }
+        match self.extraction {
+            Extraction::Count => Some(false),
+            Extraction::Bytes => Some(true),
+            Extraction::Unwrap { .. } => None,
+        }
+    }
+
     /// The sample value of an entry, or `None` when filtered out (or the unwrapped label
     /// is absent or empty). A value that does not convert gives a sample with
     /// `__error__=SampleExtractionErr` (value 0, or ±Inf for an out-of-range float).

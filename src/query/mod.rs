@@ -27,8 +27,11 @@ pub mod detected;
 pub mod guard;
 pub mod metric;
 pub mod multi_tenant;
+pub mod skip;
 pub mod usage;
 
+#[cfg(test)]
+mod column_paths_tests;
 #[cfg(test)]
 mod dedupe_tests;
 
@@ -89,6 +92,9 @@ pub struct Cancel {
     flag: Arc<std::sync::atomic::AtomicBool>,
     deadline: Option<Instant>,
     budget: Arc<guard::Budget>,
+    /// Read every block whole: no search index, no skipping, no column-only reads. The answer
+    /// is the same; tests compare the two.
+    plain_reads: bool,
 }
 
 impl Cancel {
@@ -97,7 +103,13 @@ impl Cancel {
             flag: Arc::default(),
             deadline: (!timeout.is_zero()).then(|| Instant::now() + timeout),
             budget: Arc::default(),
+            plain_reads: false,
         }
+    }
+    /// The same query, reading every block whole (see `plain_reads`).
+    pub fn with_plain_reads(mut self) -> Cancel {
+        self.plain_reads = true;
+        self
     }
     pub fn cancel(&self) {
         self.flag.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -174,6 +186,8 @@ pub struct Snapshot {
     /// Per segment (by sequence number), the only blocks worth reading, from its search
     /// index ([`Snapshot::narrow`]); segments not listed are read whole.
     pub narrowed: HashMap<u64, crate::storage::index::Candidates>,
+    /// Streams and blocks the pipeline lets a scan skip ([`Snapshot::narrow`]).
+    pub skip: skip::Skip,
 }
 
 impl Snapshot {
@@ -181,6 +195,7 @@ impl Snapshot {
     /// pass `stages` (see `index::probe_for`); segments without an index stay whole.
     pub fn narrow(&mut self, stages: &[crate::logql::Stage]) {
         self.narrow_with(|idx| crate::storage::index::probe_for(stages, &idx.meta.fields));
+        self.skip = skip::Skip::for_pipeline(stages);
     }
 
     /// Narrows every indexed segment with one probe.
@@ -249,6 +264,7 @@ pub fn snapshot(tenant: &Tenant, matchers: &[Matcher], start: i64, end: i64) -> 
         drops: tenant.drops(),
         now: crate::model::now_ns(),
         narrowed: HashMap::new(),
+        skip: skip::Skip::default(),
     }
 }
 
@@ -369,6 +385,14 @@ pub trait EntryVisitor {
     fn stream(&mut self, labels: &Labels);
     /// An entry that passed the time range and every line filter.
     fn entry(&mut self, ts: i64, line: &[u8], metadata: &[u8]);
+    /// Whether the visitor needs only each entry's timestamp, line length and metadata (then
+    /// columnar blocks are read without their lines, and entries come through
+    /// [`Self::counted`]). Only for a pipeline with no stages: no line filter runs.
+    fn counts_only(&self) -> bool {
+        false
+    }
+    /// An entry of a block read without its lines (see [`Self::counts_only`]).
+    fn counted(&mut self, _ts: i64, _line_len: usize, _metadata: &[u8]) {}
 }
 
 /// One of `of` disjoint shares of a scan's work, so that parts can run on several cores.
@@ -465,13 +489,33 @@ pub fn scan(
             v.entry(ts, line, md);
         }
     };
+    // Entries of a block read without lines (the visitor counts; no line filter runs).
+    let counts_only = v.counts_only() && !stats.cancel.plain_reads;
+    let each_counted =
+        |block: &DecodedBlock, stats: &mut QueryStats, v: &mut dyn EntryVisitor| -> bool {
+            for i in 0..block.len() {
+                let ts = block.ts(i);
+                if ts >= start && ts < end {
+                    stats.lines_processed += 1;
+                    stats.bytes_processed += block.line_len(i) as u64;
+                    v.counted(ts, block.line_len(i), block.metadata_raw(i));
+                }
+                if stop_at(i, stats) {
+                    return true;
+                }
+            }
+            false
+        };
     // (min_ts, max_ts, work), in the same order in every part.
     let mut work: Vec<(i64, i64, Work)> = Vec::new();
     for seg in &snap.segments {
         if seg.max_ts < start || seg.min_ts >= end {
             continue;
         }
-        let ids = matching_streams(seg, matchers);
+        let mut ids = matching_streams(seg, matchers);
+        if !snap.skip.is_empty() {
+            ids.retain(|&i| !snap.skip.skips_stream(&seg.streams[i as usize].labels));
+        }
         let narrowed = snap.narrowed.get(&seg.seq);
         for c in seg
             .chunks
@@ -488,7 +532,11 @@ pub fn scan(
             }
         }
     }
-    for hs in &snap.head {
+    for hs in snap
+        .head
+        .iter()
+        .filter(|hs| snap.skip.is_empty() || !snap.skip.skips_stream(&hs.labels))
+    {
         let mut range: Option<(i64, i64)> = None;
         let mut widen = |lo: i64, hi: i64| {
             range = Some(range.map_or((lo, hi), |(a, b)| (a.min(lo), b.max(hi))));
@@ -554,15 +602,30 @@ pub fn scan(
                     if b.max_ts < start || b.min_ts >= end || !v.wants(b.min_ts, b.max_ts) {
                         continue;
                     }
+                    if !snap.skip.is_empty() && snap.skip.skips_block(&b, None, labels) {
+                        continue;
+                    }
                     if stats.cancel.is_cancelled() {
                         stats.stopped = true;
                         return;
                     }
-                    if let Err(e) = block.decode_from(&b) {
+                    let counting = counts_only && drops.is_noop() && b.columns.is_some();
+                    let decoded = if counting {
+                        block.decode_counts(&b)
+                    } else {
+                        block.decode_from(&b)
+                    };
+                    if let Err(e) = decoded {
                         stats.damaged(seg.path(), c.offset + b.offset as u64, &e);
                         continue;
                     }
                     stats.compressed_bytes += b.comp.len() as u64;
+                    if counting {
+                        if each_counted(&block, stats, v) {
+                            return;
+                        }
+                        continue;
+                    }
                     for i in 0..block.len() {
                         let (ts, line, md) = (block.ts(i), block.line(i), block.metadata_raw(i));
                         each(ts, line, md, &drops, stats, v);
@@ -597,14 +660,33 @@ pub fn scan(
                                 return;
                             }
                             let mut r = crate::storage::codec::Reader::new(&b.bytes);
-                            let decoded = crate::storage::chunk::block_ref(&mut r, b.columnar)
-                                .map_err(|e| e.to_string())
-                                .and_then(|br| {
-                                    stats.compressed_bytes += br.comp.len() as u64;
-                                    block.decode_from(&br).map_err(|e| e.to_string())
-                                });
+                            let br = match crate::storage::chunk::block_ref(&mut r, b.columnar) {
+                                Ok(br) => br,
+                                Err(e) => {
+                                    stats.damaged(std::path::Path::new("head"), 0, &e);
+                                    continue;
+                                }
+                            };
+                            if !snap.skip.is_empty()
+                                && snap.skip.skips_block(&br, b.filter.as_deref(), &hs.labels)
+                            {
+                                continue;
+                            }
+                            stats.compressed_bytes += br.comp.len() as u64;
+                            let counting = counts_only && drops.is_noop() && br.columns.is_some();
+                            let decoded = if counting {
+                                block.decode_counts(&br)
+                            } else {
+                                block.decode_from(&br)
+                            };
                             if let Err(e) = decoded {
                                 stats.damaged(std::path::Path::new("head"), 0, &e);
+                                continue;
+                            }
+                            if counting {
+                                if each_counted(&block, stats, v) {
+                                    return;
+                                }
                                 continue;
                             }
                             for i in 0..block.len() {
@@ -701,7 +783,9 @@ pub fn select_logs(
     // Compiled here to report a bad pipeline; each part compiles its own (they keep state).
     pipeline::Pipeline::new(&q.pipeline).map_err(|e| QueryError::Unsupported(e.to_string()))?;
     let mut snap = snapshot(tenant, &q.matchers, q.start, q.end);
-    snap.narrow(&q.pipeline);
+    if !cancel.plain_reads {
+        snap.narrow(&q.pipeline);
+    }
     cancel.check_bytes_read(guard::estimate_bytes(&snap, &q.matchers, q.start, q.end))?;
     let mut stats = QueryStats {
         cancel,
@@ -908,9 +992,38 @@ struct SampleCollector {
     /// Entries that passed the whole pipeline (and gave a sample).
     post_filter_lines: u64,
     mem: guard::MemoryMeter,
+    /// `Some(bytes)` when the pipeline has no stages and the value is a count (or the line's
+    /// length): see [`pipeline::SampleExtractor::plain_count`].
+    plain: Option<bool>,
+    /// The series of the last structured metadata seen in the current stream (plain
+    /// pipelines): consecutive entries nearly always share it.
+    md_slot: Option<(Vec<u8>, usize)>,
 }
 
 impl SampleCollector {
+    /// A sample of a plain pipeline: the series follows from the stream and `md` alone.
+    fn plain_sample(&mut self, ts: i64, line_len: usize, md: &[u8], bytes: bool) {
+        let slot = match &self.md_slot {
+            Some((m, slot)) if m == md => *slot,
+            _ => {
+                self.md.clear();
+                self.md.extend(
+                    crate::storage::chunk::metadata_pairs(md)
+                        .map(|(k, v)| (k.to_string(), v.to_string())),
+                );
+                self.builder.start_entry(&self.md);
+                let key = self.extractor.series_labels(&self.builder);
+                let slot = self.slot(key);
+                self.md_slot = Some((md.to_vec(), slot));
+                slot
+            }
+        };
+        self.post_filter_lines += 1;
+        let v = if bytes { line_len as f64 } else { 1.0 };
+        self.series[slot].1.push((ts, v));
+        self.mem.add(std::mem::size_of::<(i64, f64)>());
+    }
+
     fn slot(&mut self, key: Vec<(String, String)>) -> usize {
         if let Some(&i) = self.index.get(&key) {
             return i;
@@ -951,8 +1064,20 @@ impl EntryVisitor for SampleCollector {
     fn stream(&mut self, labels: &Labels) {
         self.builder.set_stream(labels.pairs());
         self.stream_slot = None;
+        self.md_slot = None;
+    }
+    fn counts_only(&self) -> bool {
+        self.plain.is_some() && !self.count_errors_before_unwrap
+    }
+    fn counted(&mut self, ts: i64, line_len: usize, md: &[u8]) {
+        let bytes = self.plain.unwrap_or(false);
+        self.plain_sample(ts, line_len, md, bytes);
     }
     fn entry(&mut self, ts: i64, line: &[u8], md: &[u8]) {
+        if let (Some(bytes), false) = (self.plain, self.count_errors_before_unwrap) {
+            self.plain_sample(ts, line.len(), md, bytes);
+            return;
+        }
         self.md.clear();
         self.md.extend(
             crate::storage::chunk::metadata_pairs(md).map(|(k, v)| (k.to_string(), v.to_string())),
@@ -1002,7 +1127,9 @@ impl metric::SampleSource for LogSampleSource {
         };
         // Samples in (from, to] are entries with from < ts <= to, i.e. [from + 1, to + 1).
         let mut snap = snapshot(tenant, &log.selector.matchers, from + 1, to + 1);
-        snap.narrow(&log.pipeline);
+        if !self.stats.cancel.plain_reads {
+            snap.narrow(&log.pipeline);
+        }
         let estimate = guard::estimate_bytes(&snap, &log.selector.matchers, from + 1, to + 1);
         if let Err(e) = self.stats.cancel.check_bytes_read(estimate) {
             return Err(metric::EvalError::Source(e.to_string()));
@@ -1029,7 +1156,10 @@ impl metric::SampleSource for LogSampleSource {
                         .expect("bug: pipeline compiled once already");
                         let filter = pipeline::Pipeline::new(&log.pipeline)
                             .expect("bug: pipeline compiled once already");
+                        let plain = extractor.plain_count();
                         let mut c = SampleCollector {
+                            plain,
+                            md_slot: None,
                             extractor,
                             count_errors_before_unwrap,
                             builder: labels_builder::LabelsBuilder::new(),
@@ -1075,8 +1205,14 @@ impl metric::SampleSource for LogSampleSource {
             return Err(metric::EvalError::Source("query stopped".into()));
         }
         let mut out = Vec::with_capacity(merged.len());
+        // In label order: the error names the same series every time, and sums over series
+        // add in the same order.
+        let mut merged: Vec<(Labels, Samples)> = merged
+            .into_iter()
+            .map(|(l, s)| (Labels::from_pairs(l), s))
+            .collect();
+        merged.sort_by(|a, b| a.0.cmp(&b.0));
         for (labels, mut samples) in merged {
-            let labels = Labels::from_pairs(labels);
             if let Some(err) = labels.get(labels_builder::ERROR_LABEL) {
                 return Err(metric::EvalError::BadQuery(format!(
                     "pipeline error: '{err}' for series: '{labels}'.\nUse a label filter to intentionally skip this error. (e.g | __error__!=\"{err}\").\nTo skip all potential errors you can match empty errors.(e.g __error__=\"\")\nThe label filter can also be specified after unwrap. (e.g | unwrap latency | __error__=\"\" )"

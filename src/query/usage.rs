@@ -128,6 +128,16 @@ impl EntryVisitor for HeadUsage<'_> {
         usage[i].entries += 1;
         usage[i].bytes += (line.len() + metadata.len()) as u64;
     }
+    fn counts_only(&self) -> bool {
+        true
+    }
+    fn counted(&mut self, ts: i64, line_len: usize, metadata: &[u8]) {
+        let (Some(i), Some((_, usage))) = (self.buckets.index(ts), self.streams.last_mut()) else {
+            return;
+        };
+        usage[i].entries += 1;
+        usage[i].bytes += (line_len + metadata.len()) as u64;
+    }
 }
 
 /// Per matching stream, what it holds in each bucket: segment chunks by their metadata, head
@@ -196,6 +206,7 @@ pub fn usage_by_stream(
         drops: snap.drops,
         now: snap.now,
         narrowed: Default::default(),
+        skip: Default::default(),
     };
     let mut v = HeadUsage {
         buckets: b,

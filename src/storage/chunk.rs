@@ -197,14 +197,11 @@ impl HeadBlock {
                     crate::storage::index::for_each_token(line, |t| {
                         hashes.push(crate::storage::index::hash(t))
                     });
-                    sum.line(line, &mut |v| {
+                    sum.line(line, self.metadata_raw(k), &mut |v: &str| {
                         hashes.push(crate::storage::index::hash(v.as_bytes()))
                     });
-                    for (_, v) in metadata_pairs(self.metadata_raw(k)) {
-                        hashes.push(crate::storage::index::hash(v.as_bytes()));
-                    }
                 } else {
-                    sum.line(line, &mut |_| {});
+                    sum.line(line, self.metadata_raw(k), &mut |_| {});
                 }
             }
             sum.finish()

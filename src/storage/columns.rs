@@ -17,7 +17,7 @@
 //!   3 metadata  n_distinct uv | { encoded metadata lp } * n_distinct |
 //!               (n_distinct > 1:) distinct index uv * n
 //!   4 lines     lines concatenated, in timestamp order
-//!   5 fields    n_parsers u8 | { parser u8 (1 json, 2 logfmt) | errors uv | complete u8 |
+//!   5 fields    n_parsers u8 | { parser u8 (1 json, 2 logfmt, 3 metadata) | errors uv | complete u8 |
 //!                 n_fields uv | { name lp | present uv | numeric uv | min f64 | max f64 |
 //!                 n_values u8 (255: more than MAX_VALUES) | value lp * n_values }* }*
 //! ```
@@ -48,7 +48,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use crate::logql::go;
 use crate::pipeline::fields::{json_pipeline, logfmt_pipeline};
-use crate::pipeline::labels_builder::{LabelCategory, LabelsBuilder};
+use crate::pipeline::labels_builder::{normalize_label, LabelCategory, LabelsBuilder};
 use crate::pipeline::Pipeline;
 use crate::storage::chunk::ChunkError;
 use crate::storage::codec::{put_ivarint, put_lp_bytes, put_uvarint, Reader};
@@ -68,6 +68,8 @@ pub const TABLE_ENTRY_LEN: usize = 16;
 
 pub const PARSER_JSON: u8 = 1;
 pub const PARSER_LOGFMT: u8 = 2;
+/// Not a parser: the structured metadata names (normalized) and values of the block.
+pub const PARSER_METADATA: u8 = 3;
 /// Names summarized per parser and block.
 pub const MAX_FIELDS: usize = 64;
 /// Distinct values kept per field.
@@ -494,14 +496,15 @@ struct FieldAcc {
 
 struct ParserAcc {
     parser: u8,
-    pipeline: Pipeline,
+    /// The stage that finds the fields; `None` for metadata (given, not parsed).
+    pipeline: Option<Pipeline>,
     errors: u64,
     complete: bool,
     fields: BTreeMap<String, FieldAcc>,
 }
 
 impl ParserAcc {
-    fn new(parser: u8, pipeline: Pipeline) -> ParserAcc {
+    fn new(parser: u8, pipeline: Option<Pipeline>) -> ParserAcc {
         ParserAcc {
             parser,
             pipeline,
@@ -518,53 +521,22 @@ impl ParserAcc {
     }
 
     fn observe(&mut self, line: &[u8], b: &mut LabelsBuilder, values: &mut dyn FnMut(&str)) {
+        let Some(pipeline) = &mut self.pipeline else {
+            return;
+        };
         b.start_entry::<&str, &str>(&[]);
-        let _ = self.pipeline.process(0, line, b);
+        let _ = pipeline.process(0, line, b);
         if b.has_err() {
             self.errors += 1;
         }
-        let (fields, complete) = (&mut self.fields, &mut self.complete);
         b.for_each(|name, value, category| {
             if category != LabelCategory::Parsed || name.starts_with("__error") {
                 return;
             }
             values(value);
-            if !fields.contains_key(name) {
-                if fields.len() >= MAX_FIELDS {
-                    *complete = false;
-                    return;
-                }
-                fields.insert(
-                    name.to_string(),
-                    FieldAcc {
-                        min: f64::INFINITY,
-                        max: f64::NEG_INFINITY,
-                        values: Some(Vec::new()),
-                        ..FieldAcc::default()
-                    },
-                );
-            }
-            let acc = fields.get_mut(name).expect("bug: just inserted");
-            acc.present += 1;
-            if let (f, None) = go::parse_float(value) {
-                if f.is_finite() {
-                    acc.numeric += 1;
-                    acc.min = acc.min.min(f);
-                    acc.max = acc.max.max(f);
-                }
-            }
-            if let Some(vs) = &mut acc.values {
-                if !vs.iter().any(|v| v == value) {
-                    if vs.len() >= MAX_VALUES || value.len() > MAX_VALUE_LEN {
-                        acc.values = None;
-                    } else {
-                        vs.push(value.to_string());
-                    }
-                }
-            }
+            record(&mut self.fields, &mut self.complete, name, value);
         });
     }
-
     fn encode(&self, out: &mut Vec<u8>) {
         out.push(self.parser);
         put_uvarint(out, self.errors);
@@ -589,21 +561,61 @@ impl ParserAcc {
     }
 }
 
+/// Counts one value of field `name`.
+fn record(fields: &mut BTreeMap<String, FieldAcc>, complete: &mut bool, name: &str, value: &str) {
+    if !fields.contains_key(name) {
+        if fields.len() >= MAX_FIELDS {
+            *complete = false;
+            return;
+        }
+        fields.insert(
+            name.to_string(),
+            FieldAcc {
+                min: f64::INFINITY,
+                max: f64::NEG_INFINITY,
+                values: Some(Vec::new()),
+                ..FieldAcc::default()
+            },
+        );
+    }
+    let acc = fields.get_mut(name).expect("bug: just inserted");
+    acc.present += 1;
+    if let (f, None) = go::parse_float(value) {
+        if f.is_finite() {
+            acc.numeric += 1;
+            acc.min = acc.min.min(f);
+            acc.max = acc.max.max(f);
+        }
+    }
+    if let Some(vs) = &mut acc.values {
+        if !vs.iter().any(|v| v == value) {
+            if vs.len() >= MAX_VALUES || value.len() > MAX_VALUE_LEN {
+                acc.values = None;
+            } else {
+                vs.push(value.to_string());
+            }
+        }
+    }
+}
+
 /// Builds the fields section of blocks, one line at a time; also hands every field value to a
 /// callback (the head's filter keeps their hashes).
 pub struct Summarizer {
-    parsers: [ParserAcc; 2],
+    parsers: [ParserAcc; 3],
     builder: LabelsBuilder,
+    name: String,
 }
 
 impl Default for Summarizer {
     fn default() -> Self {
         Summarizer {
             parsers: [
-                ParserAcc::new(PARSER_JSON, json_pipeline(None)),
-                ParserAcc::new(PARSER_LOGFMT, logfmt_pipeline(None)),
+                ParserAcc::new(PARSER_JSON, Some(json_pipeline(None))),
+                ParserAcc::new(PARSER_LOGFMT, Some(logfmt_pipeline(None))),
+                ParserAcc::new(PARSER_METADATA, None),
             ],
             builder: LabelsBuilder::new(),
+            name: String::new(),
         }
     }
 }
@@ -615,9 +627,17 @@ impl Summarizer {
         }
     }
 
-    pub fn line(&mut self, line: &[u8], values: &mut dyn FnMut(&str)) {
+    /// One entry: its line and its encoded structured metadata.
+    pub fn line(&mut self, line: &[u8], metadata: &[u8], values: &mut dyn FnMut(&str)) {
         for p in &mut self.parsers {
             p.observe(line, &mut self.builder, values);
+        }
+        let md = &mut self.parsers[2];
+        for (k, v) in crate::storage::chunk::metadata_pairs(metadata) {
+            self.name.clear();
+            normalize_label(k, &mut self.name);
+            values(v);
+            record(&mut md.fields, &mut md.complete, &self.name, v);
         }
     }
 

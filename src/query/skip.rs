@@ -1,0 +1,255 @@
+//! Skipping what cannot match, before decompressing it. From a log pipeline, [`Skip`] keeps the
+//! label filters whose outcome a stream's labels or a block's field summary can decide, and
+//! the tokens and values a line must carry; `scan` then leaves out
+//! - a whole stream, when a filter on one of its stream labels fails on the stream's value;
+//! - a columnar block, when its summary (`storage::columns`) proves that the filter fails on
+//!   every line;
+//! - a sealed head block, when its Bloom filter lacks a token of a `|= "literal"` filter or
+//!   the value of a `name="value"` filter.
+//!
+//! Only an exact "no line can pass" skips: the answer with skipping is the answer without it
+//! (a test compares them over random queries). A filter is used only when nothing before it
+//! can change the labels it reads: the stages before it are line filters, label filters and
+//! at most one kind of plain parser (`| json` or `| logfmt` with no arguments). A parsed name
+//! that is also a stream label becomes `<name>_extracted`, so a filter on a stream label reads
+//! the stream's value; structured metadata of the same name (listed in the summary) makes the
+//! block unskippable.
+
+use crate::labels::Labels;
+use crate::logql::{
+    CmpOp, LabelFilterExpr, LabelParserExpr, LineFilterOp, LineFilterValue, MatchOp, Stage,
+};
+use crate::pipeline::labels_builder::{LabelsBuilder, DUPLICATE_SUFFIX};
+use crate::pipeline::stages::label_filter::LabelFilter;
+use crate::storage::bloom::Bloom;
+use crate::storage::chunk::BlockRef;
+use crate::storage::columns::{ParserSummary, PARSER_JSON, PARSER_LOGFMT, PARSER_METADATA};
+use crate::storage::index::{hash, whole_tokens};
+
+/// One conjunct of the pipeline's label filters that a summary may decide.
+#[derive(Debug)]
+struct Conjunct {
+    name: String,
+    /// Whether it comes after the parser (else only stream labels and metadata reach it).
+    after_parser: bool,
+    filter: LabelFilter,
+    test: Test,
+}
+
+#[derive(Debug)]
+enum Test {
+    Number {
+        op: CmpOp,
+        value: f64,
+    },
+    Eq(String),
+    /// Any other string test: decided on a complete list of distinct values.
+    Values,
+    /// Only a stream label can decide it.
+    StreamOnly,
+}
+
+/// What a query's pipeline lets `scan` skip; see the module documentation.
+#[derive(Debug, Default)]
+pub struct Skip {
+    /// The parser the conjuncts read after, if any.
+    parser: Option<u8>,
+    conjuncts: Vec<Conjunct>,
+    /// Hashes of the whole tokens every passing line contains.
+    tokens: Vec<u64>,
+}
+
+impl Skip {
+    /// What `stages` let a scan skip (nothing, for most pipelines).
+    pub fn for_pipeline(stages: &[Stage]) -> Skip {
+        let mut s = Skip::default();
+        let mut line_changed = false;
+        for st in stages {
+            match st {
+                Stage::LineFilter(f) => {
+                    if f.op == LineFilterOp::Contains && !line_changed && f.values.len() == 1 {
+                        if let LineFilterValue::Literal(lit) = &f.values[0] {
+                            s.tokens.extend(whole_tokens(lit.as_bytes()));
+                        }
+                    }
+                }
+                // A parser after `line_format` reads another line than the summary did.
+                Stage::LabelParser(_) if line_changed => break,
+                Stage::LabelParser(LabelParserExpr::Json { expressions })
+                    if expressions.is_empty() && s.parser.is_none_or(|p| p == PARSER_JSON) =>
+                {
+                    s.parser = Some(PARSER_JSON)
+                }
+                Stage::LabelParser(LabelParserExpr::Logfmt {
+                    strict: false,
+                    keep_empty: false,
+                    expressions,
+                }) if expressions.is_empty() && s.parser.is_none_or(|p| p == PARSER_LOGFMT) => {
+                    s.parser = Some(PARSER_LOGFMT)
+                }
+                Stage::LabelFilter(f) => s.add_conjuncts(f),
+                Stage::LineFormat(_) | Stage::Decolorize => {
+                    // Later line filters test another line; label filters may still be used.
+                    line_changed = true;
+                }
+                // Anything else may change the labels later filters read.
+                _ => break,
+            }
+        }
+        s
+    }
+
+    fn add_conjuncts(&mut self, f: &LabelFilterExpr) {
+        match f {
+            LabelFilterExpr::And(a, b) => {
+                self.add_conjuncts(a);
+                self.add_conjuncts(b);
+            }
+            LabelFilterExpr::Or(..) | LabelFilterExpr::Ip { .. } => {}
+            LabelFilterExpr::String(m) => {
+                let test = match m.op {
+                    MatchOp::Eq => Test::Eq(m.value.clone()),
+                    _ => Test::Values,
+                };
+                self.push(&m.name, f, test);
+            }
+            LabelFilterExpr::Number { name, op, value } => {
+                let test = if value.is_nan() {
+                    Test::StreamOnly
+                } else {
+                    Test::Number {
+                        op: *op,
+                        value: *value,
+                    }
+                };
+                self.push(name, f, test)
+            }
+            LabelFilterExpr::Duration { name, .. } | LabelFilterExpr::Bytes { name, .. } => {
+                self.push(name, f, Test::StreamOnly)
+            }
+        }
+    }
+
+    fn push(&mut self, name: &str, f: &LabelFilterExpr, test: Test) {
+        if name.starts_with("__error") || name.ends_with(DUPLICATE_SUFFIX) {
+            return;
+        }
+        if let Ok(filter) = LabelFilter::new(f, true) {
+            self.conjuncts.push(Conjunct {
+                name: name.to_string(),
+                after_parser: self.parser.is_some(),
+                filter,
+                test,
+            });
+        }
+    }
+
+    /// Whether nothing can be skipped.
+    pub fn is_empty(&self) -> bool {
+        self.conjuncts.is_empty() && self.tokens.is_empty()
+    }
+
+    /// Whether no entry of a stream with these labels can pass.
+    pub fn skips_stream(&self, labels: &Labels) -> bool {
+        let mut b: Option<LabelsBuilder> = None;
+        self.conjuncts
+            .iter()
+            .filter(|c| labels.get(&c.name).is_some())
+            .any(|c| {
+                let b = b.get_or_insert_with(|| LabelsBuilder::for_stream(labels.pairs()));
+                b.start_entry::<&str, &str>(&[]);
+                !c.filter.process(b) && !b.has_err()
+            })
+    }
+
+    /// Whether no line of a block can pass, by its summary (columnar blocks) and its filter
+    /// (sealed head blocks). `labels` are the block's stream's.
+    pub fn skips_block(&self, b: &BlockRef<'_>, filter: Option<&Bloom>, labels: &Labels) -> bool {
+        if let Some(bloom) = filter {
+            if self.tokens.iter().any(|t| !bloom.may_contain(*t)) {
+                return true;
+            }
+            let values_missing = self.conjuncts.iter().any(|c| match &c.test {
+                Test::Eq(v) if !v.is_empty() && labels.get(&c.name).is_none() => {
+                    !bloom.may_contain(hash(v.as_bytes()))
+                }
+                _ => false,
+            });
+            if values_missing {
+                return true;
+            }
+        }
+        let Some(parser) = self.parser else {
+            return false;
+        };
+        if b.columns.is_none() || self.conjuncts.is_empty() {
+            return false;
+        }
+        let Ok(summaries) = b.summaries() else {
+            // A damaged summary decides nothing; the read reports the damage.
+            return false;
+        };
+        let find = |p: u8| summaries.iter().find(|s| s.parser == p);
+        let (Some(parsed), Some(md)) = (find(parser), find(PARSER_METADATA)) else {
+            return false;
+        };
+        let n = b.n_entries as u64;
+        self.conjuncts.iter().any(|c| {
+            c.after_parser
+                && labels.get(&c.name).is_none()
+                && md.complete
+                && md.field(&c.name).is_none()
+                && fails_everywhere(c, parsed, n)
+        })
+    }
+}
+
+/// Whether conjunct `c` fails on every one of `n` lines whose `parser` fields `s` summarizes.
+fn fails_everywhere(c: &Conjunct, s: &ParserSummary, n: u64) -> bool {
+    let f = s.field(&c.name);
+    if f.is_none() && !s.complete {
+        return false;
+    }
+    match (&c.test, f) {
+        // Absent everywhere: a numeric filter fails on a missing label, a string test sees "".
+        (Test::Number { .. }, None) => true,
+        (Test::Eq(v), None) => !v.is_empty(),
+        (Test::Values, None) => !string_passes(c, ""),
+        (Test::StreamOnly, _) => false,
+        (Test::Number { op, value }, Some(f)) => {
+            // A value that does not convert keeps the line (with `__error__`).
+            f.numeric == f.present && !range_meets(*op, *value, f.min, f.max)
+        }
+        (Test::Eq(v), Some(f)) => {
+            let missing_pass = f.present < n && v.is_empty();
+            !missing_pass && f.values.as_ref().is_some_and(|vs| !vs.contains(v))
+        }
+        (Test::Values, Some(f)) => {
+            let missing_pass = f.present < n && string_passes(c, "");
+            !missing_pass
+                && f.values
+                    .as_ref()
+                    .is_some_and(|vs| vs.iter().all(|v| !string_passes(c, v)))
+        }
+    }
+}
+
+/// Whether a string conjunct passes a line whose label has `value`.
+fn string_passes(c: &Conjunct, value: &str) -> bool {
+    let mut b = LabelsBuilder::new();
+    b.start_entry::<&str, &str>(&[]);
+    b.set_parsed(&c.name, value);
+    c.filter.process(&mut b)
+}
+
+/// Whether some `x` in `[min, max]` has `x op value`.
+fn range_meets(op: CmpOp, value: f64, min: f64, max: f64) -> bool {
+    match op {
+        CmpOp::Eq => min <= value && value <= max,
+        CmpOp::Neq => !(min == value && max == value),
+        CmpOp::Gt => max > value,
+        CmpOp::Gte => max >= value,
+        CmpOp::Lt => min < value,
+        CmpOp::Lte => min <= value,
+    }
+}

@@ -44,12 +44,13 @@
 //! query engine's own `| json` and `| logfmt` stages over each line with no stream labels, so
 //! what it says is what those stages give; `query` decides when that is what a query sees.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use crate::logql::go;
-use crate::pipeline::fields::{json_pipeline, logfmt_pipeline};
-use crate::pipeline::labels_builder::{normalize_label, LabelCategory, LabelsBuilder};
-use crate::pipeline::Pipeline;
+use crate::pipeline::labels_builder::normalize_label;
+use crate::pipeline::stages::json::{object_each, push_lossy_spaces, unescape_string, ValueType};
+use crate::pipeline::stages::logfmt::Decoder;
+use crate::pipeline::stages::sanitize_key_bytes;
 use crate::storage::chunk::ChunkError;
 use crate::storage::codec::{put_ivarint, put_lp_bytes, put_uvarint, Reader};
 
@@ -429,7 +430,8 @@ pub struct FieldSummary {
     pub name: String,
     /// Lines that have the field.
     pub present: u64,
-    /// Of those, values that convert to a finite float (Go's `ParseFloat`).
+    /// Of those, values that convert to a finite float (Go's `ParseFloat`); equal to
+    /// `present` exactly when every value converts (counting stops at the first that does not).
     pub numeric: u64,
     pub min: f64,
     pub max: f64,
@@ -485,64 +487,232 @@ fn decode_summaries(raw: &[u8]) -> Result<Vec<ParserSummary>, ChunkError> {
     Ok(out)
 }
 
-#[derive(Default)]
 struct FieldAcc {
     present: u64,
     numeric: u64,
     min: f64,
     max: f64,
     values: Option<Vec<String>>,
+    /// Hashes of `values`, compared before the strings.
+    hashes: Vec<u64>,
+    /// The line that last gave this field (a name given twice counts once).
+    last_line: u64,
+}
+
+/// The fields of one parser in a block, in first-seen order. Lines of one stream mostly list
+/// the same fields in the same order, so the field after the last one found is tried first.
+#[derive(Default)]
+struct Fields {
+    items: Vec<(String, FieldAcc)>,
+    next: usize,
+}
+
+impl Fields {
+    fn clear(&mut self) {
+        self.items.clear();
+        self.next = 0;
+    }
+
+    fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    fn find(&mut self, name: &str) -> Option<usize> {
+        let i = match self.items.get(self.next) {
+            Some((n, _)) if n == name => self.next,
+            _ => self.items.iter().position(|(n, _)| n == name)?,
+        };
+        self.next = i + 1;
+        Some(i)
+    }
+}
+
+/// The fields one line gave, in order, in a reused buffer.
+#[derive(Default)]
+struct LineFields {
+    pairs: Vec<(String, String)>,
+    len: usize,
+    name: String,
+    text: String,
+    scratch: Vec<u8>,
+    /// Top-level keys already sanitized, with the position to try first.
+    keys: Vec<(Vec<u8>, String)>,
+    next_key: usize,
+}
+
+impl LineFields {
+    /// `self.name` = the label name of top-level key `key` (sanitized once per block).
+    fn top_level_name(&mut self, key: &[u8]) {
+        let i = match self.keys.get(self.next_key) {
+            Some((k, _)) if k == key => Some(self.next_key),
+            _ => self.keys.iter().position(|(k, _)| k == key),
+        };
+        let i = match i {
+            Some(i) => i,
+            None => {
+                let mut name = String::new();
+                sanitize_key_bytes(key, true, &mut name);
+                if self.keys.len() >= 4 * MAX_FIELDS {
+                    self.next_key = 0;
+                    self.name = name;
+                    return;
+                }
+                self.keys.push((key.to_vec(), name));
+                self.keys.len() - 1
+            }
+        };
+        self.next_key = i + 1;
+        self.name.clear();
+        self.name.push_str(&self.keys[i].1);
+    }
+
+    fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// Adds `self.name` = `self.text` (a name given again is added again; see [`record`]).
+    fn set(&mut self) {
+        if self.pairs.len() == self.len {
+            self.pairs.push((String::new(), String::new()));
+        }
+        let (n, v) = &mut self.pairs[self.len];
+        n.clear();
+        n.push_str(&self.name);
+        v.clear();
+        v.push_str(&self.text);
+        self.len += 1;
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.pairs[..self.len]
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+}
+
+/// The labels `| json` (no arguments) gives a line, with no stream labels: the same walk as
+/// the stage's, without a labels builder. Nested objects flatten to `a_b`; arrays and nulls
+/// give nothing; an error keeps the labels found before it.
+fn json_fields(data: &[u8], prefix: &mut String, out: &mut LineFields) -> Result<(), &'static str> {
+    object_each(data, &mut |key: &[u8],
+                            value: &[u8],
+                            ty|
+     -> Result<(), &'static str> {
+        match ty {
+            ValueType::String | ValueType::Number | ValueType::Boolean => {
+                if prefix.is_empty() {
+                    out.top_level_name(key);
+                } else {
+                    out.name.clear();
+                    out.name.push_str(prefix);
+                    out.name.push('_');
+                    sanitize_key_bytes(key, false, &mut out.name);
+                }
+                if ty == ValueType::String {
+                    unescape_string(value, &mut out.scratch, &mut out.text);
+                } else {
+                    out.text.clear();
+                    out.text.push_str(&String::from_utf8_lossy(value));
+                }
+                out.set();
+                Ok(())
+            }
+            ValueType::Object => {
+                let saved = prefix.len();
+                let at_start = prefix.is_empty();
+                if !at_start {
+                    prefix.push('_');
+                }
+                sanitize_key_bytes(key, at_start, prefix);
+                let r = json_fields(value, prefix, out);
+                prefix.truncate(saved);
+                r
+            }
+            ValueType::Array | ValueType::Null => Ok(()),
+        }
+    })
+}
+
+/// The labels `| logfmt` (no flags, no arguments) gives a line: never an error; empty names
+/// and empty values are left out. (A name given twice: see [`record`].)
+fn logfmt_fields(line: &[u8], out: &mut LineFields) {
+    // Without '=' every key has an empty value, and empty values are left out.
+    if memchr::memchr(b'=', line).is_none() {
+        return;
+    }
+    let mut dec = Decoder::new(line);
+    while !dec.eol() {
+        if !dec.scan_keyval() {
+            continue;
+        }
+        if dec.value().is_empty() {
+            continue;
+        }
+        out.top_level_name(dec.key());
+        if out.name.is_empty() {
+            continue;
+        }
+        out.text.clear();
+        push_lossy_spaces(dec.value(), &mut out.text);
+        out.set();
+    }
 }
 
 struct ParserAcc {
     parser: u8,
-    /// The stage that finds the fields; `None` for metadata (given, not parsed).
-    pipeline: Option<Pipeline>,
+    /// Lines observed in this block.
+    lines: u64,
     errors: u64,
     complete: bool,
-    fields: BTreeMap<String, FieldAcc>,
+    fields: Fields,
 }
 
 impl ParserAcc {
-    fn new(parser: u8, pipeline: Option<Pipeline>) -> ParserAcc {
+    fn new(parser: u8) -> ParserAcc {
         ParserAcc {
             parser,
-            pipeline,
+            lines: 0,
             errors: 0,
             complete: true,
-            fields: BTreeMap::new(),
+            fields: Fields::default(),
         }
     }
 
     fn reset(&mut self) {
+        self.lines = 0;
         self.errors = 0;
         self.complete = true;
         self.fields.clear();
     }
 
-    fn observe(&mut self, line: &[u8], b: &mut LabelsBuilder, values: &mut dyn FnMut(&str)) {
-        let Some(pipeline) = &mut self.pipeline else {
-            return;
-        };
-        b.start_entry::<&str, &str>(&[]);
-        let _ = pipeline.process(0, line, b);
-        if b.has_err() {
+    /// Counts the fields of one line, and hands each value to `values`.
+    fn observe(&mut self, line: &LineFields, error: bool, values: &mut dyn FnMut(&str)) {
+        if error {
             self.errors += 1;
         }
-        b.for_each(|name, value, category| {
-            if category != LabelCategory::Parsed || name.starts_with("__error") {
-                return;
+        self.lines += 1;
+        for (name, value) in line.iter() {
+            if name.as_bytes().first() == Some(&b'_') && name.starts_with("__error") {
+                continue;
             }
             values(value);
-            record(&mut self.fields, &mut self.complete, name, value);
-        });
+            record(
+                &mut self.fields,
+                &mut self.complete,
+                self.lines,
+                name,
+                value,
+            );
+        }
     }
     fn encode(&self, out: &mut Vec<u8>) {
         out.push(self.parser);
         put_uvarint(out, self.errors);
         out.push(self.complete as u8);
         put_uvarint(out, self.fields.len() as u64);
-        for (name, f) in &self.fields {
+        let mut sorted: Vec<&(String, FieldAcc)> = self.fields.items.iter().collect();
+        sorted.sort_by(|a, b| a.0.cmp(&b.0));
+        for (name, f) in sorted {
             put_lp_bytes(out, name.as_bytes());
             put_uvarint(out, f.present);
             put_uvarint(out, f.numeric);
@@ -561,38 +731,69 @@ impl ParserAcc {
     }
 }
 
-/// Counts one value of field `name`.
-fn record(fields: &mut BTreeMap<String, FieldAcc>, complete: &mut bool, name: &str, value: &str) {
-    if !fields.contains_key(name) {
-        if fields.len() >= MAX_FIELDS {
+/// Counts one value of field `name` in line number `line`. `numeric` counts the values that
+/// convert only while all of them do (a summary is used only when all do), so a field of IDs
+/// stops converting early. A name a line gives twice (the labels builder keeps the last
+/// value) counts once in `present`, and both values count in the range and the distinct
+/// values: a wider summary, which skips less, never wrongly.
+fn record(fields: &mut Fields, complete: &mut bool, line: u64, name: &str, value: &str) {
+    let i = match fields.find(name) {
+        Some(i) => i,
+        None if fields.len() >= MAX_FIELDS => {
             *complete = false;
             return;
         }
-        fields.insert(
-            name.to_string(),
-            FieldAcc {
-                min: f64::INFINITY,
-                max: f64::NEG_INFINITY,
-                values: Some(Vec::new()),
-                ..FieldAcc::default()
-            },
-        );
-    }
-    let acc = fields.get_mut(name).expect("bug: just inserted");
-    acc.present += 1;
-    if let (f, None) = go::parse_float(value) {
-        if f.is_finite() {
-            acc.numeric += 1;
-            acc.min = acc.min.min(f);
-            acc.max = acc.max.max(f);
+        None => {
+            fields.items.push((
+                name.to_string(),
+                FieldAcc {
+                    present: 0,
+                    numeric: 0,
+                    min: f64::INFINITY,
+                    max: f64::NEG_INFINITY,
+                    values: Some(Vec::new()),
+                    hashes: Vec::new(),
+                    last_line: 0,
+                },
+            ));
+            fields.next = fields.items.len();
+            fields.items.len() - 1
+        }
+    };
+    let acc = &mut fields.items[i].1;
+    let again = acc.last_line == line;
+    acc.last_line = line;
+    if acc.numeric == acc.present {
+        match go::parse_float(value) {
+            (f, None) if f.is_finite() => {
+                acc.min = acc.min.min(f);
+                acc.max = acc.max.max(f);
+                if !again {
+                    acc.numeric += 1;
+                }
+            }
+            // One value that does not convert: not every value of the field does.
+            _ if again => acc.numeric = 0,
+            _ => {}
         }
     }
+    if !again {
+        acc.present += 1;
+    }
     if let Some(vs) = &mut acc.values {
-        if !vs.iter().any(|v| v == value) {
+        let h = crate::storage::index::hash(value.as_bytes());
+        let known = acc
+            .hashes
+            .iter()
+            .zip(vs.iter())
+            .any(|(k, v)| *k == h && v == value);
+        if !known {
             if vs.len() >= MAX_VALUES || value.len() > MAX_VALUE_LEN {
                 acc.values = None;
+                acc.hashes = Vec::new();
             } else {
                 vs.push(value.to_string());
+                acc.hashes.push(h);
             }
         }
     }
@@ -602,20 +803,20 @@ fn record(fields: &mut BTreeMap<String, FieldAcc>, complete: &mut bool, name: &s
 /// callback (the head's filter keeps their hashes).
 pub struct Summarizer {
     parsers: [ParserAcc; 3],
-    builder: LabelsBuilder,
-    name: String,
+    line: LineFields,
+    prefix: String,
 }
 
 impl Default for Summarizer {
     fn default() -> Self {
         Summarizer {
             parsers: [
-                ParserAcc::new(PARSER_JSON, Some(json_pipeline(None))),
-                ParserAcc::new(PARSER_LOGFMT, Some(logfmt_pipeline(None))),
-                ParserAcc::new(PARSER_METADATA, None),
+                ParserAcc::new(PARSER_JSON),
+                ParserAcc::new(PARSER_LOGFMT),
+                ParserAcc::new(PARSER_METADATA),
             ],
-            builder: LabelsBuilder::new(),
-            name: String::new(),
+            line: LineFields::default(),
+            prefix: String::new(),
         }
     }
 }
@@ -625,20 +826,27 @@ impl Summarizer {
         for p in &mut self.parsers {
             p.reset();
         }
+        self.line.keys.clear();
     }
 
     /// One entry: its line and its encoded structured metadata.
     pub fn line(&mut self, line: &[u8], metadata: &[u8], values: &mut dyn FnMut(&str)) {
-        for p in &mut self.parsers {
-            p.observe(line, &mut self.builder, values);
-        }
-        let md = &mut self.parsers[2];
+        self.line.clear();
+        self.prefix.clear();
+        let error = json_fields(line, &mut self.prefix, &mut self.line).is_err();
+        self.parsers[0].observe(&self.line, error, values);
+        self.line.clear();
+        logfmt_fields(line, &mut self.line);
+        self.parsers[1].observe(&self.line, false, values);
+        self.line.clear();
         for (k, v) in crate::storage::chunk::metadata_pairs(metadata) {
-            self.name.clear();
-            normalize_label(k, &mut self.name);
-            values(v);
-            record(&mut md.fields, &mut md.complete, &self.name, v);
+            self.line.name.clear();
+            normalize_label(k, &mut self.line.name);
+            self.line.text.clear();
+            self.line.text.push_str(v);
+            self.line.set();
         }
+        self.parsers[2].observe(&self.line, false, values);
     }
 
     /// The fields section of the block observed since [`Self::start_block`].
@@ -655,6 +863,7 @@ impl Summarizer {
 mod tests {
     use proptest::prelude::*;
 
+    use super::{json_fields, logfmt_fields, LineFields};
     use crate::storage::chunk::{chunk_blocks, encode_chunk, DecodedBlock, HeadBlock};
 
     /// Lines of odd shapes: JSON with any key order, whitespace, escapes, duplicate keys,
@@ -702,8 +911,58 @@ mod tests {
         ]
     }
 
+    /// The labels and error the query engine's own stage gives a line (the reference).
+    fn by_pipeline(
+        p: &mut crate::pipeline::Pipeline,
+        line: &[u8],
+    ) -> (Vec<(String, String)>, bool) {
+        use crate::pipeline::labels_builder::{LabelCategory, LabelsBuilder};
+        let mut b = LabelsBuilder::new();
+        b.start_entry::<&str, &str>(&[]);
+        let _ = p.process(0, line, &mut b);
+        let mut out = Vec::new();
+        b.for_each(|n, v, c| {
+            if c == LabelCategory::Parsed && !n.starts_with("__error") {
+                out.push((n.to_string(), v.to_string()));
+            }
+        });
+        out.sort();
+        (out, b.has_err())
+    }
+
+    /// The pairs a line gave, the last value of a name winning (as the labels builder does).
+    fn by_summarizer(line: &LineFields) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = Vec::new();
+        for (n, v) in line.iter().filter(|(n, _)| !n.starts_with("__error")) {
+            out.retain(|(m, _)| m != n);
+            out.push((n.to_string(), v.to_string()));
+        }
+        out.sort();
+        out
+    }
+
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+        #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// The summarizer's own walk finds exactly what `| json` and `| logfmt` find.
+        #[test]
+        fn summarizer_sees_what_the_parsers_see(
+            lines in prop::collection::vec(odd_line(), 1..40)
+        ) {
+            let mut json = crate::pipeline::fields::json_pipeline(None);
+            let mut logfmt = crate::pipeline::fields::logfmt_pipeline(None);
+            let mut lf = LineFields::default();
+            let mut prefix = String::new();
+            for line in &lines {
+                lf.clear();
+                prefix.clear();
+                let err = json_fields(line.as_bytes(), &mut prefix, &mut lf).is_err();
+                prop_assert_eq!((by_summarizer(&lf), err), by_pipeline(&mut json, line.as_bytes()), "json of {:?}", line);
+                lf.clear();
+                logfmt_fields(line.as_bytes(), &mut lf);
+                prop_assert_eq!((by_summarizer(&lf), false), by_pipeline(&mut logfmt, line.as_bytes()), "logfmt of {:?}", line);
+            }
+        }
 
         /// Every line comes back byte for byte, with its timestamp and metadata, and the
         /// summaries decode.
@@ -733,7 +992,7 @@ mod tests {
                 prop_assert_eq!(d.metadata_raw(i), &md[..]);
             }
             let summaries = r.summaries().unwrap();
-            prop_assert_eq!(summaries.len(), 2);
+            prop_assert_eq!(summaries.len(), 3);
             for p in &summaries {
                 prop_assert!(p.errors <= want.len() as u64);
                 for f in &p.fields {

@@ -323,7 +323,7 @@ pub fn push_lossy_spaces(b: &[u8], out: &mut String) {
 }
 
 /// Loki's `unescapeJSONString`: the unescaped string, empty when an escape is invalid.
-fn unescape_string(raw: &[u8], scratch: &mut Vec<u8>, out: &mut String) {
+pub(crate) fn unescape_string(raw: &[u8], scratch: &mut Vec<u8>, out: &mut String) {
     out.clear();
     if memchr::memchr(b'\\', raw).is_none() {
         push_lossy_spaces(raw, out);

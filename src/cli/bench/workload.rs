@@ -561,6 +561,30 @@ mod tests {
     }
 
     #[test]
+    fn status_follows_the_level_and_durations_are_lognormal() {
+        let (mut errors, mut e500, mut warns, mut w429) = (0, 0, 0, 0);
+        let mut durations = Vec::new();
+        for line in Generator::new(&spec(5, 50_000)) {
+            let (_, f) = fields(&line.text);
+            match (f["level"].as_str(), f["status"].as_str()) {
+                ("error", s) => (errors, e500) = (errors + 1, e500 + (s == "500") as usize),
+                ("warn", s) => (warns, w429) = (warns + 1, w429 + (s == "429") as usize),
+                _ => {}
+            }
+            durations.push(f["duration_ms"].parse::<f64>().unwrap());
+        }
+        let (e, w) = (e500 as f64 / errors as f64, w429 as f64 / warns as f64);
+        assert!((0.62..0.78).contains(&e), "{e} of errors are 500");
+        assert!((0.16..0.24).contains(&w), "{w} of warnings are 429");
+        // lognormal(3, 1): median e^3 = 20.1; a sixth of the values above e^4 = 54.6.
+        durations.sort_by(f64::total_cmp);
+        let median = durations[durations.len() / 2];
+        assert!((18.5..21.7).contains(&median), "median {median}");
+        let above = durations.iter().filter(|d| **d > 54.6).count() as f64 / 50_000.0;
+        assert!((0.14..0.18).contains(&above), "{above} above e^4");
+    }
+
+    #[test]
     fn bodies_hold_every_line_once_and_the_needle_counts() {
         let s = spec(2, 4321);
         let (bodies, truth) = bodies(&s);

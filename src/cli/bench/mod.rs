@@ -3,17 +3,23 @@
 //! `bench query` (query latency over generated data, in-process) and `bench index` (the search
 //! index's cost and gain, in-process). This file holds their arguments and what they share: the
 //! generated streams and line vocabulary, the time span, and the in-process store.
+//! `workload.rs` generates the `--shape microservices` data of `bench push` and `bench query`
+//! (requests sharing request, trace and user IDs); `query_http.rs` times queries over it
+//! through HTTP, fresh and after `POST /flush`.
 
 mod index;
 mod push;
 mod query;
+mod query_http;
 mod soak;
 mod tail;
+mod workload;
 
 pub use index::index;
 pub use push::push;
 pub use query::query;
 pub use tail::tail;
+pub use workload::Shape;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -29,7 +35,8 @@ use crate::storage::store::Store;
 pub enum BenchCommand {
     /// Push load: 1000-line JSON pushes of ~300-byte JSON and logfmt lines from several connections.
     Push(BenchPushArgs),
-    /// Query speed over generated data (in-process, fresh data directory).
+    /// Query speed over generated data (in-process, fresh data directory; with `--shape
+    /// microservices`, through HTTP, fresh and after `POST /flush`).
     Query(BenchQueryArgs),
     /// Live tail latency: push acknowledged → line on a tail, against a running server.
     Tail(BenchTailArgs),
@@ -42,13 +49,33 @@ pub enum BenchCommand {
 
 #[derive(Args)]
 pub struct BenchQueryArgs {
+    /// The data: `uniform` is queried in-process; `microservices` (requests sharing a request,
+    /// trace and user ID, as `bench push --shape microservices` sends them) is pushed through
+    /// HTTP to a server this command starts (or `--addr`), and eight queries are timed through
+    /// HTTP right after the push and again after `POST /flush`.
+    #[arg(long, value_enum, default_value_t = Shape::Uniform)]
+    pub shape: Shape,
     /// Lines to generate (over `--hours`, 8 apps, 2 namespaces, 4 levels).
     #[arg(long, default_value_t = 1_000_000)]
     pub lines: usize,
+    /// Seed of the `microservices` data (the same seed gives the same lines).
+    #[arg(long, default_value_t = 3)]
+    pub seed: u64,
+    /// `microservices`: query this running server instead of starting one (the data is pushed
+    /// to it and it is flushed).
+    #[arg(long)]
+    pub addr: Option<String>,
+    /// `microservices`: the server binary to start (default: this one).
+    #[arg(long)]
+    pub server: Option<PathBuf>,
+    /// `microservices`: seconds to wait after `POST /flush` before the settled queries.
+    #[arg(long, default_value_t = 3.0)]
+    pub settle_wait: f64,
     /// Runs of each query; the median is printed.
     #[arg(long, default_value_t = 7)]
     pub runs: usize,
-    /// Data directory (default: a new temporary one).
+    /// Data directory (default: a new temporary one; with `microservices`, the started
+    /// server's, kept when given).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// Hours the generated lines span (the queries cover all of them).
@@ -102,13 +129,25 @@ pub struct BenchPushArgs {
     pub addr: String,
     #[arg(long, default_value_t = 4)]
     pub connections: usize,
-    /// Seconds to run.
+    /// The data: `uniform` sends prepared bodies with fresh timestamps for `--duration`;
+    /// `microservices` generates `--lines` lines over the hour before the last whole hour
+    /// (requests sharing a request, trace and user ID; JSON and logfmt) into memory (about
+    /// 310 MB per million lines), then pushes them once.
+    #[arg(long, value_enum, default_value_t = Shape::Uniform)]
+    pub shape: Shape,
+    /// Seconds to run (`uniform`).
     #[arg(long, default_value_t = 10.0)]
     pub duration: f64,
+    /// Lines to push (`microservices`).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub lines: usize,
+    /// Seed of the `microservices` data (the same seed gives the same lines).
+    #[arg(long, default_value_t = 3)]
+    pub seed: u64,
     /// Lines per push.
     #[arg(long, default_value_t = 1000)]
     pub batch: usize,
-    /// Distinct streams (spread over the pushes).
+    /// Distinct streams (spread over the pushes; `uniform`).
     #[arg(long, default_value_t = 64)]
     pub streams: usize,
     #[arg(long)]

@@ -1,11 +1,14 @@
 //! `sawmill bench push`: push throughput and latency against a running server, from several
-//! connections sending prepared JSON bodies whose timestamps are rewritten before each send.
+//! connections sending prepared JSON bodies whose timestamps are rewritten before each send;
+//! or, with `--shape microservices`, the bodies of [`super::workload`] pushed once
+//! ([`push_bodies`], which `bench query` also uses).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{BenchPushArgs, APPS, LEVELS, MSGS, PATHS};
+use super::workload::{self, Body, Shape, Spec};
+use super::{bench_span, BenchPushArgs, APPS, LEVELS, MSGS, PATHS};
 
 /// A push body whose timestamps are rewritten in place before each send.
 struct BodyTemplate {
@@ -98,6 +101,9 @@ fn make_template(seed: usize, batch: usize, streams: usize) -> BodyTemplate {
 }
 
 pub fn push(a: BenchPushArgs) -> anyhow::Result<()> {
+    if a.shape == Shape::Microservices {
+        return push_workload(&a);
+    }
     let url = format!("{}/loki/api/v1/push", a.addr.trim_end_matches('/'));
     let stop = Arc::new(AtomicBool::new(false));
     let lines = Arc::new(AtomicU64::new(0));
@@ -184,4 +190,137 @@ pub fn push(a: BenchPushArgs) -> anyhow::Result<()> {
         anyhow::bail!("every push failed");
     }
     Ok(())
+}
+
+/// `bench push --shape microservices`: generates `a.lines` lines over the hour before the last
+/// whole hour, pushes them once and prints the throughput.
+fn push_workload(a: &BenchPushArgs) -> anyhow::Result<()> {
+    let (start, end) = bench_span(1);
+    let spec = Spec {
+        seed: a.seed,
+        lines: a.lines,
+        start_ns: start,
+        span_ns: end - start,
+        batch: a.batch.max(1),
+    };
+    let t0 = Instant::now();
+    let (bodies, truth) = workload::bodies(&spec);
+    println!(
+        "generated {} lines in {} bodies ({:.1} MB of bodies, {:.1} MB of lines) in {:.1}s; request {} has {} lines",
+        truth.lines,
+        bodies.len(),
+        truth.body_bytes as f64 / 1e6,
+        truth.line_bytes as f64 / 1e6,
+        t0.elapsed().as_secs_f64(),
+        truth.needle,
+        truth.needle_lines,
+    );
+    let r = push_bodies(&a.addr, a.org_id.as_deref(), &bodies, a.connections);
+    println!("{}", r.summary());
+    if r.errors > 0 {
+        anyhow::bail!("{} of {} pushes failed", r.errors, bodies.len());
+    }
+    Ok(())
+}
+
+/// What [`push_bodies`] measured.
+pub struct Pushed {
+    /// Lines and bytes of the pushes the server acknowledged.
+    pub lines: usize,
+    pub line_bytes: usize,
+    pub body_bytes: usize,
+    pub errors: usize,
+    pub secs: f64,
+    pub p50: Duration,
+    pub p99: Duration,
+}
+
+impl Pushed {
+    pub fn summary(&self) -> String {
+        format!(
+            "pushed {} lines in {:.1}s: {:.0} lines/s, {:.1} MB/s of bodies ({:.1} MB/s of lines), push latency p50 {:.1} ms, p99 {:.1} ms, {} errors",
+            self.lines,
+            self.secs,
+            self.lines as f64 / self.secs,
+            self.body_bytes as f64 / self.secs / 1e6,
+            self.line_bytes as f64 / self.secs / 1e6,
+            self.p50.as_secs_f64() * 1e3,
+            self.p99.as_secs_f64() * 1e3,
+            self.errors
+        )
+    }
+}
+
+/// Pushes every body once to `addr`'s push endpoint from `connections` threads, each taking
+/// the next body not sent yet. A refused or failed push is counted, not retried.
+pub fn push_bodies(addr: &str, org: Option<&str>, bodies: &[Body], connections: usize) -> Pushed {
+    let url = format!("{}/loki/api/v1/push", addr.trim_end_matches('/'));
+    let next = AtomicU64::new(0);
+    let errors = AtomicU64::new(0);
+    let started = Instant::now();
+    let per_thread: Vec<(Vec<Duration>, usize, usize, usize)> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..connections.max(1))
+            .map(|_| {
+                let (url, next, errors) = (&url, &next, &errors);
+                s.spawn(move || {
+                    let agent = ureq::AgentBuilder::new()
+                        .timeout(Duration::from_secs(120))
+                        .build();
+                    let (mut lat, mut lines, mut line_bytes, mut body_bytes) =
+                        (Vec::new(), 0, 0, 0);
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                        let Some(body) = bodies.get(i) else { break };
+                        let mut req = agent.post(url).set("Content-Type", "application/json");
+                        if let Some(o) = org {
+                            req = req.set("X-Scope-OrgID", o);
+                        }
+                        let t0 = Instant::now();
+                        match req.send_bytes(&body.json) {
+                            Ok(_) => {
+                                lat.push(t0.elapsed());
+                                lines += body.lines;
+                                line_bytes += body.line_bytes;
+                                body_bytes += body.json.len();
+                            }
+                            Err(e) => {
+                                if errors.fetch_add(1, Ordering::Relaxed) < 3 {
+                                    eprintln!("push failed: {e}");
+                                }
+                            }
+                        }
+                    }
+                    (lat, lines, line_bytes, body_bytes)
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().unwrap_or_default())
+            .collect()
+    });
+    let secs = started.elapsed().as_secs_f64().max(1e-9);
+    let mut lat: Vec<Duration> = Vec::new();
+    let (mut lines, mut line_bytes, mut body_bytes) = (0, 0, 0);
+    for (l, n, lb, bb) in per_thread {
+        lat.extend(l);
+        lines += n;
+        line_bytes += lb;
+        body_bytes += bb;
+    }
+    lat.sort();
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
+    Pushed {
+        lines,
+        line_bytes,
+        body_bytes,
+        errors: errors.load(Ordering::Relaxed) as usize,
+        secs,
+        p50: pct(0.50),
+        p99: pct(0.99),
+    }
 }

@@ -11,8 +11,8 @@ use crate::query::{select_logs, Cancel, Direction, LogQuery, LogSampleSource, Qu
 use crate::storage::store::{Store, Tenant};
 
 use super::{
-    bench_span, bench_store, bench_streams, median, push_batch, xorshift, BenchQueryArgs, LEVELS,
-    MSGS, PATHS,
+    bench_span, bench_store, bench_streams, median, push_batch, xorshift, BenchQueryArgs, Shape,
+    LEVELS, MSGS, PATHS,
 };
 
 /// A ~300-byte log line, JSON for even `i`, logfmt for odd.
@@ -48,7 +48,11 @@ fn bench_line(i: usize, app: &str, level: &str, rng: &mut impl FnMut() -> usize)
 /// Generates `lines` lines over `hours` into a fresh store, flushes them to segments, then
 /// times the five queries and prints each one's median; with `compact`, compacts the
 /// segments (printing throughput and disk bytes before and after) and times the queries again.
+/// The `microservices` shape goes through HTTP instead (`query_http`).
 pub fn query(a: BenchQueryArgs) -> anyhow::Result<()> {
+    if a.shape == Shape::Microservices {
+        return super::query_http::run(&a);
+    }
     let dir = a.data_dir.clone().unwrap_or_else(|| {
         std::env::temp_dir().join(format!("sawmill-bench-query-{}", std::process::id()))
     });

@@ -43,7 +43,8 @@ fn line(r: &mut Rng, level: &str, i: u64) -> String {
     let dur = r.below(5000) as f64 / 10.0;
     let method = r.pick(&METHODS);
     let id = format!("{:016x}", r.next());
-    match r.below(10) {
+    match r.below(11) {
+        10 => format!(r#"{{"method":"\u0047\u0045T","level":"{level}","status":{status}}}"#),
         0..=3 => format!(
             r#"{{"level":"{level}","status":{status},"duration_ms":{dur},"method":"{method}","trace_id":"{id}","msg":"req {i}"}}"#
         ),

@@ -477,7 +477,7 @@ pub fn scan(
     let each = |ts: i64,
                 line: &[u8],
                 md: &[u8],
-                drops: &StreamDrops,
+                (drops, pre): (&StreamDrops, Option<&skip::Prefilter>),
                 stats: &mut QueryStats,
                 v: &mut dyn EntryVisitor| {
         if ts < start || ts >= end {
@@ -485,7 +485,10 @@ pub fn scan(
         }
         stats.lines_processed += 1;
         stats.bytes_processed += line.len() as u64;
-        if keep_line(line) && (drops.is_noop() || !drops.drops(ts, line)) {
+        if keep_line(line)
+            && pre.is_none_or(|p| p.may_pass(line, md))
+            && (drops.is_noop() || !drops.drops(ts, line))
+        {
             v.entry(ts, line, md);
         }
     };
@@ -581,6 +584,7 @@ pub fn scan(
                 if c.max_ts < drops.cutoff {
                     continue;
                 }
+                let pre = snap.skip.prefilter(labels);
                 stats.chunks += 1;
                 v.stream(labels);
                 let mut blocks = match chunk_blocks(seg.chunk_bytes(c)) {
@@ -628,7 +632,7 @@ pub fn scan(
                     }
                     for i in 0..block.len() {
                         let (ts, line, md) = (block.ts(i), block.line(i), block.metadata_raw(i));
-                        each(ts, line, md, &drops, stats, v);
+                        each(ts, line, md, (&drops, pre.as_ref()), stats, v);
                         if stop_at(i, stats) {
                             return;
                         }
@@ -638,12 +642,20 @@ pub fn scan(
             Work::Head(hs) => {
                 v.stream(&hs.labels);
                 let drops = snap.drops.for_stream(&hs.labels, snap.now, 0, u64::MAX);
+                let pre = snap.skip.prefilter(&hs.labels);
                 for slot in &hs.slots {
                     match slot {
                         SlotState::Raw(h) => {
                             let (lines, bytes) = (stats.lines_processed, stats.bytes_processed);
                             for i in 0..h.len() {
-                                each(h.ts(i), h.line(i), h.metadata_raw(i), &drops, stats, v);
+                                each(
+                                    h.ts(i),
+                                    h.line(i),
+                                    h.metadata_raw(i),
+                                    (&drops, pre.as_ref()),
+                                    stats,
+                                    v,
+                                );
                                 if stop_at(i, stats) {
                                     return;
                                 }
@@ -692,7 +704,7 @@ pub fn scan(
                             for i in 0..block.len() {
                                 let (ts, line, md) =
                                     (block.ts(i), block.line(i), block.metadata_raw(i));
-                                each(ts, line, md, &drops, stats, v);
+                                each(ts, line, md, (&drops, pre.as_ref()), stats, v);
                                 if stop_at(i, stats) {
                                     return;
                                 }
@@ -703,7 +715,14 @@ pub fn scan(
                 if let Some(h) = &hs.open {
                     let (lines, bytes) = (stats.lines_processed, stats.bytes_processed);
                     for i in 0..h.len() {
-                        each(h.ts(i), h.line(i), h.metadata_raw(i), &drops, stats, v);
+                        each(
+                            h.ts(i),
+                            h.line(i),
+                            h.metadata_raw(i),
+                            (&drops, pre.as_ref()),
+                            stats,
+                            v,
+                        );
                         if stop_at(i, stats) {
                             return;
                         }

@@ -204,6 +204,52 @@ impl Skip {
     }
 }
 
+/// A line check from the `name="value"` filters on parsed labels: a value `| json` or
+/// `| logfmt` finds is a piece of the line as written, unless the line escapes something (a
+/// backslash) or the value has bytes the parsers change (spaces may stand for invalid UTF-8;
+/// quotes and backslashes are escaped), so a line that has neither the value nor a backslash,
+/// and whose metadata does not have it either, cannot pass.
+pub struct Prefilter {
+    finders: Vec<memchr::memmem::Finder<'static>>,
+}
+
+impl Prefilter {
+    /// Whether an entry with this line and encoded metadata may pass the filters.
+    pub fn may_pass(&self, line: &[u8], metadata: &[u8]) -> bool {
+        self.finders.iter().all(|f| {
+            f.find(line).is_some()
+                || memchr::memchr(b'\\', line).is_some()
+                || f.find(metadata).is_some()
+        })
+    }
+}
+
+impl Skip {
+    /// The line check for a stream with these labels (`None`: nothing to check).
+    pub fn prefilter(&self, labels: &Labels) -> Option<Prefilter> {
+        let finders: Vec<_> = self
+            .conjuncts
+            .iter()
+            .filter(|c| labels.get(&c.name).is_none())
+            .filter_map(|c| match &c.test {
+                Test::Eq(v) if verbatim(v) => {
+                    Some(memchr::memmem::Finder::new(v.as_bytes()).into_owned())
+                }
+                _ => None,
+            })
+            .collect();
+        (!finders.is_empty()).then_some(Prefilter { finders })
+    }
+}
+
+/// Whether a label value appears in a line exactly as it is: printable ASCII other than
+/// space, quote and backslash.
+fn verbatim(v: &str) -> bool {
+    !v.is_empty()
+        && v.bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+}
+
 /// Whether conjunct `c` fails on every one of `n` lines whose `parser` fields `s` summarizes.
 fn fails_everywhere(c: &Conjunct, s: &ParserSummary, n: u64) -> bool {
     let f = s.field(&c.name);

@@ -8,9 +8,9 @@
 //!               │ push                         ▲ query_range, labels, tail, rules, correlate
 //!  engines      │                  ruler ──► notify (Alertmanager, remote write)
 //!               │                    │
-//!               │                  query (select, scan, metric, correlate, usage, detected)
+//!               │                  query (select, skip, scan, metric, correlate, usage, detected)
 //!               ▼                    │ reads
-//!  storage    ingest ─────────►  storage: wal ─► head ─► chunk ─► segment ─► index
+//!  storage    ingest ─────────►  storage: wal ─► head ─► chunk (columns, bloom) ─► segment ─► index
 //!  (decode,validate,rate)               store (push, flush, indexer, compaction)
 //!                                       compactor · retention · tail (live tails) · files
 //!               │                    │
@@ -24,7 +24,8 @@
 //! The push path: `http::push` → `ingest::decode` → `ingest::validate` → `storage::store`
 //! (`wal` before the acknowledgement, then `head`) → sealed into `chunk`s → flushed into a
 //! `segment` → indexed by `storage::index`. The query path: `http::read` → `logql` parses →
-//! `query` picks streams and blocks from the `storage` snapshot → `pipeline` runs the stages
+//! `query` picks streams and blocks from the `storage` snapshot (and `query::skip` leaves
+//! out those that cannot match) → `pipeline` runs the stages
 //! per entry → `query::metric` aggregates → `http::read` encodes.
 //!
 //! Beside the push path, `patterns` mines Drain templates from accepted lines as they arrive

@@ -4,7 +4,8 @@
 //! metadata reads behind `/labels`, `/label/NAME/values` and `/series`. In: a tenant's storage
 //! snapshot and a parsed query; out: streams of entries or samples. Uses `logql` for the AST
 //! and `pipeline` per entry; knows nothing of HTTP. Beside it: `metric` (range and vector
-//! aggregations), `correlate`, `usage` (stats and volume), `detected` (labels and fields).
+//! aggregations), `correlate`, `usage` (stats and volume), `detected` (labels and fields), and
+//! `skip`: the streams and blocks a pipeline lets a scan leave out.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};

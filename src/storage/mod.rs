@@ -5,7 +5,9 @@
 //!
 //! - `wal`: every accepted push is logged here before it is acknowledged, and replayed at start.
 //! - `head`: the in-memory head blocks of each stream, cut into chunks by size and age.
-//! - `chunk` (with `codec`, the varint helpers): zstd-compressed blocks of entries.
+//! - `chunk` (with `codec`, the varint helpers): zstd-compressed blocks of entries; `columns`,
+//!   the columnar block (timestamps, lengths, metadata, lines and field summaries apart);
+//!   `bloom`, the filter a sealed head block keeps of its tokens and field values.
 //! - `segment`: sealed chunks of many streams in one memory-mapped file with a label index.
 //! - `index`: the per-segment search index (correlation IDs, tokens) and its builder.
 //! - `store`: the per-tenant state (head, segments, WAL): the push and flush paths, the indexer

@@ -22,6 +22,7 @@ pub async fn run(
     std::fs::create_dir_all(cfg.data_dir())?;
     let store = Store::new(cfg.clone());
     store.set_config_path(config_path);
+    spawn_allocator_trim();
     let ruler = crate::ruler::Ruler::new(store.clone());
     spawn_reload_on_sighup(&store, &ruler);
     let app = router(AppState {
@@ -183,5 +184,76 @@ pub fn tune_allocator() {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 16 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 32 << 20);
         libc::mallopt(libc::M_ARENA_MAX, 4);
+    }
+}
+
+/// How often memory freed inside the allocator's arenas goes back to the kernel.
+const TRIM_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// glibc gives back to the kernel only the free memory at the top of an arena. What a
+/// compaction, an index build or a large query freed in the middle stays resident: 15 minutes
+/// into `sawmill bench soak` the allocator held 134 MB while 37 MB were in use, and RSS rose
+/// in steps with every new high-water mark. A thread (one per process) returns that memory every
+/// [`TRIM_EVERY`].
+fn spawn_allocator_trim() {
+    static STARTED: std::sync::Once = std::sync::Once::new();
+    STARTED.call_once(|| {
+        let spawned = std::thread::Builder::new()
+            .name("allocator-trim".into())
+            .spawn(|| loop {
+                std::thread::sleep(TRIM_EVERY);
+                release_free_memory();
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "cannot start the allocator trim thread");
+        }
+    });
+}
+
+/// Returns the allocator's free pages to the kernel (`malloc_trim`); a no-op off glibc.
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free pages; it takes the arenas' locks itself.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::release_free_memory;
+
+    /// This process's `RssAnon`, in kB.
+    fn rss_anon_kb() -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("RssAnon:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[test]
+    fn memory_freed_inside_an_arena_goes_back_to_the_kernel() {
+        // On a thread of its own (a thread arena, as the server's threads use): 64 MB in 64 KB
+        // pieces, then an allocation above them. Freeing the pieces leaves a hole below the
+        // arena's top, which free() alone keeps resident.
+        let (held, after) = std::thread::spawn(|| {
+            let pieces: Vec<Vec<u8>> = (0..1024).map(|i| vec![i as u8 | 1; 64 << 10]).collect();
+            let above = vec![1u8; 100 << 10];
+            drop(pieces);
+            let held = rss_anon_kb();
+            release_free_memory();
+            let after = rss_anon_kb();
+            drop(above);
+            (held, after)
+        })
+        .join()
+        .unwrap();
+        assert!(
+            held.saturating_sub(after) > 32 << 10,
+            "RssAnon {held} kB before the trim, {after} kB after"
+        );
     }
 }

@@ -439,48 +439,69 @@ pub fn encode_proto_snappy(req: &PushRequest) -> Vec<u8> {
         .expect("bug: snappy cannot fail on a vec")
 }
 
-/// Encodes a push request as Loki JSON (used by the CLI, the load generator and tests).
+/// Encodes a push request as Loki JSON (used by the CLI, the load generator and tests). Labels
+/// and structured metadata are written in their order, duplicates included, so that decoding
+/// gives the same request back; labels in the text form are written as a `stream` object.
 pub fn encode_json(req: &PushRequest) -> Vec<u8> {
-    let streams: Vec<serde_json::Value> = req
+    let streams: Vec<JsonStreamOut> = req
         .streams
         .iter()
-        .map(|s| {
-            let stream: serde_json::Map<String, serde_json::Value> = match &s.labels {
-                RawLabels::Pairs(p) => p
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone().into()))
-                    .collect(),
-                RawLabels::Text(t) => crate::labels::Labels::parse(t)
-                    .map(|l| {
-                        l.pairs()
-                            .iter()
-                            .map(|(k, v)| (k.clone(), v.clone().into()))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-            };
-            let values: Vec<serde_json::Value> = s
-                .entries
-                .iter()
-                .map(|e| {
-                    let mut v: Vec<serde_json::Value> =
-                        vec![e.ts.to_string().into(), e.line.clone().into()];
-                    if !e.metadata.is_empty() {
-                        let md: serde_json::Map<_, _> = e
-                            .metadata
-                            .iter()
-                            .map(|(k, v)| (k.clone(), v.clone().into()))
-                            .collect();
-                        v.push(md.into());
-                    }
-                    v.into()
-                })
-                .collect();
-            serde_json::json!({"stream": stream, "values": values})
+        .map(|s| JsonStreamOut {
+            stream: match &s.labels {
+                RawLabels::Pairs(p) => PairsObject(std::borrow::Cow::Borrowed(p)),
+                RawLabels::Text(t) => PairsObject(std::borrow::Cow::Owned(
+                    crate::labels::Labels::parse(t)
+                        .map(|l| l.pairs().to_vec())
+                        .unwrap_or_default(),
+                )),
+            },
+            values: s.entries.iter().map(JsonEntryOut).collect(),
         })
         .collect();
-    serde_json::to_vec(&serde_json::json!({ "streams": streams }))
-        .expect("bug: json encoding cannot fail")
+    serde_json::to_vec(&JsonPushOut { streams }).expect("bug: json encoding cannot fail")
+}
+
+#[derive(serde::Serialize)]
+struct JsonPushOut<'a> {
+    streams: Vec<JsonStreamOut<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct JsonStreamOut<'a> {
+    stream: PairsObject<'a>,
+    values: Vec<JsonEntryOut<'a>>,
+}
+
+/// Name-value pairs as a JSON object, in order (a map type would sort them and drop duplicates).
+struct PairsObject<'a>(std::borrow::Cow<'a, [(String, String)]>);
+
+impl serde::Serialize for PairsObject<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in self.0.iter() {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
+}
+
+/// `["<ns>", "line"]`, or `["<ns>", "line", {metadata}]`.
+struct JsonEntryOut<'a>(&'a Entry);
+
+impl serde::Serialize for JsonEntryOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let e = self.0;
+        let with_metadata = !e.metadata.is_empty();
+        let mut seq = s.serialize_seq(Some(2 + with_metadata as usize))?;
+        seq.serialize_element(&e.ts.to_string())?;
+        seq.serialize_element(&e.line)?;
+        if with_metadata {
+            seq.serialize_element(&PairsObject(std::borrow::Cow::Borrowed(&e.metadata)))?;
+        }
+        seq.end()
+    }
 }
 
 #[cfg(test)]
@@ -516,6 +537,22 @@ mod tests {
         let req = sample();
         let got = decode_push(&encode_json(&req), BodyFormat::Json, None, 1 << 20).unwrap();
         assert_eq!(got, req);
+    }
+
+    #[test]
+    fn json_round_trip_keeps_the_order_and_duplicates_of_labels_and_metadata() {
+        // Found by fuzzing: labels not in sorted order came back sorted.
+        let body = br#"{"streams": [{"stream": {"app": "api", ")evel": "info", "app": "web"}, "values": [["1700000000000000001", "x", {"trace_id": "abc", "span_id": "d", "trace_id": "e"}]]}]}"#;
+        let req = decode_json(body).unwrap();
+        assert_eq!(
+            req.streams[0].labels,
+            RawLabels::Pairs(vec![
+                ("app".into(), "api".into()),
+                (")evel".into(), "info".into()),
+                ("app".into(), "web".into()),
+            ])
+        );
+        assert_eq!(decode_json(&encode_json(&req)).unwrap(), req);
     }
 
     #[test]

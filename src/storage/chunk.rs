@@ -19,11 +19,11 @@
 //! and field summaries in sections compressed apart. [`BlockRef`] and [`DecodedBlock`] read
 //! both, so callers do not care which they have.
 
-use thiserror::Error;
-
 use crate::storage::bloom::Bloom;
-use crate::storage::codec::{put_ivarint, put_lp_bytes, put_uvarint, Reader, Truncated};
+use crate::storage::codec::{put_ivarint, put_lp_bytes, put_uvarint, Reader};
 use crate::storage::columns::{self, Columns, Summarizer};
+use crate::storage::compress::{compress_parts, zstd_decompress};
+pub use crate::storage::compress::{metadata_pairs, metadata_to_vec, ChunkError, MAX_BLOCK_RAW};
 
 pub const CHUNK_VERSION: u8 = 1;
 /// Chunks of columnar blocks.
@@ -31,26 +31,8 @@ pub const CHUNK_VERSION_COLUMNS: u8 = 2;
 pub const ENCODING_ZSTD: u8 = 1;
 pub const CHUNK_HEADER_LEN: usize = 8;
 pub const BLOCK_HEADER_LEN: usize = 32;
-/// No block decompresses to more than this; a header claiming more is damage.
-pub const MAX_BLOCK_RAW: usize = 64 << 20;
 /// Structured metadata of an entry that has none.
 pub const NO_METADATA: &[(&str, &str)] = &[];
-
-#[derive(Debug, Error, PartialEq)]
-pub enum ChunkError {
-    #[error("block checksum mismatch at byte {0}")]
-    Checksum(usize),
-    #[error("malformed chunk: {0}")]
-    Malformed(String),
-    #[error("decompression failed: {0}")]
-    Zstd(String),
-}
-
-impl From<Truncated> for ChunkError {
-    fn from(t: Truncated) -> Self {
-        ChunkError::Malformed(t.to_string())
-    }
-}
 
 /// Entries of one stream in arrival order, not yet compressed.
 #[derive(Debug, Default, Clone)]
@@ -298,55 +280,6 @@ thread_local! {
     static SUMMARIZER: std::cell::RefCell<Summarizer> = std::cell::RefCell::new(Summarizer::default());
 }
 
-thread_local! {
-    /// One zstd context per thread, reused: creating one per block costs its tables' setup.
-    static CCTX: std::cell::RefCell<Option<(i32, zstd::zstd_safe::CCtx<'static>)>> = const { std::cell::RefCell::new(None) };
-}
-
-/// Compresses the concatenation of `parts` as one zstd frame.
-pub(crate) fn compress_parts(parts: &[&[u8]], level: i32) -> Vec<u8> {
-    use zstd::zstd_safe::zstd_sys::ZSTD_EndDirective as EndDirective;
-    use zstd::zstd_safe::{CParameter, InBuffer, OutBuffer};
-    let total: usize = parts.iter().map(|p| p.len()).sum();
-    let mut out: Vec<u8> = Vec::with_capacity(zstd::zstd_safe::compress_bound(total));
-    CCTX.with(|cell| {
-        let mut cell = cell.borrow_mut();
-        if cell.as_ref().is_none_or(|(l, _)| *l != level) {
-            let mut cctx = zstd::zstd_safe::CCtx::create();
-            cctx.set_parameter(CParameter::CompressionLevel(level))
-                .expect("bug: valid zstd level");
-            *cell = Some((level, cctx));
-        }
-        let (_, cctx) = cell.as_mut().expect("bug: context just set");
-        cctx.set_pledged_src_size(Some(total as u64))
-            .expect("bug: pledged size at frame start");
-        let mut output = OutBuffer::around(&mut out);
-        for (i, part) in parts.iter().enumerate() {
-            let last = i + 1 == parts.len();
-            let mut input = InBuffer::around(part);
-            loop {
-                let directive = if last {
-                    EndDirective::ZSTD_e_end
-                } else {
-                    EndDirective::ZSTD_e_continue
-                };
-                let remaining = cctx
-                    .compress_stream2(&mut output, &mut input, directive)
-                    .expect("bug: zstd compression into a bound-sized buffer");
-                let done = if last {
-                    remaining == 0
-                } else {
-                    input.pos() == part.len()
-                };
-                if done {
-                    break;
-                }
-            }
-        }
-    });
-    out
-}
-
 /// A sealed block: its encoded bytes (header included) and what the header says.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Block {
@@ -461,37 +394,6 @@ pub fn block_ref<'a>(r: &mut Reader<'a>, columnar: bool) -> Result<BlockRef<'a>,
         offset,
         columns: None,
     })
-}
-
-thread_local! {
-    /// One decompression context per thread, reused.
-    static DCTX: std::cell::RefCell<zstd::zstd_safe::DCtx<'static>> =
-        std::cell::RefCell::new(zstd::zstd_safe::DCtx::create());
-}
-
-/// Decompresses one zstd frame of `raw_len` bytes into `out` (cleared first); the output
-/// goes into the buffer's spare capacity, with no zero-filling first.
-pub(crate) fn zstd_decompress(
-    comp: &[u8],
-    raw_len: usize,
-    out: &mut Vec<u8>,
-) -> Result<(), ChunkError> {
-    if raw_len > MAX_BLOCK_RAW {
-        return Err(ChunkError::Malformed(format!(
-            "block claims {raw_len} raw bytes"
-        )));
-    }
-    out.clear();
-    out.reserve(raw_len);
-    let got = DCTX
-        .with(|d| d.borrow_mut().decompress(out, comp))
-        .map_err(|code| ChunkError::Zstd(zstd::zstd_safe::get_error_name(code).to_string()))?;
-    if got != raw_len {
-        return Err(ChunkError::Malformed(format!(
-            "block decompressed to {got} bytes, header says {raw_len}"
-        )));
-    }
-    Ok(())
 }
 
 /// A decompressed block: entries by index, lines borrowed from one buffer.
@@ -656,23 +558,6 @@ impl DecodedBlock {
     }
 }
 
-/// Iterates the `(name, value)` pairs of encoded metadata.
-pub fn metadata_pairs(raw: &[u8]) -> impl Iterator<Item = (&str, &str)> {
-    let mut r = Reader::new(raw);
-    let n = r.uvarint().unwrap_or(0);
-    (0..n).map_while(move |_| {
-        let k = r.lp_str().ok()?;
-        let v = r.lp_str().ok()?;
-        Some((k, v))
-    })
-}
-
-pub fn metadata_to_vec(raw: &[u8]) -> Vec<(String, String)> {
-    metadata_pairs(raw)
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -775,11 +660,11 @@ mod tests {
                         assert_eq!(got, good, "flip at {i} changed an entry");
                     }
                 }
-                let _ = chunk_blocks(&bad).map(|refs| {
-                    refs.iter()
-                        .map(|r| DecodedBlock::default().decode_counts(r).is_ok())
-                        .count()
-                });
+                if let Ok(refs) = chunk_blocks(&bad) {
+                    for r in &refs {
+                        let _ = DecodedBlock::default().decode_counts(r);
+                    }
+                }
                 for cut in [i, chunk.len() / 2] {
                     let _ = chunk_blocks(&chunk[..cut]);
                 }
@@ -792,6 +677,57 @@ mod tests {
                 DecodedBlock::default().decode_from(&refs[0]),
                 Err(ChunkError::Checksum(_))
             ));
+        }
+    }
+
+    mod odd_lines {
+        use proptest::prelude::*;
+
+        use super::super::*;
+        use crate::storage::columns::tests::odd_line;
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Every line comes back byte for byte, with its timestamp and metadata, and the
+        /// summaries decode.
+        #[test]
+        fn lines_come_back_byte_for_byte(
+            lines in prop::collection::vec((odd_line(), -5i64..5, any::<bool>()), 1..120)
+        ) {
+            let mut h = HeadBlock::default();
+            let mut want = Vec::new();
+            for (i, (line, jitter, md)) in lines.iter().enumerate() {
+                let ts = 1_000 + i as i64 * 3 + jitter;
+                let metadata = if *md { vec![("trace_id", line.as_str())] } else { vec![] };
+                h.push(ts, line, &metadata);
+                want.push((ts, line.clone(), h.metadata_raw(i).to_vec()));
+            }
+            want.sort_by_key(|w| w.0);
+            let b = h.seal_with(1, true);
+            let mut chunk = Vec::new();
+            encode_chunk([b].iter(), &mut chunk);
+            let r = chunk_blocks(&chunk).unwrap().remove(0);
+            let mut d = DecodedBlock::default();
+            d.decode_from(&r).unwrap();
+            prop_assert_eq!(d.len(), want.len());
+            for (i, (ts, line, md)) in want.iter().enumerate() {
+                prop_assert_eq!(d.ts(i), *ts);
+                prop_assert_eq!(d.line(i), line.as_bytes());
+                prop_assert_eq!(d.metadata_raw(i), &md[..]);
+            }
+            let summaries = r.summaries().unwrap();
+            prop_assert_eq!(summaries.len(), 3);
+            for p in &summaries {
+                prop_assert!(p.errors <= want.len() as u64);
+                for f in &p.fields {
+                    prop_assert!(f.numeric <= f.present && f.present <= want.len() as u64);
+                    if f.numeric > 0 {
+                        prop_assert!(f.min <= f.max);
+                    }
+                }
+            }
+        }
         }
     }
 }

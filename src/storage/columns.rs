@@ -51,8 +51,10 @@ use crate::pipeline::labels_builder::normalize_label;
 use crate::pipeline::stages::json::{object_each, push_lossy_spaces, unescape_string, ValueType};
 use crate::pipeline::stages::logfmt::Decoder;
 use crate::pipeline::stages::sanitize_key_bytes;
-use crate::storage::chunk::ChunkError;
 use crate::storage::codec::{put_ivarint, put_lp_bytes, put_uvarint, Reader};
+use crate::storage::compress::{
+    compress_parts, metadata_pairs, zstd_decompress, ChunkError, MAX_BLOCK_RAW,
+};
 
 pub const KIND_TIME: u8 = 1;
 pub const KIND_LENGTHS: u8 = 2;
@@ -98,7 +100,7 @@ impl<'a> Section<'a> {
         match self.codec {
             CODEC_RAW => Ok(self.stored),
             CODEC_ZSTD => {
-                crate::storage::chunk::zstd_decompress(self.stored, self.raw_len as usize, buf)?;
+                zstd_decompress(self.stored, self.raw_len as usize, buf)?;
                 Ok(&buf[..])
             }
             c => Err(ChunkError::Malformed(format!("unknown section codec {c}"))),
@@ -206,7 +208,7 @@ pub fn parse<'a>(r: &mut Reader<'a>) -> Result<Parsed<'a>, ChunkError> {
         let scrc = t.u32()?;
         let offset = HEADER_LEN + table_len + data.pos();
         let stored = data.bytes(stored_len)?;
-        if raw as usize > crate::storage::chunk::MAX_BLOCK_RAW {
+        if raw as usize > MAX_BLOCK_RAW {
             return Err(ChunkError::Malformed(format!(
                 "section claims {raw} raw bytes"
             )));
@@ -298,12 +300,9 @@ pub fn write_block(
     for (kind, raw) in sections {
         raw_total += raw.len() as u64;
         let (codec, stored) = if *kind == KIND_LINES {
-            (
-                CODEC_ZSTD,
-                crate::storage::chunk::compress_parts(&[raw], level),
-            )
+            (CODEC_ZSTD, compress_parts(&[raw], level))
         } else if raw.len() > 64 {
-            let z = crate::storage::chunk::compress_parts(&[raw], level.max(3));
+            let z = compress_parts(&[raw], level.max(3));
             if z.len() < raw.len() {
                 (CODEC_ZSTD, z)
             } else {
@@ -839,7 +838,7 @@ impl Summarizer {
         logfmt_fields(line, &mut self.line);
         self.parsers[1].observe(&self.line, false, values);
         self.line.clear();
-        for (k, v) in crate::storage::chunk::metadata_pairs(metadata) {
+        for (k, v) in metadata_pairs(metadata) {
             self.line.name.clear();
             normalize_label(k, &mut self.line.name);
             self.line.text.clear();
@@ -860,15 +859,14 @@ impl Summarizer {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use proptest::prelude::*;
 
     use super::{json_fields, logfmt_fields, LineFields};
-    use crate::storage::chunk::{chunk_blocks, encode_chunk, DecodedBlock, HeadBlock};
 
     /// Lines of odd shapes: JSON with any key order, whitespace, escapes, duplicate keys,
     /// numbers as strings and nesting; logfmt; broken JSON; arbitrary text.
-    fn odd_line() -> impl Strategy<Value = String> {
+    pub(crate) fn odd_line() -> impl Strategy<Value = String> {
         let key = prop_oneof![
             Just("status".to_string()),
             Just("level".to_string()),
@@ -964,44 +962,5 @@ mod tests {
             }
         }
 
-        /// Every line comes back byte for byte, with its timestamp and metadata, and the
-        /// summaries decode.
-        #[test]
-        fn lines_come_back_byte_for_byte(
-            lines in prop::collection::vec((odd_line(), -5i64..5, any::<bool>()), 1..120)
-        ) {
-            let mut h = HeadBlock::default();
-            let mut want = Vec::new();
-            for (i, (line, jitter, md)) in lines.iter().enumerate() {
-                let ts = 1_000 + i as i64 * 3 + jitter;
-                let metadata = if *md { vec![("trace_id", line.as_str())] } else { vec![] };
-                h.push(ts, line, &metadata);
-                want.push((ts, line.clone(), h.metadata_raw(i).to_vec()));
-            }
-            want.sort_by_key(|w| w.0);
-            let b = h.seal_with(1, true);
-            let mut chunk = Vec::new();
-            encode_chunk([b].iter(), &mut chunk);
-            let r = chunk_blocks(&chunk).unwrap().remove(0);
-            let mut d = DecodedBlock::default();
-            d.decode_from(&r).unwrap();
-            prop_assert_eq!(d.len(), want.len());
-            for (i, (ts, line, md)) in want.iter().enumerate() {
-                prop_assert_eq!(d.ts(i), *ts);
-                prop_assert_eq!(d.line(i), line.as_bytes());
-                prop_assert_eq!(d.metadata_raw(i), &md[..]);
-            }
-            let summaries = r.summaries().unwrap();
-            prop_assert_eq!(summaries.len(), 3);
-            for p in &summaries {
-                prop_assert!(p.errors <= want.len() as u64);
-                for f in &p.fields {
-                    prop_assert!(f.numeric <= f.present && f.present <= want.len() as u64);
-                    if f.numeric > 0 {
-                        prop_assert!(f.min <= f.max);
-                    }
-                }
-            }
-        }
     }
 }

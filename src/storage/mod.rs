@@ -23,6 +23,7 @@ pub mod chunk;
 pub mod codec;
 pub mod columns;
 pub mod compactor;
+pub mod compress;
 pub mod files;
 pub mod head;
 pub mod index;

@@ -510,6 +510,68 @@ pub fn scan(
             }
             false
         };
+    // Reads one block of a stream: leaves it out when its time, the visitor, the pipeline's
+    // skips or its filter allow; decodes what the visitor needs; visits its entries. True
+    // when the scan must stop.
+    let read_block = |b: &crate::storage::chunk::BlockRef<'_>,
+                      filter: Option<&crate::storage::bloom::Bloom>,
+                      labels: &Labels,
+                      (drops, pre): (&StreamDrops, Option<&skip::Prefilter>),
+                      damaged_at: (&std::path::Path, u64),
+                      block: &mut DecodedBlock,
+                      stats: &mut QueryStats,
+                      v: &mut dyn EntryVisitor|
+     -> bool {
+        if b.max_ts < start || b.min_ts >= end || !v.wants(b.min_ts, b.max_ts) {
+            return false;
+        }
+        if !snap.skip.is_empty() && snap.skip.skips_block(b, filter, labels) {
+            return false;
+        }
+        if stats.cancel.is_cancelled() {
+            stats.stopped = true;
+            return true;
+        }
+        let counting = counts_only && drops.is_noop() && b.columns.is_some();
+        let decoded = if counting {
+            block.decode_counts(b)
+        } else {
+            block.decode_from(b)
+        };
+        if let Err(e) = decoded {
+            stats.damaged(damaged_at.0, damaged_at.1 + b.offset as u64, &e);
+            return false;
+        }
+        stats.compressed_bytes += b.comp.len() as u64;
+        if counting {
+            return each_counted(block, stats, v);
+        }
+        for i in 0..block.len() {
+            let (ts, line, md) = (block.ts(i), block.line(i), block.metadata_raw(i));
+            each(ts, line, md, (drops, pre), stats, v);
+            if stop_at(i, stats) {
+                return true;
+            }
+        }
+        false
+    };
+    // Visits the entries of a head block not yet compressed. True when the scan must stop.
+    let read_raw = |h: &HeadBlock,
+                    ctx: (&StreamDrops, Option<&skip::Prefilter>),
+                    stats: &mut QueryStats,
+                    v: &mut dyn EntryVisitor|
+     -> bool {
+        let (lines, bytes) = (stats.lines_processed, stats.bytes_processed);
+        for i in 0..h.len() {
+            each(h.ts(i), h.line(i), h.metadata_raw(i), ctx, stats, v);
+            if stop_at(i, stats) {
+                return true;
+            }
+        }
+        stats.head_lines += stats.lines_processed - lines;
+        stats.head_bytes += stats.bytes_processed - bytes;
+        false
+    };
     // (min_ts, max_ts, work), in the same order in every part.
     let mut work: Vec<(i64, i64, Work)> = Vec::new();
     for seg in &snap.segments {
@@ -604,39 +666,10 @@ pub fn scan(
                     if only.is_some_and(|o| o.binary_search(&ordinal).is_err()) {
                         continue;
                     }
-                    if b.max_ts < start || b.min_ts >= end || !v.wants(b.min_ts, b.max_ts) {
-                        continue;
-                    }
-                    if !snap.skip.is_empty() && snap.skip.skips_block(&b, None, labels) {
-                        continue;
-                    }
-                    if stats.cancel.is_cancelled() {
-                        stats.stopped = true;
+                    let at = (seg.path(), c.offset);
+                    let ctx = (&drops, pre.as_ref());
+                    if read_block(&b, None, labels, ctx, at, &mut block, stats, v) {
                         return;
-                    }
-                    let counting = counts_only && drops.is_noop() && b.columns.is_some();
-                    let decoded = if counting {
-                        block.decode_counts(&b)
-                    } else {
-                        block.decode_from(&b)
-                    };
-                    if let Err(e) = decoded {
-                        stats.damaged(seg.path(), c.offset + b.offset as u64, &e);
-                        continue;
-                    }
-                    stats.compressed_bytes += b.comp.len() as u64;
-                    if counting {
-                        if each_counted(&block, stats, v) {
-                            return;
-                        }
-                        continue;
-                    }
-                    for i in 0..block.len() {
-                        let (ts, line, md) = (block.ts(i), block.line(i), block.metadata_raw(i));
-                        each(ts, line, md, (&drops, pre.as_ref()), stats, v);
-                        if stop_at(i, stats) {
-                            return;
-                        }
                     }
                 }
             }
@@ -644,92 +677,33 @@ pub fn scan(
                 v.stream(&hs.labels);
                 let drops = snap.drops.for_stream(&hs.labels, snap.now, 0, u64::MAX);
                 let pre = snap.skip.prefilter(&hs.labels);
+                let ctx = (&drops, pre.as_ref());
                 for slot in &hs.slots {
-                    match slot {
-                        SlotState::Raw(h) => {
-                            let (lines, bytes) = (stats.lines_processed, stats.bytes_processed);
-                            for i in 0..h.len() {
-                                each(
-                                    h.ts(i),
-                                    h.line(i),
-                                    h.metadata_raw(i),
-                                    (&drops, pre.as_ref()),
-                                    stats,
-                                    v,
-                                );
-                                if stop_at(i, stats) {
-                                    return;
-                                }
-                            }
-                            stats.head_lines += stats.lines_processed - lines;
-                            stats.head_bytes += stats.bytes_processed - bytes;
-                        }
+                    let stop = match slot {
+                        SlotState::Raw(h) => read_raw(h, ctx, stats, v),
                         SlotState::Sealed(b) => {
-                            if b.max_ts < start || b.min_ts >= end || !v.wants(b.min_ts, b.max_ts) {
-                                continue;
-                            }
-                            if stats.cancel.is_cancelled() {
-                                stats.stopped = true;
-                                return;
-                            }
                             let mut r = crate::storage::codec::Reader::new(&b.bytes);
-                            let br = match crate::storage::chunk::block_ref(&mut r, b.columnar) {
-                                Ok(br) => br,
+                            match crate::storage::chunk::block_ref(&mut r, b.columnar) {
+                                Ok(br) => {
+                                    let at = (std::path::Path::new("head"), 0);
+                                    let filter = b.filter.as_deref();
+                                    read_block(
+                                        &br, filter, &hs.labels, ctx, at, &mut block, stats, v,
+                                    )
+                                }
                                 Err(e) => {
                                     stats.damaged(std::path::Path::new("head"), 0, &e);
-                                    continue;
-                                }
-                            };
-                            if !snap.skip.is_empty()
-                                && snap.skip.skips_block(&br, b.filter.as_deref(), &hs.labels)
-                            {
-                                continue;
-                            }
-                            stats.compressed_bytes += br.comp.len() as u64;
-                            let counting = counts_only && drops.is_noop() && br.columns.is_some();
-                            let decoded = if counting {
-                                block.decode_counts(&br)
-                            } else {
-                                block.decode_from(&br)
-                            };
-                            if let Err(e) = decoded {
-                                stats.damaged(std::path::Path::new("head"), 0, &e);
-                                continue;
-                            }
-                            if counting {
-                                if each_counted(&block, stats, v) {
-                                    return;
-                                }
-                                continue;
-                            }
-                            for i in 0..block.len() {
-                                let (ts, line, md) =
-                                    (block.ts(i), block.line(i), block.metadata_raw(i));
-                                each(ts, line, md, (&drops, pre.as_ref()), stats, v);
-                                if stop_at(i, stats) {
-                                    return;
+                                    false
                                 }
                             }
                         }
+                    };
+                    if stop {
+                        return;
                     }
                 }
-                if let Some(h) = &hs.open {
-                    let (lines, bytes) = (stats.lines_processed, stats.bytes_processed);
-                    for i in 0..h.len() {
-                        each(
-                            h.ts(i),
-                            h.line(i),
-                            h.metadata_raw(i),
-                            (&drops, pre.as_ref()),
-                            stats,
-                            v,
-                        );
-                        if stop_at(i, stats) {
-                            return;
-                        }
-                    }
-                    stats.head_lines += stats.lines_processed - lines;
-                    stats.head_bytes += stats.bytes_processed - bytes;
+                if hs.open.as_ref().is_some_and(|h| read_raw(h, ctx, stats, v)) {
+                    return;
                 }
             }
         }

@@ -35,28 +35,27 @@ impl Bloom {
         self.words.len() as u64 * 64
     }
 
-    fn positions(&self, h: u64) -> impl Iterator<Item = u64> {
-        let (lo, hi) = (h & 0xffff_ffff, (h >> 32) | 1);
-        let m = self.bits();
-        (0..PROBES).map(move |i| lo.wrapping_add(i.wrapping_mul(hi)) % m)
-    }
-
     fn insert(&mut self, h: u64) {
-        for p in self.positions(h).collect::<Vec<_>>() {
+        for p in positions(h, self.bits()) {
             self.words[(p / 64) as usize] |= 1 << (p % 64);
         }
     }
 
     /// False when `h` was certainly not inserted.
     pub fn may_contain(&self, h: u64) -> bool {
-        self.positions(h)
-            .all(|p| self.words[(p / 64) as usize] & (1 << (p % 64)) != 0)
+        positions(h, self.bits()).all(|p| self.words[(p / 64) as usize] & (1 << (p % 64)) != 0)
     }
 
     /// Bytes held.
     pub fn size(&self) -> usize {
         self.words.len() * 8
     }
+}
+
+/// The bits of an `m`-bit array that hash `h` sets.
+fn positions(h: u64, m: u64) -> impl Iterator<Item = u64> {
+    let (lo, hi) = (h & 0xffff_ffff, (h >> 32) | 1);
+    (0..PROBES).map(move |i| lo.wrapping_add(i.wrapping_mul(hi)) % m)
 }
 
 #[cfg(test)]

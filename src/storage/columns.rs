@@ -94,9 +94,7 @@ pub struct Section<'a> {
 impl<'a> Section<'a> {
     /// The section's raw bytes: borrowed when stored as is, else decompressed into `buf`.
     pub fn read<'s>(&'s self, buf: &'s mut Vec<u8>) -> Result<&'s [u8], ChunkError> {
-        if crc32c::crc32c(self.stored) != self.crc {
-            return Err(ChunkError::Checksum(self.offset));
-        }
+        self.verify()?;
         match self.codec {
             CODEC_RAW => Ok(self.stored),
             CODEC_ZSTD => {
@@ -118,9 +116,7 @@ impl<'a> Section<'a> {
     /// The section's raw bytes, into `out` (cleared first).
     pub fn read_into(&self, out: &mut Vec<u8>) -> Result<(), ChunkError> {
         if self.codec == CODEC_RAW {
-            if crc32c::crc32c(self.stored) != self.crc {
-                return Err(ChunkError::Checksum(self.offset));
-            }
+            self.verify()?;
             out.clear();
             out.extend_from_slice(self.stored);
             return Ok(());

@@ -100,10 +100,6 @@ fn blocks(c: &mut Criterion) {
     }
     // Before columns: one zstd frame of rows, no field summaries.
     g.bench_function("seal_v1_256k_zstd1", |b| b.iter(|| head.seal_v1(1)));
-    // The head's seal: columns, summaries and the Bloom filter.
-    g.bench_function("seal_with_filter_256k_zstd1", |b| {
-        b.iter(|| head.seal_with(1, true))
-    });
     for level in [1, 3] {
         let b = head.seal(level);
         eprintln!(

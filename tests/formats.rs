@@ -155,6 +155,22 @@ fn chunk_v2_columnar_golden() {
     assert_eq!(level.values, Some(vec!["info".to_string()]));
     let json = summaries.iter().find(|p| p.parser == 1).unwrap();
     assert_eq!(json.errors, 40, "no line is JSON");
+    let filter = blocks[0].columns.unwrap().filter().expect("a filter section");
+    for lit in ["golden", " msg=", "level=inf", "=info"] {
+        for k in sawmill::storage::index::literal_keys(lit.as_bytes()) {
+            assert!(filter.may_contain(k), "{lit}");
+        }
+    }
+}
+
+/// Version 2 chunks as first written, before the filter section: read, never written again.
+#[test]
+fn chunk_v2_columnar_without_filter_golden() {
+    let golden = std::fs::read(testdata("chunk-v2-columnar-nofilter.bin")).unwrap();
+    assert_eq!(decode_chunk(&golden), sorted(entries()));
+    let blocks = chunk_blocks(&golden).unwrap();
+    assert!(blocks[0].columns.unwrap().filter().is_none());
+    assert_eq!(blocks[0].summaries().unwrap().len(), 3);
 }
 
 fn write_golden_segment(path: &Path, lineage: Lineage) {
@@ -222,6 +238,13 @@ fn segment_v3_golden() {
     check_golden_segment(&r);
     assert_eq!(r.lineage, lineage);
     assert_eq!(r.chunk_bytes(&r.chunks[0])[0], 2, "a columnar chunk");
+}
+
+/// Version 3 as first written, with chunks before the filter section.
+#[test]
+fn segment_v3_without_filter_golden() {
+    let r = SegmentReader::open(&testdata("segment-v3-nofilter.seg")).unwrap();
+    check_golden_segment(&r);
 }
 
 /// Version 1 (no lineage) was written by the first release; it is read, never written again.

@@ -94,7 +94,10 @@ pub fn correlate(
     cancel: Cancel,
 ) -> Result<Correlation, QueryError> {
     let mut snap = snapshot(tenant, &[], start, end);
-    snap.narrow_by(&Probe::correlation(id, &cfg.fields));
+    if !cancel.plain_reads {
+        snap.narrow_by(&Probe::correlation(id, &cfg.fields));
+        snap.skip = super::skip::Skip::for_value(id);
+    }
     let parts = super::parallelism();
     // Part threads log under the request's span (its request ID).
     let span = tracing::Span::current();

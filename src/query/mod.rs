@@ -95,7 +95,7 @@ pub struct Cancel {
     budget: Arc<guard::Budget>,
     /// Read every block whole: no search index, no skipping, no column-only reads. The answer
     /// is the same; tests compare the two.
-    plain_reads: bool,
+    pub(crate) plain_reads: bool,
 }
 
 impl Cancel {
@@ -514,7 +514,6 @@ pub fn scan(
     // skips or its filter allow; decodes what the visitor needs; visits its entries. True
     // when the scan must stop.
     let read_block = |b: &crate::storage::chunk::BlockRef<'_>,
-                      filter: Option<&crate::storage::bloom::Bloom>,
                       labels: &Labels,
                       (drops, pre): (&StreamDrops, Option<&skip::Prefilter>),
                       damaged_at: (&std::path::Path, u64),
@@ -525,7 +524,7 @@ pub fn scan(
         if b.max_ts < start || b.min_ts >= end || !v.wants(b.min_ts, b.max_ts) {
             return false;
         }
-        if !snap.skip.is_empty() && snap.skip.skips_block(b, filter, labels) {
+        if !snap.skip.is_empty() && snap.skip.skips_block(b, labels) {
             return false;
         }
         if stats.cancel.is_cancelled() {
@@ -668,7 +667,7 @@ pub fn scan(
                     }
                     let at = (seg.path(), c.offset);
                     let ctx = (&drops, pre.as_ref());
-                    if read_block(&b, None, labels, ctx, at, &mut block, stats, v) {
+                    if read_block(&b, labels, ctx, at, &mut block, stats, v) {
                         return;
                     }
                 }
@@ -686,10 +685,7 @@ pub fn scan(
                             match crate::storage::chunk::block_ref(&mut r, b.columnar) {
                                 Ok(br) => {
                                     let at = (std::path::Path::new("head"), 0);
-                                    let filter = b.filter.as_deref();
-                                    read_block(
-                                        &br, filter, &hs.labels, ctx, at, &mut block, stats, v,
-                                    )
+                                    read_block(&br, &hs.labels, ctx, at, &mut block, stats, v)
                                 }
                                 Err(e) => {
                                     stats.damaged(std::path::Path::new("head"), 0, &e);

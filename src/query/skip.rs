@@ -4,8 +4,9 @@
 //! - a whole stream, when a filter on one of its stream labels fails on the stream's value;
 //! - a columnar block, when its summary (`storage::columns`) proves that the filter fails on
 //!   every line;
-//! - a sealed head block, when its Bloom filter lacks a token of a `|= "literal"` filter or
-//!   the value of a `name="value"` filter.
+//! - a columnar block (in the head or a segment), when its Bloom filter lacks a key of a
+//!   `|= "literal"` filter (`index::literal_keys`: its whole tokens, and the edge keys of the
+//!   words at its ends) or the value of a `name="value"` filter.
 //!
 //! Only an exact "no line can pass" skips: the answer with skipping is the answer without it
 //! (a test compares them over random queries). A filter is used only when nothing before it
@@ -21,10 +22,9 @@ use crate::logql::{
 };
 use crate::pipeline::labels_builder::{LabelsBuilder, DUPLICATE_SUFFIX};
 use crate::pipeline::stages::label_filter::LabelFilter;
-use crate::storage::bloom::Bloom;
 use crate::storage::chunk::BlockRef;
 use crate::storage::columns::{ParserSummary, PARSER_JSON, PARSER_LOGFMT, PARSER_METADATA};
-use crate::storage::index::{hash, whole_tokens};
+use crate::storage::index::{escape_key, hash, literal_keys, value_keys};
 
 /// One conjunct of the pipeline's label filters that a summary may decide.
 #[derive(Debug)]
@@ -34,6 +34,9 @@ struct Conjunct {
     after_parser: bool,
     filter: LabelFilter,
     test: Test,
+    /// For `name="value"` (value not empty): the hash of the value (a metadata value) and
+    /// its `index::value_keys` (a value parsed from the line).
+    value_keys: Option<(u64, Option<Vec<u64>>)>,
 }
 
 #[derive(Debug)]
@@ -55,8 +58,10 @@ pub struct Skip {
     /// The parser the conjuncts read after, if any.
     parser: Option<u8>,
     conjuncts: Vec<Conjunct>,
-    /// Hashes of the whole tokens every passing line contains.
+    /// Keys (`index::literal_keys`) of the literals every passing line contains.
     tokens: Vec<u64>,
+    /// A correlation lookup: the value some field of every entry has (see [`Skip::for_value`]).
+    any_field: Option<(String, u64, Option<Vec<u64>>)>,
 }
 
 impl Skip {
@@ -69,7 +74,7 @@ impl Skip {
                 Stage::LineFilter(f) => {
                     if f.op == LineFilterOp::Contains && !line_changed && f.values.len() == 1 {
                         if let LineFilterValue::Literal(lit) = &f.values[0] {
-                            s.tokens.extend(whole_tokens(lit.as_bytes()));
+                            s.tokens.extend(literal_keys(lit.as_bytes()));
                         }
                     }
                 }
@@ -97,6 +102,18 @@ impl Skip {
             }
         }
         s
+    }
+
+    /// What a lookup of the entries with `value` in some field (the correlate API) lets a scan
+    /// skip: the blocks of streams without a label of that value whose filter has neither the
+    /// value (structured metadata) nor, as a field of a line, its tokens.
+    pub fn for_value(value: &str) -> Skip {
+        Skip {
+            any_field: (!value.is_empty()).then(|| {
+                (value.to_string(), hash(value.as_bytes()), value_keys(value))
+            }),
+            ..Skip::default()
+        }
     }
 
     fn add_conjuncts(&mut self, f: &LabelFilterExpr) {
@@ -135,7 +152,12 @@ impl Skip {
             return;
         }
         if let Ok(filter) = LabelFilter::new(f, true) {
+            let value_keys = match &test {
+                Test::Eq(v) if !v.is_empty() => Some((hash(v.as_bytes()), value_keys(v))),
+                _ => None,
+            };
             self.conjuncts.push(Conjunct {
+                value_keys,
                 name: name.to_string(),
                 after_parser: self.parser.is_some(),
                 filter,
@@ -146,7 +168,7 @@ impl Skip {
 
     /// Whether nothing can be skipped.
     pub fn is_empty(&self) -> bool {
-        self.conjuncts.is_empty() && self.tokens.is_empty()
+        self.conjuncts.is_empty() && self.tokens.is_empty() && self.any_field.is_none()
     }
 
     /// Whether no entry of a stream with these labels can pass.
@@ -162,21 +184,35 @@ impl Skip {
             })
     }
 
-    /// Whether no line of a block can pass, by its summary (columnar blocks) and its filter
-    /// (sealed head blocks). `labels` are the block's stream's.
-    pub fn skips_block(&self, b: &BlockRef<'_>, filter: Option<&Bloom>, labels: &Labels) -> bool {
-        if let Some(bloom) = filter {
+    /// Whether no line of a block can pass, by its summary and its filter (columnar blocks).
+    /// `labels` are the block's stream's.
+    pub fn skips_block(&self, b: &BlockRef<'_>, labels: &Labels) -> bool {
+        if let Some(bloom) = b.columns.as_ref().and_then(|c| c.filter()) {
             if self.tokens.iter().any(|t| !bloom.may_contain(*t)) {
                 return true;
             }
-            let values_missing = self.conjuncts.iter().any(|c| match &c.test {
-                Test::Eq(v) if !v.is_empty() && labels.get(&c.name).is_none() => {
-                    !bloom.may_contain(hash(v.as_bytes()))
+            let escapes = bloom.may_contain(escape_key());
+            // Neither a metadata value nor, read from a line, its tokens.
+            let missing = |exact: u64, from_line: &Option<Vec<u64>>| {
+                !bloom.may_contain(exact)
+                    && !escapes
+                    && from_line
+                        .as_ref()
+                        .is_some_and(|k| k.iter().any(|k| !bloom.may_contain(*k)))
+            };
+            let values_missing = self.conjuncts.iter().any(|c| match &c.value_keys {
+                Some((exact, from_line)) if labels.get(&c.name).is_none() => {
+                    missing(*exact, from_line)
                 }
                 _ => false,
             });
             if values_missing {
                 return true;
+            }
+            if let Some((value, exact, from_line)) = &self.any_field {
+                if !labels.pairs().iter().any(|(_, v)| v == value) && missing(*exact, from_line) {
+                    return true;
+                }
             }
         }
         let Some(parser) = self.parser else {

@@ -1,7 +1,12 @@
 //! A Bloom filter over 64-bit hashes (`index::hash` of tokens and values), written by hand: it
-//! is a bit array and one loop, smaller than any crate's API around it. A sealed head block
-//! keeps one in memory so that a needle query over fresh data skips the blocks that cannot
-//! hold its tokens or IDs, as the segment index does after a flush.
+//! is a bit array and one loop, smaller than any crate's API around it. Every columnar block
+//! carries one (its filter section, see `columns`), so that a needle query skips the blocks
+//! that cannot hold its tokens or IDs, in the head and in segments alike. Queries test the
+//! section where it lies (a [`BloomView`] over the mapped bytes), without copying it.
+//!
+//! ```text
+//! filter section := probes u8 | reserved [u8; 7] | words u64 LE *   (bits = 64 * words)
+//! ```
 //!
 //! Ten bits and seven probes per key give about 1% false positives; a false positive only
 //! costs a block read in vain, never a wrong answer. Probe `i` of hash `h` is bit
@@ -50,12 +55,56 @@ impl Bloom {
     pub fn size(&self) -> usize {
         self.words.len() * 8
     }
+
+    /// The filter as a block section.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(8 + self.size());
+        out.push(PROBES as u8);
+        out.extend_from_slice(&[0; 7]);
+        for w in &self.words {
+            out.extend_from_slice(&w.to_le_bytes());
+        }
+        out
+    }
+}
+
+/// A filter read in place from its encoded bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct BloomView<'a> {
+    probes: u64,
+    words: &'a [u8],
+}
+
+impl<'a> BloomView<'a> {
+    /// Reads an encoded filter; `None` when its shape is wrong.
+    pub fn parse(bytes: &'a [u8]) -> Option<BloomView<'a>> {
+        let (&probes, rest) = bytes.split_first()?;
+        let words = rest.get(7..)?;
+        (probes > 0 && !words.is_empty() && words.len() % 8 == 0).then_some(BloomView {
+            probes: probes as u64,
+            words,
+        })
+    }
+
+    /// False when `h` was certainly not inserted.
+    pub fn may_contain(&self, h: u64) -> bool {
+        let m = self.words.len() as u64 * 8;
+        probe_positions(h, m, self.probes).all(|p| {
+            let at = (p / 64) as usize * 8;
+            let word = u64::from_le_bytes(self.words[at..at + 8].try_into().unwrap_or([0; 8]));
+            word & (1 << (p % 64)) != 0
+        })
+    }
 }
 
 /// The bits of an `m`-bit array that hash `h` sets.
 fn positions(h: u64, m: u64) -> impl Iterator<Item = u64> {
+    probe_positions(h, m, PROBES)
+}
+
+fn probe_positions(h: u64, m: u64, probes: u64) -> impl Iterator<Item = u64> {
     let (lo, hi) = (h & 0xffff_ffff, (h >> 32) | 1);
-    (0..PROBES).map(move |i| lo.wrapping_add(i.wrapping_mul(hi)) % m)
+    (0..probes).map(move |i| lo.wrapping_add(i.wrapping_mul(hi)) % m)
 }
 
 #[cfg(test)]
@@ -75,5 +124,19 @@ mod tests {
         // About 1% by design; 3% would mean the probes are broken.
         assert!(false_hits < 3000, "{false_hits} false positives in 100000");
         assert!(!Bloom::from_hashes(&mut Vec::new()).may_contain(42));
+    }
+
+    #[test]
+    fn a_view_of_the_encoded_filter_answers_as_the_filter() {
+        let mut keys: Vec<u64> = (0..3000u64).map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15)).collect();
+        let b = Bloom::from_hashes(&mut keys);
+        let bytes = b.encode();
+        let v = BloomView::parse(&bytes).unwrap();
+        for h in (0..20_000u64).map(|i| i.wrapping_mul(0xff51_afd7_ed55_8ccd)) {
+            assert_eq!(v.may_contain(h), b.may_contain(h));
+        }
+        assert!(BloomView::parse(&bytes[..bytes.len() - 3]).is_none());
+        assert!(BloomView::parse(&bytes[..8]).is_none());
+        assert!(BloomView::parse(&[]).is_none());
     }
 }

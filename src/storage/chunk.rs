@@ -142,9 +142,9 @@ impl HeadBlock {
     }
 
     /// Sorts by timestamp (stable), encodes and compresses into a columnar block (see
-    /// `columns`). With `filter`, the block also gets a Bloom filter of its tokens and field
-    /// values, kept in memory only (the head's; segments have their search index).
-    pub fn seal_with(&self, level: i32, filter: bool) -> Block {
+    /// `columns`), with its filter section: a Bloom filter of its lines' tokens and the edge
+    /// keys of their wordy runs, its metadata values, and whether a line has a backslash.
+    pub fn seal(&self, level: i32) -> Block {
         let n = self.len();
         let order = self.sort_order();
         let at = |k: usize| {
@@ -170,24 +170,33 @@ impl HeadBlock {
             &sorted_lines
         };
         let mut hashes: Vec<u64> = Vec::new();
+        // Distinct wordy runs: their edge keys are taken once per block.
+        let mut runs: std::collections::HashSet<&[u8]> = std::collections::HashSet::new();
         let fields = SUMMARIZER.with(|cell| {
             let mut sum = cell.borrow_mut();
             sum.start_block();
             for k in 0..n {
                 let line = self.line(k);
-                if filter {
-                    crate::storage::index::for_each_token(line, |t| {
-                        hashes.push(crate::storage::index::hash(t))
-                    });
-                    sum.line(line, self.metadata_raw(k), &mut |v: &str| {
-                        hashes.push(crate::storage::index::hash(v.as_bytes()))
-                    });
-                } else {
-                    sum.line(line, self.metadata_raw(k), &mut |_| {});
+                crate::storage::index::for_each_token(line, |t| {
+                    hashes.push(crate::storage::index::hash(t))
+                });
+                crate::storage::index::for_each_wordy_run(line, |r| {
+                    runs.insert(r);
+                });
+                if memchr::memchr(b'\\', line).is_some() {
+                    hashes.push(crate::storage::index::escape_key());
                 }
+                for (_, v) in metadata_pairs(self.metadata_raw(k)) {
+                    hashes.push(crate::storage::index::hash(v.as_bytes()));
+                }
+                sum.line(line, self.metadata_raw(k), &mut |_| {});
             }
             sum.finish()
         });
+        for r in runs {
+            crate::storage::index::edge_keys(r, &mut hashes);
+        }
+        let filter = Bloom::from_hashes(&mut hashes).encode();
         let (min_ts, max_ts) = self.min_max_ts().unwrap_or((0, 0));
         let (bytes, raw_len) = columns::write_block(
             n as u32,
@@ -199,6 +208,7 @@ impl HeadBlock {
                 (columns::KIND_METADATA, &metadata),
                 (columns::KIND_LINES, lines),
                 (columns::KIND_FIELDS, &fields),
+                (columns::KIND_FILTER, &filter),
             ],
             level,
         );
@@ -208,14 +218,8 @@ impl HeadBlock {
             raw_len: raw_len.min(u32::MAX as u64) as u32,
             min_ts,
             max_ts,
-            filter: filter.then(|| std::sync::Arc::new(Bloom::from_hashes(&mut hashes))),
             columnar: true,
         }
-    }
-
-    /// [`Self::seal_with`] without the in-memory filter.
-    pub fn seal(&self, level: i32) -> Block {
-        self.seal_with(level, false)
     }
 
     /// Encodes a version 1 block (the format before columns), for the tests that read it.
@@ -269,7 +273,6 @@ impl HeadBlock {
             raw_len: raw_len as u32,
             min_ts,
             max_ts,
-            filter: None,
             columnar: false,
         }
     }
@@ -288,8 +291,6 @@ pub struct Block {
     pub raw_len: u32,
     pub min_ts: i64,
     pub max_ts: i64,
-    /// The head's filter of the block's tokens and field values (not written to segments).
-    pub filter: Option<std::sync::Arc<Bloom>>,
     /// A columnar block (chunk version 2), else version 1.
     pub columnar: bool,
 }
@@ -483,8 +484,10 @@ impl DecodedBlock {
             if with_lines {
                 c.get(columns::KIND_LINES)?.read_into(&mut self.raw)?;
                 // A whole read vouches for every section, as a version 1 block's checksum does.
-                if let Ok(f) = c.get(columns::KIND_FIELDS) {
-                    f.verify()?;
+                for kind in [columns::KIND_FIELDS, columns::KIND_FILTER] {
+                    if let Ok(f) = c.get(kind) {
+                        f.verify()?;
+                    }
                 }
                 let mut at = 0u32;
                 for &l in &self.lens {
@@ -704,7 +707,7 @@ mod tests {
                 want.push((ts, line.clone(), h.metadata_raw(i).to_vec()));
             }
             want.sort_by_key(|w| w.0);
-            let b = h.seal_with(1, true);
+            let b = h.seal(1);
             let mut chunk = Vec::new();
             encode_chunk([b].iter(), &mut chunk);
             let r = chunk_blocks(&chunk).unwrap().remove(0);
@@ -715,6 +718,18 @@ mod tests {
                 prop_assert_eq!(d.ts(i), *ts);
                 prop_assert_eq!(d.line(i), line.as_bytes());
                 prop_assert_eq!(d.metadata_raw(i), &md[..]);
+            }
+            // The filter holds the keys of every substring of every line.
+            let filter = r.columns.unwrap().filter().unwrap();
+            for (_, line, _) in &want {
+                let l = line.as_bytes();
+                for a in (0..l.len()).step_by(3) {
+                    for e in (a + 1..=l.len()).step_by(5) {
+                        for k in crate::storage::index::literal_keys(&l[a..e]) {
+                            prop_assert!(filter.may_contain(k), "{:?}", &line[a..e]);
+                        }
+                    }
+                }
             }
             let summaries = r.summaries().unwrap();
             prop_assert_eq!(summaries.len(), 3);

@@ -20,6 +20,10 @@
 //!   5 fields    n_parsers u8 | { parser u8 (1 json, 2 logfmt, 3 metadata) | errors uv | complete u8 |
 //!                 n_fields uv | { name lp | present uv | numeric uv | min f64 | max f64 |
 //!                 n_values u8 (255: more than MAX_VALUES) | value lp * n_values }* }*
+//!   6 filter    a Bloom filter (`bloom`), always stored as is: the hashes of every line's tokens
+//!               (`index::for_each_token`), the prefix and suffix keys of its wordy runs
+//!               (`index::edge_keys`), every structured metadata value, and `index::escape_key`
+//!               when a line has a backslash
 //! ```
 //! (uv: unsigned varint, iv: zigzag varint, lp: uv length then bytes)
 //!
@@ -51,6 +55,7 @@ use crate::pipeline::labels_builder::normalize_label;
 use crate::pipeline::stages::json::{object_each, push_lossy_spaces, unescape_string, ValueType};
 use crate::pipeline::stages::logfmt::Decoder;
 use crate::pipeline::stages::sanitize_key_bytes;
+use crate::storage::bloom::BloomView;
 use crate::storage::codec::{put_ivarint, put_lp_bytes, put_uvarint, Reader};
 use crate::storage::compress::{
     compress_parts, metadata_pairs, zstd_decompress, ChunkError, MAX_BLOCK_RAW,
@@ -61,7 +66,8 @@ pub const KIND_LENGTHS: u8 = 2;
 pub const KIND_METADATA: u8 = 3;
 pub const KIND_LINES: u8 = 4;
 pub const KIND_FIELDS: u8 = 5;
-const KINDS: usize = 6;
+pub const KIND_FILTER: u8 = 6;
+const KINDS: usize = 7;
 
 const CODEC_RAW: u8 = 0;
 const CODEC_ZSTD: u8 = 1;
@@ -141,6 +147,16 @@ impl<'a> Columns<'a> {
             .get(kind as usize)
             .and_then(|s| s.as_ref())
             .ok_or_else(|| ChunkError::Malformed(format!("block has no section {kind}")))
+    }
+
+    /// The block's filter, read in place; `None` when it has none, or a damaged one (which
+    /// then decides nothing: the block is read, and its other sections checked).
+    pub fn filter(&self) -> Option<BloomView<'a>> {
+        let s = *self.get(KIND_FILTER).ok()?;
+        if s.codec != CODEC_RAW || s.verify().is_err() {
+            return None;
+        }
+        BloomView::parse(s.stored)
     }
 
     /// The block's field summaries (empty when it has none).
@@ -297,6 +313,9 @@ pub fn write_block(
         raw_total += raw.len() as u64;
         let (codec, stored) = if *kind == KIND_LINES {
             (CODEC_ZSTD, compress_parts(&[raw], level))
+        } else if *kind == KIND_FILTER {
+            // Random bits; read in place by queries.
+            (CODEC_RAW, raw.to_vec())
         } else if raw.len() > 64 {
             let z = compress_parts(&[raw], level.max(3));
             if z.len() < raw.len() {

@@ -33,14 +33,14 @@ impl BlockSlot {
     pub fn state(&self) -> SlotState {
         self.0.read().clone()
     }
-    /// Compresses the block if nobody has yet (with its in-memory filter: see
-    /// `chunk::HeadBlock::seal_with`); returns the sealed block.
+    /// Compresses the block if nobody has yet (see `chunk::HeadBlock::seal`); returns the
+    /// sealed block.
     pub fn seal(&self, level: i32) -> Arc<Block> {
         let raw = match self.state() {
             SlotState::Sealed(b) => return b,
             SlotState::Raw(r) => r,
         };
-        let block = Arc::new(raw.seal_with(level, true));
+        let block = Arc::new(raw.seal(level));
         let mut st = self.0.write();
         match &*st {
             SlotState::Sealed(b) => b.clone(),

@@ -128,10 +128,15 @@ fn is_token_byte(b: u8) -> bool {
 }
 
 /// Calls `f(start, end)` for every maximal run of token bytes in `bytes`, of 4 to 64 bytes.
-fn for_each_run(bytes: &[u8], mut f: impl FnMut(usize, usize)) {
+fn for_each_run(bytes: &[u8], f: impl FnMut(usize, usize)) {
+    for_each_run_within(bytes, MAX_TOKEN, f)
+}
+
+/// Calls `f(start, end)` for every maximal run of token bytes in `bytes`, of 4 to `max` bytes.
+fn for_each_run_within(bytes: &[u8], max: usize, mut f: impl FnMut(usize, usize)) {
     let mut start: Option<usize> = None;
     let mut close = |s: usize, e: usize| {
-        if (MIN_TOKEN..=MAX_TOKEN).contains(&(e - s)) {
+        if (MIN_TOKEN..=max).contains(&(e - s)) {
             f(s, e);
         }
     };
@@ -150,6 +155,91 @@ fn for_each_run(bytes: &[u8], mut f: impl FnMut(usize, usize)) {
 /// Calls `f` with every token of `line` that the index keeps (4 to 64 bytes).
 pub fn for_each_token(line: &[u8], mut f: impl FnMut(&[u8])) {
     for_each_run(line, |s, e| f(&line[s..e]));
+}
+
+/// Prefix and suffix keys are taken at these lengths (at most `EDGE_LENGTHS`' last).
+const EDGE_LENGTHS: [usize; 3] = [4, 6, 8];
+const PREFIX_SEED: u64 = 0x7072_6566_6978;
+const SUFFIX_SEED: u64 = 0x7375_6666_6978;
+
+/// Whether a run has a byte that is not a hex digit. Random IDs are hex runs: leaving them
+/// out keeps the edge keys to the block's vocabulary (words, paths, names).
+fn is_wordy(run: &[u8]) -> bool {
+    run.iter().any(|b| !b.is_ascii_hexdigit())
+}
+
+/// Calls `f` with every wordy run of token bytes in `line` of 4 bytes or more, of any length:
+/// the runs whose prefix and suffix keys a block filter holds (see [`edge_keys`]).
+pub fn for_each_wordy_run<'a>(line: &'a [u8], mut f: impl FnMut(&'a [u8])) {
+    for_each_run_within(line, usize::MAX, |s, e| {
+        if is_wordy(&line[s..e]) {
+            f(&line[s..e])
+        }
+    });
+}
+
+/// The prefix and suffix keys of one run: its first and last 4, 6 and 8 bytes (those it has).
+pub fn edge_keys(run: &[u8], out: &mut Vec<u64>) {
+    for n in EDGE_LENGTHS.into_iter().filter(|n| *n <= run.len()) {
+        out.push(prefix_key(&run[..n]));
+        out.push(suffix_key(&run[run.len() - n..]));
+    }
+}
+
+fn prefix_key(bytes: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64_with_seed(bytes, PREFIX_SEED)
+}
+
+fn suffix_key(bytes: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64_with_seed(bytes, SUFFIX_SEED)
+}
+
+/// The longest edge length a key exists for that fits in `len` bytes.
+fn edge_len(len: usize) -> Option<usize> {
+    EDGE_LENGTHS.into_iter().rev().find(|n| *n <= len)
+}
+
+/// The keys a block filter must hold for a block to have a line containing `literal`: its
+/// whole tokens (see [`whole_tokens`]), and for the runs at its edges, which may continue in
+/// the line, a suffix key (left edge) or a prefix key (right edge) when the run is wordy (a
+/// line run that ends or starts with it is then wordy too, so its keys were taken).
+pub fn literal_keys(literal: &[u8]) -> Vec<u64> {
+    let mut out = whole_tokens(literal);
+    for_each_run_within(literal, usize::MAX, |s, e| {
+        let run = &literal[s..e];
+        let (left, right) = (s == 0, e == literal.len());
+        if left == right || !is_wordy(run) {
+            return;
+        }
+        if let Some(n) = edge_len(run.len()) {
+            out.push(if left {
+                suffix_key(&run[run.len() - n..])
+            } else {
+                prefix_key(&run[..n])
+            });
+        }
+    });
+    out
+}
+
+/// The key a block filter holds when a line of the block has a backslash: a value that
+/// `| json` or `| logfmt` unescaped may then differ from the bytes of the line.
+pub fn escape_key() -> u64 {
+    hash(b"\\")
+}
+
+/// The keys a block filter holds when one of its lines has a field of value `value` that
+/// `| json` or `| logfmt` read from the line and no line of the block has a backslash: the
+/// value then stands in the line as is, between separators (quotes, `=`, `:`, `,`, spaces),
+/// so each of its runs of 4 to 64 token bytes is a whole token of the line. `None` when the
+/// value has a replacement character (invalid UTF-8 in the line, read lossily).
+pub fn value_keys(value: &str) -> Option<Vec<u64>> {
+    if value.contains('\u{fffd}') {
+        return None;
+    }
+    let mut out = Vec::new();
+    for_each_token(value.as_bytes(), |t| out.push(hash(t)));
+    Some(out)
 }
 
 /// The tokens a line containing `literal` must have whole: those with a separator on both
@@ -416,6 +506,33 @@ mod tests {
             [h("error"), h("disk"), h("full")]
         );
         assert_eq!(whole_tokens(b"abc def"), Vec::<u64>::new());
+    }
+
+    #[test]
+    fn literal_keys_take_the_edges_of_words_and_never_of_hex_runs() {
+        let keys_of_line = |line: &str| {
+            let mut out = Vec::new();
+            for_each_token(line.as_bytes(), |t| out.push(hash(t)));
+            for_each_wordy_run(line.as_bytes(), |r| edge_keys(r, &mut out));
+            out
+        };
+        let held = keys_of_line("msg=\"xupstream timeouts\" id=3ceb3ffd-0001");
+        for lit in ["upstream timeout", "upstream timeouts\"", "m timeo", "d=3ceb3ffd-0001"] {
+            let keys = literal_keys(lit.as_bytes());
+            assert!(!keys.is_empty(), "{lit}");
+            assert!(keys.iter().all(|k| held.contains(k)), "{lit}");
+        }
+        assert_eq!(
+            literal_keys(b"upstream timeout"),
+            [suffix_key(b"upstream"), prefix_key(b"timeou")]
+        );
+        // One run touching both edges may sit inside a longer one; hex runs are not wordy.
+        assert!(literal_keys(b"timeout").is_empty());
+        assert!(literal_keys(b"3ceb3ffd-0001").is_empty());
+        assert!(!keys_of_line("upstream").contains(&suffix_key(b"pstream")));
+        assert!(literal_keys(b"no timeout")
+            .iter()
+            .any(|k| !keys_of_line("no time out").contains(k)));
     }
 
     #[track_caller]

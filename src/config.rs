@@ -437,6 +437,12 @@ pub struct IndexConfig {
     /// Also index every token of every line (4 to 64 letters and digits), so that
     /// `|= "literal"` skips the blocks that cannot contain it.
     pub tokens: bool,
+    /// Also build the index for segments whose blocks all carry a filter section (every
+    /// segment written since filters came): their filters already answer tokens and values,
+    /// so by default only older segments get one. On, such segments get the correlation
+    /// fields' values (no tokens): one lookup per segment instead of a filter probe per
+    /// block, for correlation over long ranges of data no longer in memory.
+    pub filtered_segments: bool,
     /// Correlation fields: JSON and logfmt keys, structured metadata and labels, as `| json`
     /// and `| logfmt` name them (`X-Request-ID` is `X_Request_ID`).
     pub fields: Vec<String>,
@@ -451,6 +457,7 @@ impl Default for IndexConfig {
         IndexConfig {
             enabled: true,
             tokens: true,
+            filtered_segments: false,
             fields: [
                 "request_id",
                 "requestId",

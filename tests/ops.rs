@@ -43,7 +43,7 @@ fn tantivy_info_lines_stay_out_of_the_log_after_an_index_build() {
     let log = dir.path().join("server.log");
     let s = start_logged(
         &data,
-        "server:\n  log_level: info\ningester:\n  max_chunk_age: 1s\n  chunk_idle_period: 1s\n  flush_check_period: 200ms\n",
+        "server:\n  log_level: info\ningester:\n  max_chunk_age: 1s\n  chunk_idle_period: 1s\n  flush_check_period: 200ms\nindex:\n  filtered_segments: true\n",
         &log,
     );
     let now = now_ns();

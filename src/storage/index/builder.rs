@@ -69,7 +69,7 @@ pub fn build(
 }
 
 /// Whether every block of the segment's visible chunks carries a filter section.
-fn every_block_has_a_filter(seg: &SegmentReader) -> bool {
+pub fn every_block_has_a_filter(seg: &SegmentReader) -> bool {
     seg.chunks.iter().all(|c| {
         chunk_blocks(seg.chunk_bytes(c)).is_ok_and(|blocks| {
             blocks

@@ -162,10 +162,12 @@ const EDGE_LENGTHS: [usize; 3] = [4, 6, 8];
 const PREFIX_SEED: u64 = 0x7072_6566_6978;
 const SUFFIX_SEED: u64 = 0x7375_6666_6978;
 
-/// Whether a run has a byte that is not a hex digit. Random IDs are hex runs: leaving them
-/// out keeps the edge keys to the block's vocabulary (words, paths, names).
+/// Whether a run has two bytes or more that are not hex digits. Random IDs are hex runs and
+/// timestamps digits with a letter or two (`17T00`, `003600777Z`): leaving them out keeps the
+/// edge keys to the block's vocabulary (words, paths, names). A run that contains a wordy
+/// run is wordy, which is what `literal_keys` relies on.
 fn is_wordy(run: &[u8]) -> bool {
-    run.iter().any(|b| !b.is_ascii_hexdigit())
+    run.iter().filter(|b| !b.is_ascii_hexdigit()).nth(1).is_some()
 }
 
 /// Calls `f` with every wordy run of token bytes in `line` of 4 bytes or more, of any length:

@@ -4,7 +4,7 @@
 //! (missing, damaged, or made with other `index` settings). Queries read every block of a
 //! segment until its index is attached, so the index only ever makes them faster.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,9 +37,10 @@ impl Store {
         let cfg = &self.cfg.index;
         let dir = index_dir(seg.path());
         let wanted = field_names(&cfg.fields);
+        let tokens = cfg.tokens && !builder::every_block_has_a_filter(seg);
         if dir.exists() {
             match SegmentIndex::open(&dir, seg.chunks.len() + seg.hidden_chunks) {
-                Ok(i) if i.meta.tokens == cfg.tokens && i.meta.fields == wanted => return Ok(i),
+                Ok(i) if i.meta.tokens == tokens && i.meta.fields == wanted => return Ok(i),
                 Ok(_) => {
                     tracing::info!(index = %dir.display(), "index settings changed; rebuilding")
                 }
@@ -71,9 +72,10 @@ impl Store {
             .spawn(move || {
                 lower_priority();
                 let mut failed: HashMap<PathBuf, Instant> = HashMap::new();
+                let mut unneeded: HashSet<PathBuf> = HashSet::new();
                 loop {
                     let Some(s) = store.upgrade() else { return };
-                    let did = s.index_pass(&mut failed);
+                    let did = s.index_pass(&mut failed, &mut unneeded);
                     drop(s);
                     if !did {
                         std::thread::sleep(Duration::from_millis(200));
@@ -84,17 +86,40 @@ impl Store {
     }
 
     /// Indexes one segment that needs it; false when none does.
-    fn index_pass(&self, failed: &mut HashMap<PathBuf, Instant>) -> bool {
+    /// Whether a segment gets a search index: one with blocks of the formats before filter
+    /// sections does, one whose blocks all have filters only with `index.filtered_segments`.
+    pub fn needs_index(&self, seg: &SegmentReader) -> bool {
+        self.cfg.index.filtered_segments || !builder::every_block_has_a_filter(seg)
+    }
+
+    /// Builds or opens the index of one segment that lacks it; `unneeded` remembers the
+    /// segments that need none. True when it did some work.
+    fn index_pass(
+        &self,
+        failed: &mut HashMap<PathBuf, Instant>,
+        unneeded: &mut HashSet<PathBuf>,
+    ) -> bool {
+        if unneeded.len() > 100_000 {
+            // Paths of segments long gone; the live ones are checked again.
+            unneeded.clear();
+        }
         for t in self.tenants() {
             let segs = t.segments.read().clone();
             for seg in segs {
                 if seg.search.get().is_some()
                     || seg.chunks.is_empty()
+                    || unneeded.contains(seg.path())
                     || failed
                         .get(seg.path())
                         .is_some_and(|at| at.elapsed() < RETRY_AFTER)
                 {
                     continue;
+                }
+                if !self.needs_index(&seg) {
+                    // An index left from other settings is of no use.
+                    let _ = std::fs::remove_dir_all(index_dir(seg.path()));
+                    unneeded.insert(seg.path().to_path_buf());
+                    return true;
                 }
                 match self.index_segment(&seg) {
                     Ok(i) => {

@@ -217,10 +217,10 @@ fn check_golden_segment(r: &SegmentReader) {
     assert_eq!(decode_chunk(r.chunk_bytes(&r.chunks[0])), sorted(entries()));
 }
 
-/// Version 3: version 2's footer, with columnar chunks.
+/// Version 4: version 3, with a filter section in every block.
 #[test]
-fn segment_v3_golden() {
-    let path = testdata("segment-v3.seg");
+fn segment_v4_golden() {
+    let path = testdata("segment-v4.seg");
     let lineage = Lineage {
         replaces: vec![Replaced {
             seq: 5,
@@ -233,18 +233,35 @@ fn segment_v3_golden() {
         write_golden_segment(&path, lineage.clone());
     }
     let bytes = std::fs::read(&path).unwrap();
-    assert_eq!(bytes[8], 3, "segment version");
+    assert_eq!(bytes[8], 4, "segment version");
     let r = SegmentReader::open(&path).unwrap();
     check_golden_segment(&r);
     assert_eq!(r.lineage, lineage);
     assert_eq!(r.chunk_bytes(&r.chunks[0])[0], 2, "a columnar chunk");
+    let blocks = chunk_blocks(r.chunk_bytes(&r.chunks[0])).unwrap();
+    assert!(blocks.iter().all(|b| b.columns.unwrap().filter().is_some()));
 }
 
-/// Version 3 as first written, with chunks before the filter section.
+/// Version 3 (version 2's footer, columnar chunks without filter sections) is read, never
+/// written again.
 #[test]
-fn segment_v3_without_filter_golden() {
-    let r = SegmentReader::open(&testdata("segment-v3-nofilter.seg")).unwrap();
+fn segment_v3_golden() {
+    let r = SegmentReader::open(&testdata("segment-v3.seg")).unwrap();
     check_golden_segment(&r);
+    assert_eq!(r.version, 3);
+    assert_eq!(
+        r.lineage,
+        Lineage {
+            replaces: vec![Replaced {
+                seq: 5,
+                from: 0,
+                to: 3_600_000_000_000,
+            }],
+            deletes_applied_through: 2,
+        }
+    );
+    let blocks = chunk_blocks(r.chunk_bytes(&r.chunks[0])).unwrap();
+    assert!(blocks[0].columns.unwrap().filter().is_none());
 }
 
 /// Version 1 (no lineage) was written by the first release; it is read, never written again.

@@ -13,9 +13,11 @@
 //!
 //! ```text
 //! segment := header | chunk* | footer | trailer
-//! header  := "SAWMSEG1" (8) | version u8 (1, 2 or 3) | reserved [u8; 7]             16 bytes
+//! header  := "SAWMSEG1" (8) | version u8 (1 to 4) | reserved [u8; 7]                 16 bytes
 //! chunk   := see `chunk` (version 3 segments are written with columnar chunks, version 2
-//!            of `chunk`; each chunk says its own version, so any segment may hold either)
+//!            of `chunk`; version 4 with columnar blocks that all carry a filter section, so
+//!            that they need no search index; each chunk says its own version, so any
+//!            segment may hold either)
 //! footer  := n_streams uv | { fingerprint u64 LE | labels lp | max_ts iv |
 //!                              flushed_wal_seq uv | flushed_wal_offset uv }*
 //!            n_chunks uv  | { stream uv | min_ts iv | max_ts iv | offset uv | len uv |
@@ -44,8 +46,9 @@ use crate::storage::wal::WalPos;
 
 pub const SEGMENT_MAGIC: &[u8; 8] = b"SAWMSEG1";
 pub const FOOTER_MAGIC: &[u8; 8] = b"SAWMSEGF";
-/// Version 3: the footer of version 2; chunks written since are columnar.
-pub const SEGMENT_VERSION: u8 = 3;
+/// Version 3: the footer of version 2; chunks written since are columnar. Version 4: the
+/// same, and every block has a filter section (`columns`).
+pub const SEGMENT_VERSION: u8 = 4;
 pub const HEADER_LEN: usize = 16;
 pub const TRAILER_LEN: usize = 32;
 
@@ -285,6 +288,8 @@ pub struct SegmentReader {
     pub min_ts: i64,
     pub max_ts: i64,
     pub lineage: Lineage,
+    /// The format version of the file.
+    pub version: u8,
     /// Chunks of the file hidden because a compacted segment replaced them.
     pub hidden_chunks: usize,
     /// The search index, once built or opened (`index`); shared by the copies `without`
@@ -370,6 +375,7 @@ impl SegmentReader {
             min_ts,
             max_ts,
             lineage,
+            version,
             hidden_chunks: 0,
             search: Arc::default(),
         })
@@ -397,6 +403,7 @@ impl SegmentReader {
             min_ts,
             max_ts,
             lineage: self.lineage.clone(),
+            version: self.version,
             search: self.search.clone(),
         }
     }

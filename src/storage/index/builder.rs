@@ -32,9 +32,6 @@ pub fn build(
     };
     remove_dir(&tmp)?;
     std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
-    // A block with a filter section answers token probes itself (`query::skip`): tokens are
-    // indexed only for a segment with blocks of the formats before it.
-    let tokens = tokens && !every_block_has_a_filter(seg);
     let (schema, f) = schema();
     let index = Index::create_in_dir(&tmp, schema).map_err(tv)?;
     // One tantivy segment (one term dictionary), written in memory then to `tmp`.
@@ -66,17 +63,6 @@ pub fn build(
         crate::storage::files::sync_dir(parent).map_err(io(parent))?;
     }
     SegmentIndex::open(dir, seg.chunks.len() + seg.hidden_chunks)
-}
-
-/// Whether every block of the segment's visible chunks carries a filter section.
-pub fn every_block_has_a_filter(seg: &SegmentReader) -> bool {
-    seg.chunks.iter().all(|c| {
-        chunk_blocks(seg.chunk_bytes(c)).is_ok_and(|blocks| {
-            blocks
-                .iter()
-                .all(|b| b.columns.as_ref().and_then(|c| c.filter()).is_some())
-        })
-    })
 }
 
 /// An I/O error on `path`, as a `map_err` argument.

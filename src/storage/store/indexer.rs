@@ -29,6 +29,9 @@ fn lower_priority() {
 }
 
 /// A segment whose index could not be built is tried again after this long.
+/// The segment version whose blocks all have filter sections.
+const FILTERED_SEGMENTS: u8 = 4;
+
 const RETRY_AFTER: Duration = Duration::from_secs(600);
 
 impl Store {
@@ -37,7 +40,7 @@ impl Store {
         let cfg = &self.cfg.index;
         let dir = index_dir(seg.path());
         let wanted = field_names(&cfg.fields);
-        let tokens = cfg.tokens && !builder::every_block_has_a_filter(seg);
+        let tokens = cfg.tokens && seg.version < FILTERED_SEGMENTS;
         if dir.exists() {
             match SegmentIndex::open(&dir, seg.chunks.len() + seg.hidden_chunks) {
                 Ok(i) if i.meta.tokens == tokens && i.meta.fields == wanted => return Ok(i),
@@ -51,7 +54,7 @@ impl Store {
             }
         }
         let started = Instant::now();
-        let built = builder::build(seg, &dir, &cfg.fields, cfg.tokens)?;
+        let built = builder::build(seg, &dir, &cfg.fields, tokens)?;
         self.metrics.inc("sawmill_index_builds_total", &[], 1);
         self.metrics.observe(
             "sawmill_index_build_duration_seconds",
@@ -86,10 +89,12 @@ impl Store {
     }
 
     /// Indexes one segment that needs it; false when none does.
-    /// Whether a segment gets a search index: one with blocks of the formats before filter
-    /// sections does, one whose blocks all have filters only with `index.filtered_segments`.
+    /// Whether a segment gets a search index: one of the formats before filter sections
+    /// does, one whose blocks all have filters (segment version 4) only with
+    /// `index.filtered_segments`. Decided from the header: reading every block to find out
+    /// would map the whole file into memory.
     pub fn needs_index(&self, seg: &SegmentReader) -> bool {
-        self.cfg.index.filtered_segments || !builder::every_block_has_a_filter(seg)
+        self.cfg.index.filtered_segments || seg.version < FILTERED_SEGMENTS
     }
 
     /// Builds or opens the index of one segment that lacks it; `unneeded` remembers the

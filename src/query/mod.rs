@@ -668,9 +668,11 @@ pub fn scan(
                     let at = (seg.path(), c.offset);
                     let ctx = (&drops, pre.as_ref());
                     if read_block(&b, labels, ctx, at, &mut block, stats, v) {
+                        seg.release(c);
                         return;
                     }
                 }
+                seg.release(c);
             }
             Work::Head(hs) => {
                 v.stream(&hs.labels);

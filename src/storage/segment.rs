@@ -426,6 +426,23 @@ impl SegmentReader {
         &self.map[c.offset as usize..(c.offset + c.len) as usize]
     }
 
+    /// Takes a chunk's pages out of this process's resident memory once a query has read it:
+    /// they stay in the kernel's page cache, and a later read maps them again. Without it a
+    /// query over all the data would leave all of it resident, so that memory would grow
+    /// with the data instead of staying bounded by the configuration.
+    pub fn release(&self, c: &ChunkMeta) {
+        // SAFETY: a shared, read-only mapping of a file nothing writes to once it is renamed
+        // into place (see `open`): after MADV_DONTNEED the next access reads the same bytes
+        // from the page cache. Slices borrowed from the map stay valid.
+        let _ = unsafe {
+            self.map.unchecked_advise_range(
+                memmap2::UncheckedAdvice::DontNeed,
+                c.offset as usize,
+                c.len as usize,
+            )
+        };
+    }
+
     /// Streams having label `name` with a value for which `pred` holds.
     pub fn postings(&self, name: &str, pred: impl Fn(&str) -> bool) -> Vec<u32> {
         let mut out: Vec<u32> = self

@@ -299,6 +299,57 @@ fn damaged_chunk_data_does_not_hide_other_segments() {
     assert!(metric(&s.addr(), "sawmill_query_damaged_blocks_total") >= 1.0);
 }
 
+/// A flipped byte in any section of a columnar block (timestamps, lengths, metadata, lines,
+/// field summaries, filter): the block is reported and skipped by queries that read it whole,
+/// never served garbled, and a needle query never loses the other streams' lines.
+#[test]
+fn a_flipped_byte_in_any_section_of_a_block_is_reported_and_the_block_skipped() {
+    use sawmill::storage::chunk::chunk_blocks;
+    use sawmill::storage::columns;
+    let root = tempfile::tempdir().unwrap();
+    let (template, lines) = four_segments(root.path());
+    let seg = segment_files(&template, "fake")[0].clone();
+    // Where each section of stream `a`'s single block lies in the file.
+    let r = sawmill::storage::segment::SegmentReader::open(&seg).unwrap();
+    let c = r.chunks[0];
+    let blocks = chunk_blocks(r.chunk_bytes(&c)).unwrap();
+    assert_eq!(blocks.len(), 1);
+    let cols = blocks[0].columns.expect("a columnar block");
+    let spots: Vec<(u8, usize)> = [
+        columns::KIND_TIME,
+        columns::KIND_LENGTHS,
+        columns::KIND_METADATA,
+        columns::KIND_LINES,
+        columns::KIND_FIELDS,
+        columns::KIND_FILTER,
+    ]
+    .into_iter()
+    .map(|k| {
+        let s = cols.get(k).unwrap();
+        (k, c.offset as usize + blocks[0].offset + s.offset() + s.stored_len() / 2)
+    })
+    .collect();
+    drop(r);
+    let intact: BTreeSet<String> = lines[1..].iter().flatten().cloned().collect();
+    for (kind, at) in spots {
+        let data = root.path().join(format!("copy-{kind}"));
+        copy_dir(&template, &data);
+        flip(&data.join(seg.strip_prefix(&template).unwrap()), at);
+        let s = Server::start(&data, CONFIG);
+        assert_eq!(served(&s.addr(), ALL), intact, "section {kind}");
+        let needle = format!(r#"{{job="dmg"}} |= "{}""#, lines[1][0]);
+        assert_eq!(
+            served(&s.addr(), &needle),
+            BTreeSet::from([lines[1][0].clone()]),
+            "section {kind}"
+        );
+        assert!(
+            metric(&s.addr(), "sawmill_query_damaged_blocks_total") >= 1.0,
+            "section {kind}: the damage is counted"
+        );
+    }
+}
+
 // ---- WAL ------------------------------------------------------------------------------------
 
 const PUSHES: usize = 10;

@@ -133,6 +133,11 @@ impl<'a> Section<'a> {
     pub fn stored_len(&self) -> usize {
         self.stored.len()
     }
+
+    /// Where the stored bytes start, from the block's start.
+    pub fn offset(&self) -> usize {
+        self.offset
+    }
 }
 
 /// The sections of a block, by kind.

@@ -34,17 +34,42 @@ pub enum EvalError {
 pub struct SampleSeries {
     pub labels: Labels,
     pub samples: Vec<(i64, f64)>,
+    /// Each sample adds up the values of several entries (moved onto a [`Grid`]): a count is
+    /// the sum of the values, not the number of samples.
+    pub weighted: bool,
+}
+
+/// The step buckets `(origin + (j - 1) * step, origin + j * step]` of a range query whose range
+/// is a whole number of steps: every window is a union of whole buckets, so a source may move
+/// a sample to its bucket's end, and add up the samples that land on one time, without
+/// changing any window's count or sum.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Grid {
+    pub origin: i64,
+    pub step: i64,
+}
+
+impl Grid {
+    /// The end of the bucket holding `ts`.
+    pub fn bucket_end(&self, ts: i64) -> i64 {
+        let d = ts as i128 - self.origin as i128;
+        let step = self.step as i128;
+        let j = d.div_euclid(step) + (d.rem_euclid(step) != 0) as i128;
+        (self.origin as i128 + j * step).clamp(i64::MIN as i128, i64::MAX as i128) as i64
+    }
 }
 
 /// Produces the samples a range aggregation reads.
 pub trait SampleSource {
     /// Every sample of the aggregation's log range with a timestamp in `(from, to]`, grouped in
     /// series by their labels after the pipeline, the unwrap and the aggregation's own grouping.
+    /// With `grid`, samples whose values only ever add up may be merged onto it (see [`Grid`]).
     fn samples(
         &mut self,
         agg: &RangeAggregationExpr,
         from: i64,
         to: i64,
+        grid: Option<Grid>,
     ) -> Result<Vec<SampleSeries>, EvalError>;
 }
 
@@ -224,7 +249,12 @@ fn eval_range(
     let n = p.steps();
     let from = p.start.saturating_sub(offset).saturating_sub(range);
     let to = p.end.saturating_sub(offset);
-    let series = source.samples(agg, from, to)?;
+    // Windows are unions of whole step buckets when the range is a whole number of steps.
+    let grid = (range > 0 && range % p.step == 0).then_some(Grid {
+        origin: p.start.saturating_sub(offset),
+        step: p.step,
+    });
+    let series = source.samples(agg, from, to, grid)?;
     let mut out: Vec<StepVector> = vec![Vec::new(); n];
     if agg.op == RangeOp::AbsentOverTime {
         let labels = Arc::new(absent_labels(agg));
@@ -256,7 +286,7 @@ fn eval_range(
             if lo == hi {
                 continue;
             }
-            if let Some(v) = range_value(agg, &s.samples[lo..hi], t, range, secs) {
+            if let Some(v) = range_value(agg, &s.samples[lo..hi], s.weighted, t, range, secs) {
                 step.push((labels.clone(), v));
             }
         }
@@ -278,15 +308,17 @@ fn absent_labels(agg: &RangeAggregationExpr) -> Labels {
 fn range_value(
     agg: &RangeAggregationExpr,
     w: &[(i64, f64)],
+    weighted: bool,
     t: i64,
     range: i64,
     secs: f64,
 ) -> Option<f64> {
     let sum = || w.iter().map(|(_, v)| v).sum::<f64>();
+    let count = || if weighted { sum() } else { w.len() as f64 };
     Some(match agg.op {
-        RangeOp::CountOverTime => w.len() as f64,
+        RangeOp::CountOverTime => count(),
         RangeOp::Rate if agg.range.unwrap.is_some() => sum() / secs,
-        RangeOp::Rate => w.len() as f64 / secs,
+        RangeOp::Rate => count() / secs,
         RangeOp::BytesOverTime | RangeOp::SumOverTime => sum(),
         RangeOp::BytesRate => sum() / secs,
         RangeOp::AvgOverTime => {
@@ -808,6 +840,7 @@ mod tests {
             agg: &RangeAggregationExpr,
             from: i64,
             to: i64,
+            _grid: Option<Grid>,
         ) -> Result<Vec<SampleSeries>, EvalError> {
             Ok(self
                 .0
@@ -825,6 +858,7 @@ mod tests {
                         .copied()
                         .filter(|(t, _)| *t > from && *t <= to)
                         .collect(),
+                    weighted: false,
                 })
                 .collect())
         }
@@ -834,6 +868,7 @@ mod tests {
         SampleSeries {
             labels: Labels::parse(labels).unwrap(),
             samples: samples.to_vec(),
+            weighted: false,
         }
     }
 
@@ -883,6 +918,22 @@ mod tests {
             .map(|(l, v)| (l.to_string(), v.to_vec()))
             .collect();
         assert_eq!(got, want, "{query}");
+    }
+
+    #[test]
+    fn a_grid_moves_a_sample_to_the_end_of_its_bucket() {
+        let g = Grid {
+            origin: 100,
+            step: 10,
+        };
+        assert_eq!(g.bucket_end(100), 100);
+        assert_eq!(g.bucket_end(101), 110);
+        assert_eq!(g.bucket_end(110), 110);
+        assert_eq!(g.bucket_end(91), 100);
+        assert_eq!(g.bucket_end(90), 90);
+        assert_eq!(g.bucket_end(-5), 0);
+        assert_eq!(g.bucket_end(i64::MAX), i64::MAX);
+        assert_eq!(g.bucket_end(i64::MIN + 3), i64::MIN + 8);
     }
 
     #[test]

@@ -990,6 +990,9 @@ struct SampleCollector {
     /// The series of the last structured metadata seen in the current stream (plain
     /// pipelines): consecutive entries nearly always share it.
     md_slot: Option<(Vec<u8>, usize)>,
+    /// Plain pipelines' samples are moved onto this grid and added up (see `metric::Grid`):
+    /// a series keeps a sample per step bucket and stream, not one per entry.
+    grid: Option<metric::Grid>,
 }
 
 impl SampleCollector {
@@ -1012,7 +1015,19 @@ impl SampleCollector {
         };
         self.post_filter_lines += 1;
         let v = if bytes { line_len as f64 } else { 1.0 };
-        self.series[slot].1.push((ts, v));
+        let samples = &mut self.series[slot].1;
+        if let Some(g) = self.grid {
+            let at = g.bucket_end(ts);
+            match samples.last_mut() {
+                Some((t, sum)) if *t == at => *sum += v,
+                _ => {
+                    samples.push((at, v));
+                    self.mem.add(std::mem::size_of::<(i64, f64)>());
+                }
+            }
+            return;
+        }
+        samples.push((ts, v));
         self.mem.add(std::mem::size_of::<(i64, f64)>());
     }
 
@@ -1094,6 +1109,7 @@ impl metric::SampleSource for LogSampleSource {
         agg: &crate::logql::RangeAggregationExpr,
         from: i64,
         to: i64,
+        grid: Option<metric::Grid>,
     ) -> Result<Vec<metric::SampleSeries>, metric::EvalError> {
         use crate::logql::RangeOp;
         let log = &agg.range.log;
@@ -1131,7 +1147,7 @@ impl metric::SampleSource for LogSampleSource {
         let parts = self.stats.cancel.parts();
         // Part threads log under the request's span (its request ID).
         let span = tracing::Span::current();
-        let results: Vec<(Vec<(SeriesKey, Samples)>, QueryStats)> = std::thread::scope(|sc| {
+        let results: Vec<(Vec<(SeriesKey, Samples)>, QueryStats, bool)> = std::thread::scope(|sc| {
             let handles: Vec<_> = (0..parts)
                 .map(|index| {
                     let (snap, cancel, grouping) =
@@ -1150,6 +1166,7 @@ impl metric::SampleSource for LogSampleSource {
                             .expect("bug: pipeline compiled once already");
                         let plain = extractor.plain_count();
                         let mut c = SampleCollector {
+                            grid: grid.filter(|_| plain.is_some() && !cancel.plain_reads),
                             plain,
                             md_slot: None,
                             extractor,
@@ -1177,7 +1194,7 @@ impl metric::SampleSource for LogSampleSource {
                             &mut c,
                         );
                         stats.post_filter_lines += c.post_filter_lines;
-                        (c.series, stats)
+                        (c.series, stats, c.grid.is_some())
                     })
                 })
                 .collect();
@@ -1187,7 +1204,9 @@ impl metric::SampleSource for LogSampleSource {
                 .collect()
         });
         let mut merged: HashMap<SeriesKey, Samples> = HashMap::new();
-        for (series, stats) in results {
+        let mut weighted = false;
+        for (series, stats, on_grid) in results {
+            weighted |= on_grid;
             self.stats.merge(stats);
             for (labels, samples) in series {
                 merged.entry(labels).or_default().extend(samples);
@@ -1211,7 +1230,11 @@ impl metric::SampleSource for LogSampleSource {
                 )));
             }
             samples.sort_by_key(|s| s.0);
-            out.push(metric::SampleSeries { labels, samples });
+            out.push(metric::SampleSeries {
+                labels,
+                samples,
+                weighted,
+            });
         }
         Ok(out)
     }

@@ -10,7 +10,7 @@ use std::cmp::Reverse;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::metric::{self, EvalError, SampleSeries, SampleSource};
+use super::metric::{self, EvalError, Grid, SampleSeries, SampleSource};
 use super::{
     select_logs, Cancel, Direction, LogQuery, LogSampleSource, QueryError, QueryStats, ResultEntry,
     StreamResult,
@@ -138,6 +138,7 @@ impl SampleSource for TenantsSampleSource {
         agg: &RangeAggregationExpr,
         from: i64,
         to: i64,
+        grid: Option<Grid>,
     ) -> Result<Vec<SampleSeries>, EvalError> {
         let names: Vec<String> = self.parts.iter().map(|(n, _)| n.clone()).collect();
         let (kept, matchers) = split_matchers(&names, &agg.range.log.selector.matchers);
@@ -151,10 +152,11 @@ impl SampleSource for TenantsSampleSource {
             if !kept.contains(name) {
                 continue;
             }
-            for s in source.samples(&part_agg, from, to)? {
+            for s in source.samples(&part_agg, from, to, grid)? {
                 out.push(SampleSeries {
                     labels: with_tenant(&s.labels, name),
                     samples: s.samples,
+                    weighted: s.weighted,
                 });
             }
         }

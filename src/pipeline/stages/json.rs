@@ -303,8 +303,14 @@ pub fn unescape(input: &[u8], out: &mut Vec<u8>) -> Result<(), InvalidEscape> {
 /// Appends `b` as text, each invalid UTF-8 byte and each U+FFFD becoming a space (Loki's
 /// `removeInvalidUtf`).
 pub fn push_lossy_spaces(b: &[u8], out: &mut String) {
+    if b.is_ascii() {
+        // ASCII is valid UTF-8 without U+FFFD: the common case, checked a word at a time.
+        out.push_str(std::str::from_utf8(b).expect("bug: ASCII is UTF-8"));
+        return;
+    }
     if let Ok(s) = std::str::from_utf8(b) {
-        if !s.contains('\u{fffd}') {
+        // U+FFFD (EF BF BD) by a vectorized search: `str::contains` was a third of the cost.
+        if memchr::memmem::find(s.as_bytes(), "\u{fffd}".as_bytes()).is_none() {
             out.push_str(s);
             return;
         }

@@ -304,8 +304,10 @@ pub fn unescape(input: &[u8], out: &mut Vec<u8>) -> Result<(), InvalidEscape> {
 /// `removeInvalidUtf`).
 pub fn push_lossy_spaces(b: &[u8], out: &mut String) {
     if b.is_ascii() {
-        // ASCII is valid UTF-8 without U+FFFD: the common case, checked a word at a time.
-        out.push_str(std::str::from_utf8(b).expect("bug: ASCII is UTF-8"));
+        // ASCII, the common case (checked a word at a time), is UTF-8 without U+FFFD.
+        // SAFETY: ASCII bytes are valid UTF-8; validating again cost a tenth of the
+        // block summary.
+        out.push_str(unsafe { std::str::from_utf8_unchecked(b) });
         return;
     }
     if let Ok(s) = std::str::from_utf8(b) {

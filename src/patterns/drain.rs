@@ -16,6 +16,7 @@
 //!
 //! Each cluster counts its lines per 10 s, in chunks of at most an hour.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -114,10 +115,11 @@ fn is_logfmt(b: &[u8]) -> bool {
     }
 }
 
-/// A template's tokens and where the spaces go when it is printed.
+/// A line's tokens (borrowed from it where they can be) and where the spaces go when it is
+/// printed.
 #[derive(Debug, Clone)]
-struct Tokens {
-    tokens: Vec<String>,
+struct Tokens<'a> {
+    tokens: Vec<Cow<'a, str>>,
     /// For the punctuation tokenizer: after which token index a space follows (repeated for
     /// several spaces).
     spaces_after: Vec<usize>,
@@ -242,7 +244,7 @@ impl Drain {
                     .get_mut(&id)
                     .expect("bug: searched cluster exists");
                 for (t, new) in c.tokens.iter_mut().zip(&toks.tokens) {
-                    if t != new {
+                    if t.as_str() != new.as_ref() {
                         self.held = self.held + PARAM.len() - t.len();
                         *t = PARAM.to_string();
                     }
@@ -254,7 +256,7 @@ impl Drain {
                 self.next_id = self.next_id.wrapping_add(1);
                 let id = self.next_id;
                 let mut c = Cluster {
-                    tokens: toks.tokens,
+                    tokens: toks.tokens.into_iter().map(Cow::into_owned).collect(),
                     spaces_after: toks.spaces_after,
                     chunks: Vec::new(),
                     last_used: self.clock,
@@ -324,7 +326,7 @@ impl Drain {
         dedup_params(&text)
     }
 
-    fn tokenize(&self, line: &str) -> Option<Tokens> {
+    fn tokenize<'a>(&self, line: &'a str) -> Option<Tokens<'a>> {
         match self.format {
             Format::Json => {
                 let msg = json_message(line)?;
@@ -348,8 +350,9 @@ impl Drain {
         }
     }
 
-    fn search(&self, tokens: &[String]) -> Option<u32> {
-        let mut node = self.root.children.get(&tokens.len().to_string())?;
+    fn search(&self, tokens: &[Cow<str>]) -> Option<u32> {
+        let mut count = [0u8; 20];
+        let mut node = self.root.children.get(decimal(tokens.len(), &mut count))?;
         if tokens.len() < 2 {
             return node.clusters.first().copied();
         }
@@ -360,7 +363,7 @@ impl Drain {
             }
             node = node
                 .children
-                .get(t.as_str())
+                .get(t.as_ref())
                 .or_else(|| node.children.get(PARAM))?;
             depth += 1;
         }
@@ -373,7 +376,7 @@ impl Drain {
             for (a, b) in c.tokens.iter().zip(tokens) {
                 if a == PARAM {
                     params += 1;
-                } else if a == b {
+                } else if a.as_str() == b.as_ref() {
                     same += 1;
                 }
             }
@@ -427,7 +430,7 @@ impl Drain {
 
 /// Loki's punctuation tokenizer: letters, digits and `_-.:/` build tokens; a space ends one
 /// (and is remembered), `=` and other punctuation end one and are a token themselves.
-fn punctuation_tokens(line: &str) -> Tokens {
+fn punctuation_tokens(line: &str) -> Tokens<'_> {
     let mut tokens = Vec::new();
     let mut spaces_after = Vec::new();
     let mut start = 0;
@@ -440,18 +443,18 @@ fn punctuation_tokens(line: &str) -> Tokens {
         }
         if c == ' ' || c == '=' || is_punct(c) {
             if i > start {
-                tokens.push(line[start..i].to_string());
+                tokens.push(Cow::Borrowed(&line[start..i]));
             }
             if c == ' ' {
                 spaces_after.push(tokens.len().wrapping_sub(1));
             } else {
-                tokens.push(c.to_string());
+                tokens.push(Cow::Borrowed(&line[i..i + c.len_utf8()]));
             }
             start = i + c.len_utf8();
         }
     }
     if start < line.len() {
-        tokens.push(line[start..].to_string());
+        tokens.push(Cow::Borrowed(&line[start..]));
     }
     Tokens {
         tokens,
@@ -508,7 +511,7 @@ fn join_spaced(tokens: &[String], spaces_after: &[usize]) -> String {
 
 /// logfmt tokens: key, value, key, value ...; time and trace values become `<_>`. `None` for a
 /// line the decoder stops on.
-fn logfmt_tokens(line: &str) -> Option<Tokens> {
+fn logfmt_tokens(line: &str) -> Option<Tokens<'_>> {
     let b = line.as_bytes();
     let mut tokens = Vec::new();
     let mut i = 0;
@@ -527,7 +530,7 @@ fn logfmt_tokens(line: &str) -> Option<Tokens> {
             return None;
         }
         let key = &line[ks..i];
-        let mut value = String::new();
+        let mut value = Cow::Borrowed("");
         if b.get(i) == Some(&b'=') {
             i += 1;
             if b.get(i) == Some(&b'"') {
@@ -541,9 +544,9 @@ fn logfmt_tokens(line: &str) -> Option<Tokens> {
                 }
                 let raw = &line[i..=j];
                 value = if raw.contains('\\') {
-                    serde_json::from_str::<String>(raw).ok()?
+                    Cow::Owned(serde_json::from_str::<String>(raw).ok()?)
                 } else {
-                    raw[1..raw.len() - 1].to_string()
+                    Cow::Borrowed(&raw[1..raw.len() - 1])
                 };
                 i = j + 1;
             } else {
@@ -554,15 +557,19 @@ fn logfmt_tokens(line: &str) -> Option<Tokens> {
                     }
                     i += 1;
                 }
-                value = line[vs..i].to_string();
+                value = Cow::Borrowed(&line[vs..i]);
             }
         }
         let variable = ["ts", "time", "timestamp", "traceid"]
             .iter()
             .any(|v| key.eq_ignore_ascii_case(v))
             || key == "t";
-        tokens.push(key.to_string());
-        tokens.push(if variable { PARAM.to_string() } else { value });
+        tokens.push(Cow::Borrowed(key));
+        tokens.push(if variable {
+            Cow::Borrowed(PARAM)
+        } else {
+            value
+        });
     }
     Some(Tokens {
         tokens,
@@ -673,6 +680,20 @@ fn string_span(b: &[u8], i: usize) -> Option<(usize, usize)> {
     None
 }
 
+/// `n` in decimal, written into `buf` (the tree's first level is keyed by token counts).
+fn decimal(mut n: usize, buf: &mut [u8; 20]) -> &str {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&buf[i..]).expect("bug: digits are UTF-8")
+}
+
 /// Runs of `<_>` collapse to one.
 fn dedup_params(s: &str) -> String {
     let twice = "<_><_>";
@@ -734,6 +755,14 @@ mod tests {
         assert!(d.evicted > 0, "the test must evict");
         d.prune(1_700_000_000_000 + 4000 * 3000);
         assert_eq!(d.bytes(), sum(&d));
+    }
+
+    #[test]
+    fn token_counts_key_the_tree_in_decimal() {
+        let mut buf = [0u8; 20];
+        for n in [0, 7, 10, 80, 127, usize::MAX] {
+            assert_eq!(decimal(n, &mut buf), n.to_string());
+        }
     }
 
     #[test]

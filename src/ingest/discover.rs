@@ -41,12 +41,22 @@ pub fn with_service_name(labels: Labels, from: &[String]) -> Labels {
 
 /// Appends `detected_level` to an entry's structured metadata.
 pub fn add_detected_level(e: &mut Entry, labels: &Labels, fields: &[String]) {
-    let level = level_of(e, labels, fields);
+    add_detected_level_with(e, label_level(labels, fields), fields);
+}
+
+/// The level the stream labels give (the same for each of the stream's entries).
+pub fn label_level<'a>(labels: &'a Labels, fields: &[String]) -> Option<&'a str> {
+    fields.iter().find_map(|f| labels.get(f))
+}
+
+/// [`add_detected_level`] with the stream labels' level found once per stream.
+pub fn add_detected_level_with(e: &mut Entry, label_level: Option<&str>, fields: &[String]) {
+    let level = level_of(e, label_level, fields);
     e.metadata.push((DETECTED_LEVEL.to_string(), level));
 }
 
-fn level_of(e: &Entry, labels: &Labels, fields: &[String]) -> String {
-    if let Some(v) = fields.iter().find_map(|f| labels.get(f)) {
+fn level_of(e: &Entry, label_level: Option<&str>, fields: &[String]) -> String {
+    if let Some(v) = label_level {
         return v.to_string();
     }
     if let Some(v) = fields

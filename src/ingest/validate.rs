@@ -81,6 +81,7 @@ pub fn validate(req: PushRequest, limits: &Limits, now: i64) -> Validated {
             }
         };
         let mut entries = Vec::with_capacity(stream.entries.len());
+        let label_level = super::discover::label_level(&labels, &limits.log_level_fields);
         for mut e in stream.entries {
             if let Some((reason, message)) = check_entry(&mut e, &labels, limits, oldest, newest) {
                 out.rejections.push(Rejection {
@@ -91,7 +92,11 @@ pub fn validate(req: PushRequest, limits: &Limits, now: i64) -> Validated {
                 });
             } else {
                 if limits.discover_log_levels && limits.allow_structured_metadata {
-                    super::discover::add_detected_level(&mut e, &labels, &limits.log_level_fields);
+                    super::discover::add_detected_level_with(
+                        &mut e,
+                        label_level,
+                        &limits.log_level_fields,
+                    );
                 }
                 entries.push(e);
             }

@@ -38,6 +38,12 @@ pub fn quote(s: &str) -> String {
 pub fn parse_float(s: &str) -> (f64, Option<String>) {
     let syntax = || format!("strconv.ParseFloat: parsing {}: invalid syntax", quote(s));
     let body = s.strip_prefix(['+', '-']).unwrap_or(s);
+    if !body.is_empty() && body.len() <= 15 && body.bytes().all(|b| b.is_ascii_digit()) {
+        // Integers below 10^15 are exact as floats: the common case (status codes, counts)
+        // without the general parser.
+        let n = body.bytes().fold(0u64, |n, b| n * 10 + u64::from(b - b'0')) as f64;
+        return (if s.starts_with('-') { -n } else { n }, None);
+    }
     let valid = !body.is_empty()
         && body
             .bytes()
@@ -344,6 +350,33 @@ mod tests {
             .unwrap()
             .ends_with("value out of range"));
         assert!(parse_float("NaN").0.is_nan());
+    }
+
+    /// The integer shortcut gives what the general parser gives, sign of zero included.
+    #[test]
+    fn integers_parse_as_the_general_parser_does() {
+        let mut cases: Vec<String> = ["0", "-0", "+0", "007", "-12", "+500", "999999999999999"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let mut x: u64 = 1;
+        for _ in 0..2000 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let digits = (x >> 60) as u32 + 1;
+            let v = (x >> 4) % 10u64.pow(digits.min(15));
+            cases.push(v.to_string());
+            cases.push(format!("-{v}"));
+        }
+        for c in &cases {
+            let (got, err) = parse_float(c);
+            let want: f64 = c.parse().unwrap();
+            assert_eq!(got.to_bits(), want.to_bits(), "{c}");
+            assert_eq!(err, None);
+        }
+        assert_eq!(parse_float("1234567890123456").0, 1234567890123456.0);
+        assert!(parse_float("-").1.is_some());
     }
 
     #[test]

@@ -121,10 +121,18 @@ impl PatternIngester {
             return 0;
         };
         let mut dropped = 0;
+        // `accepted` lists streams in push order: look where the last one was found first.
+        let mut next = 0;
         for (labels, idx) in accepted.iter().filter(|(_, idx)| !idx.is_empty()) {
-            let Some(stream) = streams.iter().find(|s| &s.labels == labels) else {
+            let at = match streams.get(next) {
+                Some(s) if &s.labels == labels => Some(next),
+                _ => streams.iter().position(|s| &s.labels == labels),
+            };
+            let Some(at) = at else {
                 continue;
             };
+            next = at + 1;
+            let stream = &streams[at];
             let mut text =
                 String::with_capacity(idx.iter().map(|&i| stream.entries[i].line.len()).sum());
             let mut lines = Vec::with_capacity(idx.len());

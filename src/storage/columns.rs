@@ -524,12 +524,40 @@ struct FieldAcc {
 struct Fields {
     items: Vec<(String, FieldAcc)>,
     next: usize,
+    /// The item of each top-level key slot of [`LineFields`] (`NO_SLOT` until known), so a
+    /// name found once per block is not compared again.
+    by_slot: Vec<u32>,
 }
 
 impl Fields {
     fn clear(&mut self) {
         self.items.clear();
         self.next = 0;
+        self.by_slot.clear();
+    }
+
+    /// The item of `name`, given by key slot `slot` (or `NO_SLOT`).
+    fn find_slot(&mut self, slot: u32, name: &str) -> Option<usize> {
+        if let Some(&i) = self.by_slot.get(slot as usize) {
+            if i != NO_SLOT {
+                self.next = i as usize + 1;
+                return Some(i as usize);
+            }
+        }
+        let i = self.find(name)?;
+        self.remember(slot, i);
+        Some(i)
+    }
+
+    fn remember(&mut self, slot: u32, item: usize) {
+        if slot == NO_SLOT {
+            return;
+        }
+        let slot = slot as usize;
+        if self.by_slot.len() <= slot {
+            self.by_slot.resize(slot + 1, NO_SLOT);
+        }
+        self.by_slot[slot] = item as u32;
     }
 
     fn len(&self) -> usize {
@@ -546,13 +574,26 @@ impl Fields {
     }
 }
 
-/// The fields one line gave, in order, in a reused buffer.
+/// No top-level key slot: the name is spelled out.
+const NO_SLOT: u32 = u32::MAX;
+
+/// One field a line gave: a top-level key's slot in [`LineFields::keys`] (whose sanitized name
+/// it has), or `NO_SLOT` and the name itself.
+#[derive(Default)]
+struct Pair {
+    slot: u32,
+    name: String,
+    value: String,
+}
+
+/// The fields one line gave, in order, in reused buffers.
 #[derive(Default)]
 struct LineFields {
-    pairs: Vec<(String, String)>,
+    pairs: Vec<Pair>,
     len: usize,
+    /// The name of the field being added: `slot`, else `name`.
+    slot: u32,
     name: String,
-    text: String,
     scratch: Vec<u8>,
     /// Top-level keys already sanitized, with the position to try first.
     keys: Vec<(Vec<u8>, String)>,
@@ -560,7 +601,7 @@ struct LineFields {
 }
 
 impl LineFields {
-    /// `self.name` = the label name of top-level key `key` (sanitized once per block).
+    /// The next field is top-level key `key` (sanitized once per block).
     fn top_level_name(&mut self, key: &[u8]) {
         let i = match self.keys.get(self.next_key) {
             Some((k, _)) if k == key => Some(self.next_key),
@@ -573,6 +614,7 @@ impl LineFields {
                 sanitize_key_bytes(key, true, &mut name);
                 if self.keys.len() >= 4 * MAX_FIELDS {
                     self.next_key = 0;
+                    self.slot = NO_SLOT;
                     self.name = name;
                     return;
                 }
@@ -581,31 +623,69 @@ impl LineFields {
             }
         };
         self.next_key = i + 1;
+        self.slot = i as u32;
+    }
+
+    /// The next field's name is spelled out: set it in the returned buffer.
+    fn spelled_name(&mut self) -> &mut String {
+        self.slot = NO_SLOT;
         self.name.clear();
-        self.name.push_str(&self.keys[i].1);
+        &mut self.name
+    }
+
+    /// The next field's name.
+    fn name(&self) -> &str {
+        if self.slot == NO_SLOT {
+            &self.name
+        } else {
+            &self.keys[self.slot as usize].1
+        }
     }
 
     fn clear(&mut self) {
         self.len = 0;
     }
 
-    /// Adds `self.name` = `self.text` (a name given again is added again; see [`record`]).
+    /// The next field's value buffer (empty), and a scratch buffer; [`Self::set`] adds it.
+    fn value(&mut self) -> (&mut String, &mut Vec<u8>) {
+        if self.pairs.len() == self.len {
+            self.pairs.push(Pair::default());
+        }
+        let v = &mut self.pairs[self.len].value;
+        v.clear();
+        (v, &mut self.scratch)
+    }
+
+    /// Adds the next field with the value written by [`Self::value`] (a name given again is
+    /// added again; see [`record`]).
     fn set(&mut self) {
         if self.pairs.len() == self.len {
-            self.pairs.push((String::new(), String::new()));
+            self.pairs.push(Pair::default());
         }
-        let (n, v) = &mut self.pairs[self.len];
-        n.clear();
-        n.push_str(&self.name);
-        v.clear();
-        v.push_str(&self.text);
+        let p = &mut self.pairs[self.len];
+        p.slot = self.slot;
+        if self.slot == NO_SLOT {
+            p.name.clear();
+            p.name.push_str(&self.name);
+        }
         self.len += 1;
     }
 
+    /// (slot, name, value) of each field.
+    fn fields(&self) -> impl Iterator<Item = (u32, &str, &str)> {
+        self.pairs[..self.len].iter().map(|p| {
+            let name = if p.slot == NO_SLOT {
+                p.name.as_str()
+            } else {
+                self.keys[p.slot as usize].1.as_str()
+            };
+            (p.slot, name, p.value.as_str())
+        })
+    }
+
+    #[cfg(test)]
     fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.pairs[..self.len]
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.as_str()))
+        self.fields().map(|(_, n, v)| (n, v))
     }
 }
 
@@ -622,16 +702,16 @@ fn json_fields(data: &[u8], prefix: &mut String, out: &mut LineFields) -> Result
                 if prefix.is_empty() {
                     out.top_level_name(key);
                 } else {
-                    out.name.clear();
-                    out.name.push_str(prefix);
-                    out.name.push('_');
-                    sanitize_key_bytes(key, false, &mut out.name);
+                    let name = out.spelled_name();
+                    name.push_str(prefix);
+                    name.push('_');
+                    sanitize_key_bytes(key, false, name);
                 }
+                let (text, scratch) = out.value();
                 if ty == ValueType::String {
-                    unescape_string(value, &mut out.scratch, &mut out.text);
+                    unescape_string(value, scratch, text);
                 } else {
-                    out.text.clear();
-                    out.text.push_str(&String::from_utf8_lossy(value));
+                    text.push_str(&String::from_utf8_lossy(value));
                 }
                 out.set();
                 Ok(())
@@ -668,11 +748,10 @@ fn logfmt_fields(line: &[u8], out: &mut LineFields) {
             continue;
         }
         out.top_level_name(dec.key());
-        if out.name.is_empty() {
+        if out.name().is_empty() {
             continue;
         }
-        out.text.clear();
-        push_lossy_spaces(dec.value(), &mut out.text);
+        push_lossy_spaces(dec.value(), out.value().0);
         out.set();
     }
 }
@@ -710,7 +789,7 @@ impl ParserAcc {
             self.errors += 1;
         }
         self.lines += 1;
-        for (name, value) in line.iter() {
+        for (slot, name, value) in line.fields() {
             if name.as_bytes().first() == Some(&b'_') && name.starts_with("__error") {
                 continue;
             }
@@ -719,7 +798,7 @@ impl ParserAcc {
                 &mut self.fields,
                 &mut self.complete,
                 self.lines,
-                name,
+                (slot, name),
                 value,
             );
         }
@@ -755,8 +834,14 @@ impl ParserAcc {
 /// stops converting early. A name a line gives twice (the labels builder keeps the last
 /// value) counts once in `present`, and both values count in the range and the distinct
 /// values: a wider summary, which skips less, never wrongly.
-fn record(fields: &mut Fields, complete: &mut bool, line: u64, name: &str, value: &str) {
-    let i = match fields.find(name) {
+fn record(
+    fields: &mut Fields,
+    complete: &mut bool,
+    line: u64,
+    (slot, name): (u32, &str),
+    value: &str,
+) {
+    let i = match fields.find_slot(slot, name) {
         Some(i) => i,
         None if fields.len() >= MAX_FIELDS => {
             *complete = false;
@@ -776,6 +861,7 @@ fn record(fields: &mut Fields, complete: &mut bool, line: u64, name: &str, value
                 },
             ));
             fields.next = fields.items.len();
+            fields.remember(slot, fields.items.len() - 1);
             fields.items.len() - 1
         }
     };
@@ -859,10 +945,8 @@ impl Summarizer {
         self.parsers[1].observe(&self.line, false, values);
         self.line.clear();
         for (k, v) in metadata_pairs(metadata) {
-            self.line.name.clear();
-            normalize_label(k, &mut self.line.name);
-            self.line.text.clear();
-            self.line.text.push_str(v);
+            normalize_label(k, self.line.spelled_name());
+            self.line.value().0.push_str(v);
             self.line.set();
         }
         self.parsers[2].observe(&self.line, false, values);

@@ -303,8 +303,16 @@ pub fn unescape(input: &[u8], out: &mut Vec<u8>) -> Result<(), InvalidEscape> {
 /// Appends `b` as text, each invalid UTF-8 byte and each U+FFFD becoming a space (Loki's
 /// `removeInvalidUtf`).
 pub fn push_lossy_spaces(b: &[u8], out: &mut String) {
+    if b.is_ascii() {
+        // ASCII, the common case (checked a word at a time), is UTF-8 without U+FFFD.
+        // SAFETY: ASCII bytes are valid UTF-8; validating again cost a tenth of the
+        // block summary.
+        out.push_str(unsafe { std::str::from_utf8_unchecked(b) });
+        return;
+    }
     if let Ok(s) = std::str::from_utf8(b) {
-        if !s.contains('\u{fffd}') {
+        // U+FFFD (EF BF BD) by a vectorized search: `str::contains` was a third of the cost.
+        if memchr::memmem::find(s.as_bytes(), "\u{fffd}".as_bytes()).is_none() {
             out.push_str(s);
             return;
         }

@@ -295,9 +295,9 @@ fn train(st: &mut State, b: Batch, cfg: &PatternIngesterConfig) {
     let first = b.lines.first().map_or("", |&(_, end)| &b.text[..end]);
     let streams = st.tenants.entry(b.tenant).or_default();
     let s = streams
-        .entry(b.labels.clone())
-        .or_insert_with(|| StreamPatterns {
-            labels: b.labels,
+        .entry(b.labels)
+        .or_insert_with_key(|labels| StreamPatterns {
+            labels: labels.clone(),
             drain: Drain::new(first, cfg.max_clusters, cfg.max_allowed_line_length),
             last_push: 0,
             bytes: 0,

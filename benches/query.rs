@@ -6,7 +6,7 @@ use sawmill::labels::Labels;
 use sawmill::logql::{parse_expr, Expr, RangeAggregationExpr};
 use sawmill::pipeline::labels_builder::LabelsBuilder;
 use sawmill::pipeline::pipeline_for_query;
-use sawmill::query::metric::{evaluate, EvalError, EvalParams, SampleSeries, SampleSource};
+use sawmill::query::metric::{evaluate, EvalError, EvalParams, Grid, SampleSeries, SampleSource};
 
 fn lines() -> Vec<String> {
     (0..1000)
@@ -88,6 +88,7 @@ impl SampleSource for Synthetic {
         _: &RangeAggregationExpr,
         from: i64,
         to: i64,
+        _: Option<Grid>,
     ) -> Result<Vec<SampleSeries>, EvalError> {
         Ok(self
             .0
@@ -100,6 +101,7 @@ impl SampleSource for Synthetic {
                     .copied()
                     .filter(|(t, _)| *t > from && *t <= to)
                     .collect(),
+                weighted: false,
             })
             .collect())
     }
@@ -113,6 +115,7 @@ fn aggregations(c: &mut Criterion) {
             samples: (0..3600)
                 .map(|t| (t * S, ((t * 7 + i) % 100) as f64))
                 .collect(),
+            weighted: false,
         })
         .collect();
     let p = EvalParams {

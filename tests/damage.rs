@@ -326,7 +326,10 @@ fn a_flipped_byte_in_any_section_of_a_block_is_reported_and_the_block_skipped() 
     .into_iter()
     .map(|k| {
         let s = cols.get(k).unwrap();
-        (k, c.offset as usize + blocks[0].offset + s.offset() + s.stored_len() / 2)
+        (
+            k,
+            c.offset as usize + blocks[0].offset + s.offset() + s.stored_len() / 2,
+        )
     })
     .collect();
     drop(r);

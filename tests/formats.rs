@@ -155,7 +155,11 @@ fn chunk_v2_columnar_golden() {
     assert_eq!(level.values, Some(vec!["info".to_string()]));
     let json = summaries.iter().find(|p| p.parser == 1).unwrap();
     assert_eq!(json.errors, 40, "no line is JSON");
-    let filter = blocks[0].columns.unwrap().filter().expect("a filter section");
+    let filter = blocks[0]
+        .columns
+        .unwrap()
+        .filter()
+        .expect("a filter section");
     for lit in ["golden", " msg=", "level=inf", "=info"] {
         for k in sawmill::storage::index::literal_keys(lit.as_bytes()) {
             assert!(filter.may_contain(k), "{lit}");

@@ -59,7 +59,10 @@ fn line(r: &mut Rng, level: &str, i: u64) -> String {
 
 /// Trace IDs from a small pool, so that a lookup of one finds lines.
 fn pooled_id(r: &mut Rng) -> String {
-    format!("{:016x}", (r.below(40) + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15))
+    format!(
+        "{:016x}",
+        (r.below(40) + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    )
 }
 
 fn push(s: &Store, r: &mut Rng, from: i64, n: u64) {
@@ -227,7 +230,10 @@ fn shortcuts_answer_what_a_whole_read_answers() {
             let c = super::correlate::correlate(&t, &cfg, &id, T, T + SPAN * 2, 1000, cancel);
             format!("{:?}", c.map(|c| c.entries))
         };
-        let (fast, whole) = (look(Cancel::default()), look(Cancel::default().with_plain_reads()));
+        let (fast, whole) = (
+            look(Cancel::default()),
+            look(Cancel::default().with_plain_reads()),
+        );
         if fast != whole {
             differing.push(format!("correlate {id}"));
         }

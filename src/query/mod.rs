@@ -1147,62 +1147,63 @@ impl metric::SampleSource for LogSampleSource {
         let parts = self.stats.cancel.parts();
         // Part threads log under the request's span (its request ID).
         let span = tracing::Span::current();
-        let results: Vec<(Vec<(SeriesKey, Samples)>, QueryStats, bool)> = std::thread::scope(|sc| {
-            let handles: Vec<_> = (0..parts)
-                .map(|index| {
-                    let (snap, cancel, grouping) =
-                        (&snap, self.stats.cancel.clone(), grouping.clone());
-                    let span = span.clone();
-                    sc.spawn(move || {
-                        let _in = span.enter();
-                        let extractor = pipeline::SampleExtractor::new(
-                            &log.pipeline,
-                            agg.range.unwrap.as_ref(),
-                            bytes,
-                            grouping,
-                        )
-                        .expect("bug: pipeline compiled once already");
-                        let filter = pipeline::Pipeline::new(&log.pipeline)
+        let results: Vec<(Vec<(SeriesKey, Samples)>, QueryStats, bool)> =
+            std::thread::scope(|sc| {
+                let handles: Vec<_> = (0..parts)
+                    .map(|index| {
+                        let (snap, cancel, grouping) =
+                            (&snap, self.stats.cancel.clone(), grouping.clone());
+                        let span = span.clone();
+                        sc.spawn(move || {
+                            let _in = span.enter();
+                            let extractor = pipeline::SampleExtractor::new(
+                                &log.pipeline,
+                                agg.range.unwrap.as_ref(),
+                                bytes,
+                                grouping,
+                            )
                             .expect("bug: pipeline compiled once already");
-                        let plain = extractor.plain_count();
-                        let mut c = SampleCollector {
-                            grid: grid.filter(|_| plain.is_some() && !cancel.plain_reads),
-                            plain,
-                            md_slot: None,
-                            extractor,
-                            count_errors_before_unwrap,
-                            builder: labels_builder::LabelsBuilder::new(),
-                            md: Vec::new(),
-                            series: Vec::new(),
-                            index: HashMap::new(),
-                            stream_slot: None,
-                            post_filter_lines: 0,
-                            mem: guard::MemoryMeter::new(cancel.clone()),
-                        };
-                        let mut stats = QueryStats {
-                            cancel,
-                            ..QueryStats::default()
-                        };
-                        scan(
-                            snap,
-                            &log.selector.matchers,
-                            &|line| filter.filter_line(line),
-                            from + 1,
-                            to + 1,
-                            Part { index, of: parts },
-                            &mut stats,
-                            &mut c,
-                        );
-                        stats.post_filter_lines += c.post_filter_lines;
-                        (c.series, stats, c.grid.is_some())
+                            let filter = pipeline::Pipeline::new(&log.pipeline)
+                                .expect("bug: pipeline compiled once already");
+                            let plain = extractor.plain_count();
+                            let mut c = SampleCollector {
+                                grid: grid.filter(|_| plain.is_some() && !cancel.plain_reads),
+                                plain,
+                                md_slot: None,
+                                extractor,
+                                count_errors_before_unwrap,
+                                builder: labels_builder::LabelsBuilder::new(),
+                                md: Vec::new(),
+                                series: Vec::new(),
+                                index: HashMap::new(),
+                                stream_slot: None,
+                                post_filter_lines: 0,
+                                mem: guard::MemoryMeter::new(cancel.clone()),
+                            };
+                            let mut stats = QueryStats {
+                                cancel,
+                                ..QueryStats::default()
+                            };
+                            scan(
+                                snap,
+                                &log.selector.matchers,
+                                &|line| filter.filter_line(line),
+                                from + 1,
+                                to + 1,
+                                Part { index, of: parts },
+                                &mut stats,
+                                &mut c,
+                            );
+                            stats.post_filter_lines += c.post_filter_lines;
+                            (c.series, stats, c.grid.is_some())
+                        })
                     })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("bug: query part panicked"))
-                .collect()
-        });
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("bug: query part panicked"))
+                    .collect()
+            });
         let mut merged: HashMap<SeriesKey, Samples> = HashMap::new();
         let mut weighted = false;
         for (series, stats, on_grid) in results {

@@ -109,9 +109,8 @@ impl Skip {
     /// value (structured metadata) nor, as a field of a line, its tokens.
     pub fn for_value(value: &str) -> Skip {
         Skip {
-            any_field: (!value.is_empty()).then(|| {
-                (value.to_string(), hash(value.as_bytes()), value_keys(value))
-            }),
+            any_field: (!value.is_empty())
+                .then(|| (value.to_string(), hash(value.as_bytes()), value_keys(value))),
             ..Skip::default()
         }
     }

@@ -128,7 +128,9 @@ mod tests {
 
     #[test]
     fn a_view_of_the_encoded_filter_answers_as_the_filter() {
-        let mut keys: Vec<u64> = (0..3000u64).map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15)).collect();
+        let mut keys: Vec<u64> = (0..3000u64)
+            .map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+            .collect();
         let b = Bloom::from_hashes(&mut keys);
         let bytes = b.encode();
         let v = BloomView::parse(&bytes).unwrap();

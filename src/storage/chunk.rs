@@ -189,7 +189,7 @@ impl HeadBlock {
                 for (_, v) in metadata_pairs(self.metadata_raw(k)) {
                     hashes.push(crate::storage::index::hash(v.as_bytes()));
                 }
-                sum.line(line, self.metadata_raw(k), &mut |_| {});
+                sum.line(line, self.metadata_raw(k));
             }
             sum.finish()
         });

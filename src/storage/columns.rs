@@ -783,8 +783,8 @@ impl ParserAcc {
         self.fields.clear();
     }
 
-    /// Counts the fields of one line, and hands each value to `values`.
-    fn observe(&mut self, line: &LineFields, error: bool, values: &mut dyn FnMut(&str)) {
+    /// Counts the fields of one line.
+    fn observe(&mut self, line: &LineFields, error: bool) {
         if error {
             self.errors += 1;
         }
@@ -793,7 +793,6 @@ impl ParserAcc {
             if name.as_bytes().first() == Some(&b'_') && name.starts_with("__error") {
                 continue;
             }
-            values(value);
             record(
                 &mut self.fields,
                 &mut self.complete,
@@ -935,21 +934,21 @@ impl Summarizer {
     }
 
     /// One entry: its line and its encoded structured metadata.
-    pub fn line(&mut self, line: &[u8], metadata: &[u8], values: &mut dyn FnMut(&str)) {
+    pub fn line(&mut self, line: &[u8], metadata: &[u8]) {
         self.line.clear();
         self.prefix.clear();
         let error = json_fields(line, &mut self.prefix, &mut self.line).is_err();
-        self.parsers[0].observe(&self.line, error, values);
+        self.parsers[0].observe(&self.line, error);
         self.line.clear();
         logfmt_fields(line, &mut self.line);
-        self.parsers[1].observe(&self.line, false, values);
+        self.parsers[1].observe(&self.line, false);
         self.line.clear();
         for (k, v) in metadata_pairs(metadata) {
             normalize_label(k, self.line.spelled_name());
             self.line.value().0.push_str(v);
             self.line.set();
         }
-        self.parsers[2].observe(&self.line, false, values);
+        self.parsers[2].observe(&self.line, false);
     }
 
     /// The fields section of the block observed since [`Self::start_block`].

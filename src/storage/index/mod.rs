@@ -167,7 +167,10 @@ const SUFFIX_SEED: u64 = 0x7375_6666_6978;
 /// edge keys to the block's vocabulary (words, paths, names). A run that contains a wordy
 /// run is wordy, which is what `literal_keys` relies on.
 fn is_wordy(run: &[u8]) -> bool {
-    run.iter().filter(|b| !b.is_ascii_hexdigit()).nth(1).is_some()
+    run.iter()
+        .filter(|b| !b.is_ascii_hexdigit())
+        .nth(1)
+        .is_some()
 }
 
 /// Calls `f` with every wordy run of token bytes in `line` of 4 bytes or more, of any length:
@@ -519,7 +522,12 @@ mod tests {
             out
         };
         let held = keys_of_line("msg=\"xupstream timeouts\" id=3ceb3ffd-0001");
-        for lit in ["upstream timeout", "upstream timeouts\"", "m timeo", "d=3ceb3ffd-0001"] {
+        for lit in [
+            "upstream timeout",
+            "upstream timeouts\"",
+            "m timeo",
+            "d=3ceb3ffd-0001",
+        ] {
             let keys = literal_keys(lit.as_bytes());
             assert!(!keys.is_empty(), "{lit}");
             assert!(keys.iter().all(|k| held.contains(k)), "{lit}");

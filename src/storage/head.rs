@@ -183,6 +183,24 @@ impl StreamHead {
         }
     }
 
+    /// Seals the open block when the stream has received nothing for `idle` and the block
+    /// holds at least `min_size` bytes: a stream that stopped or pauses gets its block's
+    /// filter and field summaries now, instead of leaving raw lines every query must parse.
+    /// Smaller blocks wait (sealing them would cost more than reading them).
+    pub fn seal_if_idle(
+        &mut self,
+        now: Instant,
+        idle: Duration,
+        min_size: u64,
+        out: &mut Vec<Arc<BlockSlot>>,
+    ) {
+        if self.open.size() as u64 >= min_size.max(1)
+            && now.saturating_duration_since(self.last_append) >= idle
+        {
+            self.seal_open(out);
+        }
+    }
+
     fn seal_open(&mut self, out: &mut Vec<Arc<BlockSlot>>) {
         if self.open.is_empty() {
             return;
@@ -501,6 +519,25 @@ mod tests {
             b.rejections[0].reason,
             crate::ingest::validate::STREAM_LIMIT
         );
+    }
+
+    #[test]
+    fn an_idle_stream_seals_its_open_block_once_it_is_big_enough() {
+        let labels = crate::labels::Labels::parse(r#"{app="a"}"#).unwrap();
+        let mut st = StreamHead::new(labels, 0, WalPos::default());
+        st.open
+            .push(1, &"x".repeat(100), crate::storage::chunk::NO_METADATA);
+        st.logged_at(WalPos::default());
+        let mut out = Vec::new();
+        let now = Instant::now();
+        st.seal_if_idle(now, Duration::from_secs(1), 64, &mut out);
+        assert!(out.is_empty(), "not idle yet");
+        let later = now + Duration::from_secs(2);
+        st.seal_if_idle(later, Duration::from_secs(1), 1000, &mut out);
+        assert!(out.is_empty(), "too small to seal");
+        st.seal_if_idle(later, Duration::from_secs(1), 64, &mut out);
+        assert_eq!(out.len(), 1);
+        assert!(st.open.is_empty() && st.blocks.len() == 1);
     }
 
     #[test]

@@ -30,6 +30,9 @@ use crate::storage::segment::{
 use crate::storage::wal::{self, Wal, WalError, WalPos};
 use crate::telemetry::Metrics;
 
+/// How long a stream receives nothing before the flusher seals its open block.
+const IDLE_SEAL: Duration = Duration::from_secs(1);
+
 #[derive(Debug, Error)]
 pub enum PushError {
     #[error("not ready: replaying the write-ahead log")]
@@ -788,6 +791,7 @@ impl Store {
             .spawn(move || loop {
                 std::thread::sleep(period.min(Duration::from_millis(250)));
                 let Some(s) = store.upgrade() else { return };
+                s.seal_idle_blocks();
                 if !s.flush_due(period) {
                     continue;
                 }
@@ -797,6 +801,22 @@ impl Store {
                 }
             })
             .expect("bug: cannot spawn flusher thread");
+    }
+
+    /// Seals the open blocks of streams idle for a second that hold at least an eighth of
+    /// a block (see `StreamHead::seal_if_idle`).
+    fn seal_idle_blocks(&self) {
+        let ing = &self.cfg.ingester;
+        let now = Instant::now();
+        for tenant in self.tenants() {
+            let mut to_seal = Vec::new();
+            for st in tenant.head.lock().streams.values_mut() {
+                st.seal_if_idle(now, IDLE_SEAL, ing.chunk_block_size / 8, &mut to_seal);
+            }
+            for s in to_seal {
+                s.seal(ing.zstd_level);
+            }
+        }
     }
 
     fn flush_due(&self, period: Duration) -> bool {

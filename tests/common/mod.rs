@@ -79,8 +79,18 @@ impl Server {
     /// [`Server::restart`], waiting at most `limit` for `/ready` (past it: panic; Drop kills).
     pub fn restart_within(&mut self, limit: Duration) {
         self.stop(); // a running process is stopped cleanly first, never left behind
-        self.port = free_port();
-        self.spawn(limit);
+                     // The port `free_port` found free may be taken by another test's process before the
+                     // server binds it: a server that exits at once is started again on another port.
+        for attempt in 1.. {
+            self.port = free_port();
+            match self.try_spawn(limit) {
+                Ok(()) => return,
+                Err(status) if attempt < 3 => {
+                    eprintln!("sawmill exited before ready ({status}); trying another port");
+                }
+                Err(status) => panic!("sawmill exited before ready: {status}"),
+            }
+        }
     }
 
     /// Stops the process if it runs and starts it again on the same port (for clients that
@@ -91,6 +101,13 @@ impl Server {
     }
 
     fn spawn(&mut self, limit: Duration) {
+        if let Err(status) = self.try_spawn(limit) {
+            panic!("sawmill exited before ready: {status}");
+        }
+    }
+
+    /// Starts the process and waits until it is ready; `Err` when it exited first.
+    fn try_spawn(&mut self, limit: Duration) -> Result<(), std::process::ExitStatus> {
         let child = Command::new(BIN)
             .args(["serve", "--config"])
             .arg(&self.config)
@@ -111,10 +128,17 @@ impl Server {
             .spawn()
             .expect("start sawmill");
         self.child = Some(child);
-        self.wait_ready(limit);
+        self.ready_or_exit(limit)
     }
 
     pub fn wait_ready(&mut self, limit: Duration) {
+        if let Err(status) = self.ready_or_exit(limit) {
+            panic!("sawmill exited before ready: {status}");
+        }
+    }
+
+    /// Waits until the server is ready (`Ok`) or its process has exited (`Err`).
+    fn ready_or_exit(&mut self, limit: Duration) -> Result<(), std::process::ExitStatus> {
         let started = Instant::now();
         loop {
             if let Ok(r) = ureq::get(&format!("{}/ready", self.addr()))
@@ -122,12 +146,13 @@ impl Server {
                 .call()
             {
                 if r.status() == 200 {
-                    return;
+                    return Ok(());
                 }
             }
             if let Some(c) = self.child.as_mut() {
                 if let Ok(Some(status)) = c.try_wait() {
-                    panic!("sawmill exited before ready: {status}");
+                    self.child = None;
+                    return Err(status);
                 }
             }
             assert!(

@@ -613,8 +613,11 @@ fn live_tail_follows_pushed_lines_with_pause_and_resume() {
         "window.sawmill.state.entries.length === 5",
         "five tailed lines",
     );
-    let first = b.eval("document.querySelector('#logs .r .m').textContent");
-    assert_eq!(first, json!("tail line 4"), "newest first");
+    // Newest first, once the rows are drawn (on the next animation frame).
+    b.wait(
+        "document.querySelector('#logs .r .m') && document.querySelector('#logs .r .m').textContent === 'tail line 4'",
+        "the newest tailed line first",
+    );
 
     b.click("#tail-pause");
     assert_eq!(b.eval("window.sawmill.state.tail.paused"), json!(true));
@@ -784,10 +787,12 @@ fn with_auth_enabled_the_page_asks_for_the_tenant() {
         "window.sawmill.state.entries.length === 1 && window.sawmill.state.tail.received === 1",
         "team b's tail",
     );
-    assert_eq!(
-        b.eval("document.querySelector('#logs .r .m').textContent"),
-        json!("only for team b")
+    // The rows are drawn on the next animation frame after the state changes.
+    b.wait(
+        "document.querySelector('#logs .r .m') && document.querySelector('#logs .r .m').textContent === 'only for team b'",
+        "team b's tailed line on screen",
     );
+    assert_eq!(b.eval(ROWS), json!(1));
 }
 
 #[test]

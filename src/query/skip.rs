@@ -17,14 +17,12 @@
 //! block unskippable.
 
 use crate::labels::Labels;
-use crate::logql::{
-    CmpOp, LabelFilterExpr, LabelParserExpr, LineFilterOp, LineFilterValue, MatchOp, Stage,
-};
+use crate::logql::{CmpOp, LabelFilterExpr, LabelParserExpr, MatchOp, Stage};
 use crate::pipeline::labels_builder::{LabelsBuilder, DUPLICATE_SUFFIX};
 use crate::pipeline::stages::label_filter::LabelFilter;
 use crate::storage::chunk::BlockRef;
 use crate::storage::columns::{ParserSummary, PARSER_JSON, PARSER_LOGFMT, PARSER_METADATA};
-use crate::storage::index::{escape_key, hash, literal_keys, value_keys};
+use crate::storage::index::{contains_literal, escape_key, hash, literal_keys, value_keys};
 
 /// One conjunct of the pipeline's label filters that a summary may decide.
 #[derive(Debug)]
@@ -72,10 +70,8 @@ impl Skip {
         for st in stages {
             match st {
                 Stage::LineFilter(f) => {
-                    if f.op == LineFilterOp::Contains && !line_changed && f.values.len() == 1 {
-                        if let LineFilterValue::Literal(lit) = &f.values[0] {
-                            s.tokens.extend(literal_keys(lit.as_bytes()));
-                        }
+                    if let Some(lit) = contains_literal(f).filter(|_| !line_changed) {
+                        s.tokens.extend(literal_keys(lit.as_bytes()));
                     }
                 }
                 // A parser after `line_format` reads another line than the summary did.

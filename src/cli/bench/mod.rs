@@ -277,3 +277,67 @@ fn bench_streams() -> Vec<crate::labels::Labels> {
         })
         .collect()
 }
+
+/// A server a benchmark started (`sawmill serve` on a loopback port), killed when dropped.
+struct ServerProc {
+    child: std::process::Child,
+    addr: String,
+}
+
+impl Drop for ServerProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `bin serve` with `config_yaml` (written to `dir/config_name`) over `dir/data` on a
+/// free loopback port, its log in `dir/server.log`, and waits for `/ready`.
+fn start_server(
+    bin: &std::path::Path,
+    dir: &std::path::Path,
+    config_name: &str,
+    config_yaml: &str,
+) -> anyhow::Result<ServerProc> {
+    use anyhow::Context;
+    std::fs::create_dir_all(dir)?;
+    let config = dir.join(config_name);
+    std::fs::write(&config, config_yaml)?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let log = std::fs::File::create(dir.join("server.log"))?;
+    let child = std::process::Command::new(bin)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(dir.join("data"))
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("cannot start {}", bin.display()))?;
+    let mut server = ServerProc {
+        child,
+        addr: format!("http://127.0.0.1:{port}"),
+    };
+    let conn = crate::client::Conn::new(crate::client::ConnOptions {
+        addr: server.addr.clone(),
+        ..crate::client::ConnOptions::default()
+    })?;
+    let started = std::time::Instant::now();
+    loop {
+        if conn.get_text("/ready", &[]).is_ok() {
+            return Ok(server);
+        }
+        if let Some(status) = server.child.try_wait()? {
+            anyhow::bail!(
+                "the server exited before it was ready ({status}); see {}",
+                dir.join("server.log").display()
+            );
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            anyhow::bail!("the server was not ready after 60s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -8,7 +8,6 @@
 //! held in memory (about 310 MB per million lines), so generating costs the push nothing.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -17,7 +16,7 @@ use crate::client::{Conn, ConnOptions};
 
 use super::push::push_bodies;
 use super::workload::{self, Spec, Truth, JOB};
-use super::{bench_span, median, BenchQueryArgs};
+use super::{bench_span, median, start_server, BenchQueryArgs, ServerProc};
 
 /// Push connections, as the workload's reference load generator uses.
 const CONNECTIONS: usize = 4;
@@ -63,19 +62,6 @@ fn queries(needle: &str) -> [(&'static str, String); 8] {
     ]
 }
 
-/// The server this benchmark started, killed when dropped.
-struct ServerProc {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for ServerProc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// The started server's config: no ingestion rate limit, old samples accepted.
 const CONFIG: &str = "server:
   log_level: warn
@@ -85,47 +71,6 @@ limits_config:
   reject_old_samples: false
   max_global_streams_per_user: 100000
 ";
-
-/// Starts `bin serve` over `dir/data` on a free loopback port and waits for `/ready`.
-fn start_server(bin: &Path, dir: &Path) -> anyhow::Result<ServerProc> {
-    std::fs::create_dir_all(dir)?;
-    let config = dir.join("bench-query.yaml");
-    std::fs::write(&config, CONFIG)?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let log = std::fs::File::create(dir.join("server.log"))?;
-    let child = Command::new(bin)
-        .args(["serve", "--config"])
-        .arg(&config)
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-        .arg(dir.join("data"))
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .with_context(|| format!("cannot start {}", bin.display()))?;
-    let mut server = ServerProc {
-        child,
-        addr: format!("http://127.0.0.1:{port}"),
-    };
-    let conn = connect(&server.addr)?;
-    let started = Instant::now();
-    loop {
-        if conn.get_text("/ready", &[]).is_ok() {
-            return Ok(server);
-        }
-        if let Some(status) = server.child.try_wait()? {
-            bail!(
-                "the server exited before it was ready ({status}); see {}",
-                dir.join("server.log").display()
-            );
-        }
-        if started.elapsed() > Duration::from_secs(60) {
-            bail!("the server was not ready after 60s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 fn connect(addr: &str) -> anyhow::Result<Conn> {
     Ok(Conn::new(ConnOptions {
@@ -262,7 +207,7 @@ pub fn run(a: &BenchQueryArgs) -> anyhow::Result<()> {
                 Some(b) => b.clone(),
                 None => std::env::current_exe()?,
             };
-            Some(start_server(&bin, &dir)?)
+            Some(start_server(&bin, &dir, "bench-query.yaml", CONFIG)?)
         }
     };
     let addr = match (&a.addr, &server) {

@@ -21,13 +21,13 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
+use super::{start_server, ServerProc};
 use crate::client::{ClientError, Conn, ConnOptions};
 
 #[derive(clap::Args)]
@@ -222,61 +222,13 @@ compactor:
     )
 }
 
-/// The server under test, killed if the soak ends early.
-struct ServerProc {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for ServerProc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_server(a: &SoakArgs, dir: &Path) -> anyhow::Result<ServerProc> {
-    std::fs::create_dir_all(dir)?;
-    let config = dir.join("soak.yaml");
-    std::fs::write(&config, config_yaml(a))?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
+/// Starts the server under test (killed if the soak ends early).
+fn start_soak_server(a: &SoakArgs, dir: &Path) -> anyhow::Result<ServerProc> {
     let bin = match &a.server {
         Some(b) => b.clone(),
         None => std::env::current_exe()?,
     };
-    let log = std::fs::File::create(dir.join("server.log"))?;
-    let child = Command::new(&bin)
-        .args(["serve", "--config"])
-        .arg(&config)
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-        .arg(dir.join("data"))
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .with_context(|| format!("cannot start {}", bin.display()))?;
-    let mut server = ServerProc {
-        child,
-        addr: format!("http://127.0.0.1:{port}"),
-    };
-    let conn = conn(&server.addr, None)?;
-    let started = Instant::now();
-    loop {
-        if conn.get_text("/ready", &[]).is_ok() {
-            return Ok(server);
-        }
-        if let Some(status) = server.child.try_wait()? {
-            bail!(
-                "the server exited before it was ready ({status}); see {}/server.log",
-                dir.display()
-            );
-        }
-        if started.elapsed() > Duration::from_secs(60) {
-            bail!("the server was not ready after 60s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    start_server(&bin, dir, "soak.yaml", &config_yaml(a))
 }
 
 fn conn(addr: &str, tenant: Option<usize>) -> anyhow::Result<Conn> {
@@ -639,7 +591,7 @@ pub fn run(a: SoakArgs) -> anyhow::Result<()> {
         ),
     };
     let _ = std::fs::remove_dir_all(&dir);
-    let mut server = start_server(&a, &dir)?;
+    let mut server = start_soak_server(&a, &dir)?;
     let pid = server.child.id();
     let addr = server.addr.clone();
     eprintln!(

@@ -34,7 +34,7 @@ use tantivy::{Index, IndexReader, Term};
 use thiserror::Error;
 
 use crate::logql::{
-    LabelFilterExpr, LabelParserExpr, LineFilterOp, LineFilterValue, MatchOp, Stage,
+    LabelFilterExpr, LabelParserExpr, LineFilterExpr, LineFilterOp, LineFilterValue, MatchOp, Stage,
 };
 use crate::pipeline::fields::field_names;
 
@@ -259,6 +259,15 @@ pub fn whole_tokens(literal: &[u8]) -> Vec<u64> {
     out
 }
 
+/// The literal of a `|= "literal"` filter with a single value: every line it passes contains
+/// the literal (the filters the index and block filters answer).
+pub fn contains_literal(f: &LineFilterExpr) -> Option<&str> {
+    match f.values.as_slice() {
+        [LineFilterValue::Literal(lit)] if f.op == LineFilterOp::Contains => Some(lit),
+        _ => None,
+    }
+}
+
 /// What a query needs every entry it returns to have: all of these tokens in its line, and
 /// all of these correlation values (hashes, from the named fields).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -296,10 +305,8 @@ pub fn probe_for(stages: &[Stage], fields: &[String]) -> Option<Probe> {
     for s in stages {
         match s {
             Stage::LineFilter(f) => {
-                if f.op == LineFilterOp::Contains && !line_changed && f.values.len() == 1 {
-                    if let LineFilterValue::Literal(lit) = &f.values[0] {
-                        p.tokens.extend(whole_tokens(lit.as_bytes()));
-                    }
+                if let Some(lit) = contains_literal(f).filter(|_| !line_changed) {
+                    p.tokens.extend(whole_tokens(lit.as_bytes()));
                 }
             }
             Stage::LabelParser(LabelParserExpr::Json { expressions })

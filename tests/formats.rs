@@ -167,6 +167,48 @@ fn chunk_v2_columnar_golden() {
     }
 }
 
+/// Version 2 chunks whose lines carry numbers: a values section (section 7) with their
+/// columns, one at a decimal scale and one of raw floats.
+#[test]
+fn chunk_v2_with_value_columns_golden() {
+    let path = testdata("chunk-v2-values.bin");
+    let mut h = HeadBlock::default();
+    for (i, e) in entries().iter().enumerate() {
+        let line = format!(
+            "{} took_ms={}.5 ratio={}",
+            e.line,
+            i * 3,
+            1.0 / (i as f64 + 3.0)
+        );
+        h.push(e.ts, &line, &e.metadata);
+    }
+    let mut bytes = Vec::new();
+    encode_chunk([h.seal(3)].iter(), &mut bytes);
+    if writing() {
+        std::fs::write(&path, &bytes).unwrap();
+    }
+    let golden = std::fs::read(&path).unwrap();
+    assert_eq!(golden, bytes, "today's encoder writes the same bytes");
+    let blocks = chunk_blocks(&golden).unwrap();
+    let mut full = DecodedBlock::default();
+    full.decode_from(&blocks[0]).unwrap();
+    for (field, at) in [("took_ms", 1), ("ratio", 2)] {
+        let mut d = DecodedBlock::default();
+        assert_eq!(d.decode_values(&blocks[0], (2, field)), Ok(true), "{field}");
+        for i in 0..d.len() {
+            let line = std::str::from_utf8(full.line(i)).unwrap();
+            let text = line
+                .split(' ')
+                .nth(4 + at)
+                .unwrap()
+                .split('=')
+                .nth(1)
+                .unwrap();
+            assert_eq!(d.value(i), text.parse::<f64>().unwrap(), "{line}");
+        }
+    }
+}
+
 /// Version 2 chunks as first written, before the filter section: read, never written again.
 #[test]
 fn chunk_v2_columnar_without_filter_golden() {

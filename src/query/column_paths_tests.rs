@@ -43,8 +43,10 @@ fn line(r: &mut Rng, level: &str, i: u64) -> String {
     let dur = r.below(5000) as f64 / 10.0;
     let method = r.pick(&METHODS);
     let id = pooled_id(r);
-    match r.below(11) {
+    match r.below(12) {
         10 => format!(r#"{{"method":"\u0050ATCH","level":"{level}","status":{status}}}"#),
+        // `| json` gives the duration, then fails.
+        11 => format!(r#"{{"duration_ms":{dur},"level":"{level}","cut":"#),
         0..=3 => format!(
             r#"{{"level":"{level}","status":{status},"duration_ms":{dur},"method":"{method}","trace_id":"{id}","msg":"req {i}"}}"#
         ),
@@ -134,7 +136,22 @@ fn query(r: &mut Rng) -> String {
         14 => format!("|= \"timeout {}\"", &id[..6]),
         _ => String::new(),
     };
-    match r.below(6) {
+    let unwrap = match r.below(6) {
+        0 => format!(
+            "quantile_over_time(0.9, {sel} | {parser} | __error__=\"\" | unwrap duration_ms [1m]) by (app)"
+        ),
+        1 => format!(
+            "sum by (level) (sum_over_time({sel} | {parser} | unwrap status | __error__=\"\" [1m]))"
+        ),
+        2 => format!("max_over_time({sel} | {parser} | unwrap duration_ms [2m]) by ()"),
+        3 => format!("min_over_time({sel} | {parser} | unwrap duration_ms [1m]) by (app, method)"),
+        4 => format!("avg_over_time({sel} | {parser} | __error__=\"\" | unwrap duration_ms [1m]) by (app)"),
+        _ => format!(
+            "sum by (job, nothing) (rate({sel} | {parser} | __error__=\"\" | unwrap duration_ms [1m]))"
+        ),
+    };
+    match r.below(8) {
+        6 | 7 => unwrap,
         0 => format!("count_over_time({sel} {filter} [1m])"),
         1 => format!("sum by (app) (bytes_over_time({sel} [2m]))"),
         2 => format!("sum by (level) (count_over_time({sel} {filter} [1m]))"),

@@ -30,6 +30,7 @@ pub mod metric;
 pub mod multi_tenant;
 pub mod skip;
 pub mod usage;
+pub mod values;
 
 #[cfg(test)]
 mod column_paths_tests;
@@ -394,6 +395,14 @@ pub trait EntryVisitor {
     }
     /// An entry of a block read without its lines (see [`Self::counts_only`]).
     fn counted(&mut self, _ts: i64, _line_len: usize, _metadata: &[u8]) {}
+    /// A value column the visitor can take its samples from instead of lines, in the blocks
+    /// the column answers for (see [`values::ValueColumn`]). Only for a pipeline with no line
+    /// filter.
+    fn value_column(&self) -> Option<&values::ValueColumn> {
+        None
+    }
+    /// An entry's value, read from the column [`Self::value_column`] names.
+    fn valued(&mut self, _ts: i64, _value: f64) {}
 }
 
 /// One of `of` disjoint shares of a scan's work, so that parts can run on several cores.
@@ -530,6 +539,39 @@ pub fn scan(
         if stats.cancel.is_cancelled() {
             stats.stopped = true;
             return true;
+        }
+        if let Some(col) = v
+            .value_column()
+            .filter(|_| drops.is_noop() && pre.is_none() && b.columns.is_some())
+            .filter(|c| b.summaries().is_ok_and(|s| c.answers(&s, labels)))
+            .cloned()
+        {
+            match block.decode_values(b, col.field()) {
+                Ok(true) => {
+                    stats.compressed_bytes += b.comp.len() as u64;
+                    for i in 0..block.len() {
+                        let ts = block.ts(i);
+                        if ts >= start && ts < end {
+                            stats.lines_processed += 1;
+                            stats.bytes_processed += block.line_len(i) as u64;
+                            let value = block.value(i);
+                            if !value.is_nan() {
+                                v.valued(ts, value);
+                            }
+                        }
+                        if stop_at(i, stats) {
+                            return true;
+                        }
+                    }
+                    return false;
+                }
+                // No column for the field here: the lines are read.
+                Ok(false) => {}
+                Err(e) => {
+                    stats.damaged(damaged_at.0, damaged_at.1 + b.offset as u64, &e);
+                    return false;
+                }
+            }
         }
         let counting = counts_only && drops.is_noop() && b.columns.is_some();
         let decoded = if counting {
@@ -993,6 +1035,10 @@ struct SampleCollector {
     /// Plain pipelines' samples are moved onto this grid and added up (see `metric::Grid`):
     /// a series keeps a sample per step bucket and stream, not one per entry.
     grid: Option<metric::Grid>,
+    /// The column an unwrap reads where it can (see [`values::ValueColumn`]).
+    column: Option<values::ValueColumn>,
+    /// The series of the current stream's values read from `column`.
+    column_slot: Option<usize>,
 }
 
 impl SampleCollector {
@@ -1072,6 +1118,7 @@ impl EntryVisitor for SampleCollector {
         self.builder.set_stream(labels.pairs());
         self.stream_slot = None;
         self.md_slot = None;
+        self.column_slot = None;
     }
     fn counts_only(&self) -> bool {
         self.plain.is_some() && !self.count_errors_before_unwrap
@@ -1079,6 +1126,26 @@ impl EntryVisitor for SampleCollector {
     fn counted(&mut self, ts: i64, line_len: usize, md: &[u8]) {
         let bytes = self.plain.unwrap_or(false);
         self.plain_sample(ts, line_len, md, bytes);
+    }
+    fn value_column(&self) -> Option<&values::ValueColumn> {
+        self.column.as_ref()
+    }
+    fn valued(&mut self, ts: i64, value: f64) {
+        // The series follows from the stream alone: `ValueColumn::answers` checked that no
+        // line nor metadata gives a label of it.
+        let slot = match self.column_slot {
+            Some(i) => i,
+            None => {
+                self.builder.start_entry::<&str, &str>(&[]);
+                let key = self.extractor.series_labels(&self.builder);
+                let i = self.slot(key);
+                self.column_slot = Some(i);
+                i
+            }
+        };
+        self.post_filter_lines += 1;
+        self.series[slot].1.push((ts, value));
+        self.mem.add(std::mem::size_of::<(i64, f64)>());
     }
     fn entry(&mut self, ts: i64, line: &[u8], md: &[u8]) {
         if let (Some(bytes), false) = (self.plain, self.count_errors_before_unwrap) {
@@ -1168,6 +1235,9 @@ impl metric::SampleSource for LogSampleSource {
                             let plain = extractor.plain_count();
                             let mut c = SampleCollector {
                                 grid: grid.filter(|_| plain.is_some() && !cancel.plain_reads),
+                                column: values::ValueColumn::for_range(agg)
+                                    .filter(|_| !cancel.plain_reads),
+                                column_slot: None,
                                 plain,
                                 md_slot: None,
                                 extractor,

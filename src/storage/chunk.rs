@@ -172,7 +172,7 @@ impl HeadBlock {
         let mut hashes: Vec<u64> = Vec::new();
         // Distinct wordy runs: their edge keys are taken once per block.
         let mut runs: std::collections::HashSet<&[u8]> = std::collections::HashSet::new();
-        let fields = SUMMARIZER.with(|cell| {
+        let (fields, values) = SUMMARIZER.with(|cell| {
             let mut sum = cell.borrow_mut();
             sum.start_block();
             for k in 0..n {
@@ -191,7 +191,12 @@ impl HeadBlock {
                 }
                 sum.line(line, self.metadata_raw(k));
             }
-            sum.finish()
+            // Lines were observed in arrival order; the block keeps them in `order`.
+            let mut rank = vec![0u32; order.len()];
+            for (k, &i) in order.iter().enumerate() {
+                rank[i as usize] = k as u32;
+            }
+            (sum.finish(), sum.values(n, &rank))
         });
         for r in runs {
             crate::storage::index::edge_keys(r, &mut hashes);
@@ -203,13 +208,16 @@ impl HeadBlock {
             min_ts,
             max_ts,
             &[
-                (columns::KIND_TIME, &time),
+                (columns::KIND_TIME, &time[..]),
                 (columns::KIND_LENGTHS, &lengths),
                 (columns::KIND_METADATA, &metadata),
                 (columns::KIND_LINES, lines),
                 (columns::KIND_FIELDS, &fields),
                 (columns::KIND_FILTER, &filter),
-            ],
+            ]
+            .into_iter()
+            .chain(values.as_deref().map(|v| (columns::KIND_VALUES, v)))
+            .collect::<Vec<_>>(),
             level,
         );
         Block {
@@ -409,6 +417,8 @@ pub struct DecodedBlock {
     scratch: Vec<u8>,
     md_sets: Vec<(u32, u32)>,
     md_index: Vec<u32>,
+    /// One field's values, after [`Self::decode_values`].
+    values: Vec<f64>,
 }
 
 impl DecodedBlock {
@@ -463,6 +473,42 @@ impl DecodedBlock {
         }
     }
 
+    /// Decodes timestamps, line lengths and the value column of one parser's field (see
+    /// `columns::decode_value_column`), not lines nor metadata: what an `unwrap` that the
+    /// column answers needs. False when the block has no such column (a version 1 block,
+    /// or values that do not all convert). [`Self::value`] gives line i's value.
+    pub fn decode_values(
+        &mut self,
+        b: &BlockRef<'_>,
+        field: (u8, &str),
+    ) -> Result<bool, ChunkError> {
+        let Some(c) = &b.columns else {
+            return Ok(false);
+        };
+        let Ok(section) = c.get(columns::KIND_VALUES) else {
+            return Ok(false);
+        };
+        let n = b.n_entries as usize;
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let r = (|| {
+            let raw = section.read(&mut scratch)?;
+            if !columns::decode_value_column(raw, n, field, &mut self.values)? {
+                return Ok(false);
+            }
+            self.decode_columns(b, c, false)?;
+            Ok(true)
+        })();
+        if self.scratch.is_empty() {
+            self.scratch = scratch;
+        }
+        r
+    }
+
+    /// Line i's value after [`Self::decode_values`] (NaN: none).
+    pub fn value(&self, i: usize) -> f64 {
+        self.values[i]
+    }
+
     fn decode_columns(
         &mut self,
         b: &BlockRef<'_>,
@@ -484,7 +530,11 @@ impl DecodedBlock {
             if with_lines {
                 c.get(columns::KIND_LINES)?.read_into(&mut self.raw)?;
                 // A whole read vouches for every section, as a version 1 block's checksum does.
-                for kind in [columns::KIND_FIELDS, columns::KIND_FILTER] {
+                for kind in [
+                    columns::KIND_FIELDS,
+                    columns::KIND_FILTER,
+                    columns::KIND_VALUES,
+                ] {
                     if let Ok(f) = c.get(kind) {
                         f.verify()?;
                     }
@@ -608,6 +658,51 @@ mod tests {
             assert_eq!(metadata_to_vec(d.metadata_raw(i)), w.2);
         }
         assert_eq!((refs[0].min_ts, refs[0].max_ts), h.min_max_ts().unwrap());
+    }
+
+    #[test]
+    fn value_columns_follow_the_block_order() {
+        // Out of order, with the value in the line (`n=<i>`), and a line without it.
+        let mut h = HeadBlock::default();
+        for i in 0..500usize {
+            let ts = 1_000_000 + ((i * 7919) % 500) as i64 * 10;
+            let line = if i % 7 == 0 {
+                format!("x=1 msg=\"no n {i}\"")
+            } else {
+                format!("n={i}.5 x=1")
+            };
+            h.push::<&str, &str>(ts, &line, &[]);
+        }
+        let mut chunk = Vec::new();
+        encode_chunk([h.seal(1)].iter(), &mut chunk);
+        let r = chunk_blocks(&chunk).unwrap().remove(0);
+        let (mut full, mut values) = (DecodedBlock::default(), DecodedBlock::default());
+        full.decode_from(&r).unwrap();
+        assert_eq!(
+            values.decode_values(&r, (columns::PARSER_LOGFMT, "n")),
+            Ok(true)
+        );
+        assert_eq!(
+            values.decode_values(&r, (columns::PARSER_LOGFMT, "m")),
+            Ok(false)
+        );
+        assert_eq!(
+            values.decode_values(&r, (columns::PARSER_JSON, "n")),
+            Ok(false)
+        );
+        assert_eq!(
+            values.decode_values(&r, (columns::PARSER_LOGFMT, "n")),
+            Ok(true)
+        );
+        for i in 0..full.len() {
+            assert_eq!(full.ts(i), values.ts(i));
+            let line = std::str::from_utf8(full.line(i)).unwrap();
+            let want = line
+                .strip_prefix("n=")
+                .map(|v| v.split(' ').next().unwrap().parse::<f64>().unwrap());
+            let got = Some(values.value(i)).filter(|v| !v.is_nan());
+            assert_eq!(got, want, "{line}");
+        }
     }
 
     /// Every entry of a chunk, as `(ts, line, metadata)`.

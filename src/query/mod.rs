@@ -1280,7 +1280,16 @@ impl metric::SampleSource for LogSampleSource {
             weighted |= on_grid;
             self.stats.merge(stats);
             for (labels, samples) in series {
-                merged.entry(labels).or_default().extend(samples);
+                // The first part's samples are moved, not copied: an unwrap can bring
+                // millions.
+                match merged.entry(labels) {
+                    std::collections::hash_map::Entry::Vacant(e) => {
+                        e.insert(samples);
+                    }
+                    std::collections::hash_map::Entry::Occupied(mut e) => {
+                        e.get_mut().extend(samples)
+                    }
+                }
             }
         }
         if self.stats.stopped || self.stats.cancel.limit_hit().is_some() {

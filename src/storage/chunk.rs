@@ -170,19 +170,14 @@ impl HeadBlock {
             &sorted_lines
         };
         let mut hashes: Vec<u64> = Vec::new();
-        // Distinct wordy runs: their edge keys are taken once per block.
-        let mut runs: std::collections::HashSet<&[u8]> = std::collections::HashSet::new();
+        // Wordy runs seen: their edge keys are taken once per block.
+        let mut runs = crate::storage::index::RunSet::default();
         let (fields, values) = SUMMARIZER.with(|cell| {
             let mut sum = cell.borrow_mut();
             sum.start_block();
             for k in 0..n {
                 let line = self.line(k);
-                crate::storage::index::for_each_token(line, |t| {
-                    hashes.push(crate::storage::index::hash(t))
-                });
-                crate::storage::index::for_each_wordy_run(line, |r| {
-                    runs.insert(r);
-                });
+                crate::storage::index::line_filter_keys(line, &mut runs, &mut hashes);
                 if memchr::memchr(b'\\', line).is_some() {
                     hashes.push(crate::storage::index::escape_key());
                 }
@@ -198,9 +193,6 @@ impl HeadBlock {
             }
             (sum.finish(), sum.values(n, &rank))
         });
-        for r in runs {
-            crate::storage::index::edge_keys(r, &mut hashes);
-        }
         let filter = Bloom::from_hashes(&mut hashes).encode();
         let (min_ts, max_ts) = self.min_max_ts().unwrap_or((0, 0));
         let (bytes, raw_len) = columns::write_block(

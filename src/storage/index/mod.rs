@@ -157,6 +157,46 @@ pub fn for_each_token(line: &[u8], mut f: impl FnMut(&[u8])) {
     for_each_run(line, |s, e| f(&line[s..e]));
 }
 
+/// The hashes of runs already seen (see [`line_filter_keys`]). The keys are `xxh3` hashes
+/// already, so the set uses them as they are.
+pub type RunSet = std::collections::HashSet<u64, std::hash::BuildHasherDefault<AsIs>>;
+
+/// A hasher for keys that are hashes already (see [`RunSet`]).
+#[derive(Default)]
+pub struct AsIs(u64);
+
+impl std::hash::Hasher for AsIs {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ b as u64;
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+/// The filter keys of one line, in one pass over it: the hash of every token (as
+/// [`for_each_token`]), and the [`edge_keys`] of every wordy run (as [`for_each_wordy_run`])
+/// whose hash is not yet in `seen`: a block repeats its words on every line, and takes their
+/// keys once. (Two distinct runs of one block with one 64-bit hash would lose the second's
+/// edge keys: about one chance in 10^13 for a block of a few thousand words.)
+pub fn line_filter_keys(line: &[u8], seen: &mut RunSet, out: &mut Vec<u64>) {
+    for_each_run_within(line, usize::MAX, |s, e| {
+        let run = &line[s..e];
+        let h = hash(run);
+        if run.len() <= MAX_TOKEN {
+            out.push(h);
+        }
+        if is_wordy(run) && seen.insert(h) {
+            edge_keys(run, out);
+        }
+    });
+}
+
 /// Prefix and suffix keys are taken at these lengths (at most `EDGE_LENGTHS`' last).
 const EDGE_LENGTHS: [usize; 3] = [4, 6, 8];
 const PREFIX_SEED: u64 = 0x7072_6566_6978;

@@ -670,22 +670,19 @@ mod tests {
         let r = chunk_blocks(&chunk).unwrap().remove(0);
         let (mut full, mut values) = (DecodedBlock::default(), DecodedBlock::default());
         full.decode_from(&r).unwrap();
-        assert_eq!(
-            values.decode_values(&r, (columns::PARSER_LOGFMT, "n")),
-            Ok(true)
-        );
-        assert_eq!(
-            values.decode_values(&r, (columns::PARSER_LOGFMT, "m")),
-            Ok(false)
-        );
-        assert_eq!(
-            values.decode_values(&r, (columns::PARSER_JSON, "n")),
-            Ok(false)
-        );
-        assert_eq!(
-            values.decode_values(&r, (columns::PARSER_LOGFMT, "n")),
-            Ok(true)
-        );
+        // The last lookup leaves `n`'s values in place.
+        for (parser, field, found) in [
+            (columns::PARSER_LOGFMT, "n", true),
+            (columns::PARSER_LOGFMT, "m", false),
+            (columns::PARSER_JSON, "n", false),
+            (columns::PARSER_LOGFMT, "n", true),
+        ] {
+            assert_eq!(
+                values.decode_values(&r, (parser, field)),
+                Ok(found),
+                "{field}"
+            );
+        }
         for i in 0..full.len() {
             assert_eq!(full.ts(i), values.ts(i));
             let line = std::str::from_utf8(full.line(i)).unwrap();

@@ -24,7 +24,7 @@ const LINES_PER_PUSH: usize = 3;
 /// Pushes `LINES_PER_PUSH` lines to stream `app` (one push is one WAL record); returns them.
 fn push_lines(addr: &str, app: &str, push: usize, ts: i64) -> Vec<String> {
     let lines: Vec<String> = (0..LINES_PER_PUSH)
-        .map(|i| format!("{app}-p{push}-l{i}"))
+        .map(|i| format!("{app}-p{push}-l{i} n={i}"))
         .collect();
     let values: Vec<_> = lines
         .iter()
@@ -300,7 +300,7 @@ fn damaged_chunk_data_does_not_hide_other_segments() {
 }
 
 /// A flipped byte in any section of a columnar block (timestamps, lengths, metadata, lines,
-/// field summaries, filter): the block is reported and skipped by queries that read it whole,
+/// field summaries, filter, values): the block is reported and skipped by queries that read it whole,
 /// never served garbled, and a needle query never loses the other streams' lines.
 #[test]
 fn a_flipped_byte_in_any_section_of_a_block_is_reported_and_the_block_skipped() {
@@ -322,6 +322,7 @@ fn a_flipped_byte_in_any_section_of_a_block_is_reported_and_the_block_skipped() 
         columns::KIND_LINES,
         columns::KIND_FIELDS,
         columns::KIND_FILTER,
+        columns::KIND_VALUES,
     ]
     .into_iter()
     .map(|k| {
@@ -350,6 +351,33 @@ fn a_flipped_byte_in_any_section_of_a_block_is_reported_and_the_block_skipped() 
             metric(&s.addr(), "sawmill_query_damaged_blocks_total") >= 1.0,
             "section {kind}: the damage is counted"
         );
+        // An unwrap that reads the values column instead of the lines: each section has
+        // its own checksum, so damage to the lines or the filter leaves it its answer.
+        let (start, end) = (
+            (now_ns() - 3_600_000_000_000).to_string(),
+            now_ns().to_string(),
+        );
+        let (status, sums) = get(
+            &s.addr(),
+            "/loki/api/v1/query_range",
+            &[
+                (
+                    "query",
+                    r#"sum by (app) (sum_over_time({job="dmg"} | logfmt | unwrap n [1h]))"#,
+                ),
+                ("start", &start),
+                ("end", &end),
+                ("step", "60"),
+            ],
+        );
+        assert_eq!(status, 200, "{sums}");
+        let unread = [columns::KIND_LINES, columns::KIND_FILTER].contains(&kind);
+        assert_eq!(
+            sums.contains(r#""app":"a""#),
+            unread,
+            "section {kind}: {sums}"
+        );
+        assert!(sums.contains(r#""app":"b""#), "section {kind}: {sums}");
     }
 }
 

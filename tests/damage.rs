@@ -300,8 +300,8 @@ fn damaged_chunk_data_does_not_hide_other_segments() {
 }
 
 /// A flipped byte in any section of a columnar block (timestamps, lengths, metadata, lines,
-/// field summaries, filter, values): the block is reported and skipped by queries that read it whole,
-/// never served garbled, and a needle query never loses the other streams' lines.
+/// field summaries, filter, values): the block is reported and skipped by queries that read
+/// it whole, never served garbled, and a needle query never loses the other streams' lines.
 #[test]
 fn a_flipped_byte_in_any_section_of_a_block_is_reported_and_the_block_skipped() {
     use sawmill::storage::chunk::chunk_blocks;

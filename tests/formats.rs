@@ -165,6 +165,19 @@ fn chunk_v2_columnar_golden() {
             assert!(filter.may_contain(k), "{lit}");
         }
     }
+    // `level` has one value: a dictionary column; `msg` has 40: none.
+    let mut d = DecodedBlock::default();
+    let mut dicts = Vec::new();
+    assert_eq!(
+        d.decode_dictionaries(&blocks[0], 2, &["level"], &mut dicts),
+        Ok(true)
+    );
+    assert_eq!(dicts[0].values, vec!["info".to_string()]);
+    assert!(dicts[0].codes.iter().all(|&c| c == 1));
+    assert_eq!(
+        d.decode_dictionaries(&blocks[0], 2, &["msg"], &mut dicts),
+        Ok(false)
+    );
 }
 
 /// Version 2 chunks whose lines carry numbers: a values section (section 7) with their
@@ -207,6 +220,20 @@ fn chunk_v2_with_value_columns_golden() {
             assert_eq!(d.value(i), text.parse::<f64>().unwrap(), "{line}");
         }
     }
+}
+
+/// Version 2 chunks with a filter section and no values section (before value and dictionary
+/// columns): read, never written again.
+#[test]
+fn chunk_v2_columnar_without_values_golden() {
+    let golden = std::fs::read(testdata("chunk-v2-columnar-novalues.bin")).unwrap();
+    assert_eq!(decode_chunk(&golden), sorted(entries()));
+    let blocks = chunk_blocks(&golden).unwrap();
+    let cols = blocks[0].columns.unwrap();
+    assert!(cols.filter().is_some());
+    assert!(cols.get(sawmill::storage::columns::KIND_VALUES).is_err());
+    let mut d = DecodedBlock::default();
+    assert_eq!(d.decode_values(&blocks[0], (2, "level")), Ok(false));
 }
 
 /// Version 2 chunks as first written, before the filter section: read, never written again.

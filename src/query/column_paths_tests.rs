@@ -42,16 +42,17 @@ fn line(r: &mut Rng, level: &str, i: u64) -> String {
     let status = [200, 201, 404, 429, 500, 503][r.below(6) as usize];
     let dur = r.below(5000) as f64 / 10.0;
     let method = r.pick(&METHODS);
+    let zone = r.pick(&["a", "b"]);
     let id = pooled_id(r);
     match r.below(12) {
         10 => format!(r#"{{"method":"\u0050ATCH","level":"{level}","status":{status}}}"#),
         // `| json` gives the duration, then fails.
-        11 => format!(r#"{{"duration_ms":{dur},"level":"{level}","cut":"#),
+        11 => format!(r#"{{"duration_ms":{dur},"zone":"{zone}","level":"{level}","cut":"#),
         0..=3 => format!(
-            r#"{{"level":"{level}","status":{status},"duration_ms":{dur},"method":"{method}","trace_id":"{id}","msg":"req {i}"}}"#
+            r#"{{"level":"{level}","status":{status},"duration_ms":{dur},"method":"{method}","zone":"{zone}","trace_id":"{id}","msg":"req {i}"}}"#
         ),
         4..=6 => format!(
-            "level={level} status={status} duration_ms={dur} method={method} trace_id={id} msg=\"req {i}\""
+            "level={level} status={status} duration_ms={dur} method={method} zone={zone} trace_id={id} msg=\"req {i}\""
         ),
         7 => format!(r#"{{"status":"{status}x","nested":{{"a":1}},"level":"{level}"}}"#),
         8 => format!("plain text upstream timeout {id}"),
@@ -136,7 +137,24 @@ fn query(r: &mut Rng) -> String {
         14 => format!("|= \"timeout {}\"", &id[..6]),
         _ => String::new(),
     };
-    let unwrap = match r.below(6) {
+    let m = r.pick(&METHODS);
+    let unwrap = match r.below(13) {
+        12 => format!(
+            "sum by (app) (count_over_time({sel} | {parser} | zone=\"b\" | __error__=\"\" [1m]))"
+        ),
+        // Without an error filter: `| json` fails on lines that have a zone.
+        10 => format!("sum by (app) (count_over_time({sel} | {parser} | zone=\"b\" [1m]))"),
+        11 => format!("sum by (app) (count_over_time({sel} | {parser} | method=\"{m}\" [1m]))"),
+        6 => format!("sum by (app) (rate({sel} | {parser} | method=\"{m}\" | __error__=\"\" [1m]))"),
+        7 => format!(
+            "sum by (job) (bytes_over_time({sel} | {parser} | method=\"{m}\" | __error__=\"\" [2m]))"
+        ),
+        8 => format!(
+            "sum by (app) (count_over_time({sel} | {parser} | method=\"{m}\" | zone=\"b\" | __error__=\"\" | status=\"{n}\" [1m]))"
+        ),
+        9 => format!(
+            "sum by (app) (count_over_time({sel} | {parser} | method=\"{m}\" | zone=\"b\" | __error__=\"\" [1m]))"
+        ),
         0 => format!(
             "quantile_over_time(0.9, {sel} | {parser} | __error__=\"\" | unwrap duration_ms [1m]) by (app)"
         ),

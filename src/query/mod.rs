@@ -522,14 +522,16 @@ pub fn scan(
     // Reads one block of a stream: leaves it out when its time, the visitor, the pipeline's
     // skips or its filter allow; decodes what the visitor needs; visits its entries. True
     // when the scan must stop.
-    let read_block = |b: &crate::storage::chunk::BlockRef<'_>,
-                      labels: &Labels,
-                      (drops, pre): (&StreamDrops, Option<&skip::Prefilter>),
-                      damaged_at: (&std::path::Path, u64),
-                      block: &mut DecodedBlock,
-                      stats: &mut QueryStats,
-                      v: &mut dyn EntryVisitor|
+    let mut dicts: Vec<crate::storage::columns::Dictionary> = Vec::new();
+    let mut read_block = |b: &crate::storage::chunk::BlockRef<'_>,
+                          labels: &Labels,
+                          (drops, pre): (&StreamDrops, Option<&skip::Prefilter>),
+                          damaged_at: (&std::path::Path, u64),
+                          block: &mut DecodedBlock,
+                          stats: &mut QueryStats,
+                          v: &mut dyn EntryVisitor|
      -> bool {
+        let dicts = &mut dicts;
         if b.max_ts < start || b.min_ts >= end || !v.wants(b.min_ts, b.max_ts) {
             return false;
         }
@@ -542,28 +544,79 @@ pub fn scan(
         }
         if let Some(col) = v
             .value_column()
-            .filter(|_| drops.is_noop() && pre.is_none() && b.columns.is_some())
+            .filter(|_| drops.is_noop() && b.columns.is_some())
             .filter(|c| b.summaries().is_ok_and(|s| c.answers(&s, labels)))
             .cloned()
         {
-            match block.decode_values(b, col.field()) {
+            let decoded = match col.read() {
+                values::Read::Unwrap(field) => block.decode_values(b, (col.parser(), field)),
+                values::Read::Count { equal, .. } => {
+                    let fields: Vec<&str> = equal.iter().map(|(f, _)| f.as_str()).collect();
+                    block.decode_dictionaries(b, col.parser(), &fields, dicts)
+                }
+            };
+            match decoded {
                 Ok(true) => {
-                    stats.compressed_bytes += b.comp.len() as u64;
-                    for i in 0..block.len() {
+                    // For counts: the code each filter's value has in its column (none: no
+                    // line passes).
+                    let wanted: Option<Vec<u8>> = match col.read() {
+                        values::Read::Count { equal, .. } => equal
+                            .iter()
+                            .zip(dicts.iter())
+                            .map(|((_, want), d)| {
+                                d.values.iter().position(|x| x == want).map(|k| k as u8 + 1)
+                            })
+                            .collect(),
+                        values::Read::Unwrap(_) => None,
+                    };
+                    let (filters, failed) = dicts.split_at(dicts.len().saturating_sub(1));
+                    let failed =
+                        |i: usize| failed.first().is_some_and(|e| e.codes.get(i) == Some(&1));
+                    let passes = |i: usize| {
+                        wanted
+                            .as_ref()
+                            .is_some_and(|w| w.iter().zip(filters).all(|(c, d)| d.codes[i] == *c))
+                    };
+                    // Without an error filter a failed line that passes gives the query an
+                    // error series: the lines are read, and the line path says so.
+                    let read_lines = matches!(col.read(), values::Read::Count { .. })
+                        && !col.drops_errors()
+                        && (0..block.len())
+                            .any(|i| (start..end).contains(&block.ts(i)) && failed(i) && passes(i));
+                    if !read_lines {
+                        stats.compressed_bytes += b.comp.len() as u64;
+                    }
+                    for i in (0..block.len()).filter(|_| !read_lines) {
                         let ts = block.ts(i);
                         if ts >= start && ts < end {
                             stats.lines_processed += 1;
                             stats.bytes_processed += block.line_len(i) as u64;
-                            let value = block.value(i);
-                            if !value.is_nan() {
-                                v.valued(ts, value);
+                            match col.read() {
+                                values::Read::Unwrap(_) => {
+                                    let value = block.value(i);
+                                    if !value.is_nan() {
+                                        v.valued(ts, value);
+                                    }
+                                }
+                                values::Read::Count { bytes, .. } => {
+                                    if passes(i) && !failed(i) {
+                                        let one = if *bytes {
+                                            block.line_len(i) as f64
+                                        } else {
+                                            1.0
+                                        };
+                                        v.valued(ts, one);
+                                    }
+                                }
                             }
                         }
                         if stop_at(i, stats) {
                             return true;
                         }
                     }
-                    return false;
+                    if !read_lines {
+                        return false;
+                    }
                 }
                 // No column for the field here: the lines are read.
                 Ok(false) => {}
@@ -1144,7 +1197,19 @@ impl EntryVisitor for SampleCollector {
             }
         };
         self.post_filter_lines += 1;
-        self.series[slot].1.push((ts, value));
+        let samples = &mut self.series[slot].1;
+        if let Some(g) = self.grid {
+            let at = g.bucket_end(ts);
+            match samples.last_mut() {
+                Some((t, sum)) if *t == at => *sum += value,
+                _ => {
+                    samples.push((at, value));
+                    self.mem.add(std::mem::size_of::<(i64, f64)>());
+                }
+            }
+            return;
+        }
+        samples.push((ts, value));
         self.mem.add(std::mem::size_of::<(i64, f64)>());
     }
     fn entry(&mut self, ts: i64, line: &[u8], md: &[u8]) {
@@ -1233,10 +1298,18 @@ impl metric::SampleSource for LogSampleSource {
                             let filter = pipeline::Pipeline::new(&log.pipeline)
                                 .expect("bug: pipeline compiled once already");
                             let plain = extractor.plain_count();
+                            let column =
+                                values::ValueColumn::for_range(agg).filter(|_| !cancel.plain_reads);
+                            // Counts are added up per step bucket (see `metric::Grid`); the
+                            // line path's samples of a count keep their own times, which the
+                            // same windows hold.
+                            let counting = plain.is_some()
+                                || column.as_ref().is_some_and(|c| {
+                                    matches!(c.read(), values::Read::Count { .. })
+                                });
                             let mut c = SampleCollector {
-                                grid: grid.filter(|_| plain.is_some() && !cancel.plain_reads),
-                                column: values::ValueColumn::for_range(agg)
-                                    .filter(|_| !cancel.plain_reads),
+                                grid: grid.filter(|_| counting && !cancel.plain_reads),
+                                column,
                                 column_slot: None,
                                 plain,
                                 md_slot: None,

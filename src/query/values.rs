@@ -1,26 +1,36 @@
-//! `unwrap` from a value column. A columnar block keeps, for each field that `| json` or
-//! `| logfmt` gives a number on every line that has it, that number per line
-//! (`storage::columns`, section 7). A range aggregation of the shape
+//! Metric queries answered from a block's columns instead of its lines. A columnar block keeps
+//! (`storage::columns`, section 7), for `| json` and for `| logfmt`:
+//! - a value column for each field that is a number on every line that has it: the number per
+//!   line;
+//! - a dictionary column for each field with few distinct values: the value per line.
+//!
+//! Two shapes of range aggregation read them:
 //!
 //! ```text
 //! op({selector} | json | __error__="" | unwrap field [range]) by (labels)
+//! count_over_time({selector} | json | level="error" | __error__="" [range])   (by pushed down)
 //! ```
 //!
-//! then reads the block's timestamps and that column, not its lines: every value the unwrap
-//! would convert is already converted, and every line without the field gives no sample, as it
-//! does on the line path.
+//! The first reads timestamps and the value column: every value the unwrap would convert is
+//! already converted, and a line without the field gives no sample, as on the line path. The
+//! second (`count_over_time`, `rate`, `bytes_over_time`, `bytes_rate`) reads timestamps, lengths
+//! and the dictionary column of each `name="value"` filter, and counts the lines whose values
+//! all match.
 //!
 //! [`ValueColumn::for_range`] accepts the query and [`ValueColumn::answers`] each block. Both
-//! accept only what makes the column's answer the line's answer:
-//! - the pipeline is one plain parser (no arguments, no flags) and `__error__=""` filters, and
-//!   the unwrap has no conversion and no filter but `__error__=""`: a column leaves out the
-//!   lines the parser failed on, which only an error filter drops too, so a block with parser
-//!   errors and no such filter is read whole;
+//! accept only what makes the columns' answer the lines' answer:
+//! - the pipeline is one plain parser (no arguments, no flags) and label filters that are
+//!   `__error__=""` or, for counts, `name="value"` with a value that is not empty; the unwrap
+//!   has no conversion and no filter but `__error__=""`. A value column leaves out the lines
+//!   the parser failed on, which only an error filter drops too, so for an unwrap a block with
+//!   parser errors and no such filter is read whole. A count reads the block's error column:
+//!   without an error filter, a failed line that passes the filters gives the line path's
+//!   error (the block is read whole), and the others count as they would;
 //! - the series labels are a `by` grouping, and each of its names is a stream label, or a name
 //!   the block's summary proves no line and no structured metadata gives (a parsed name that is
 //!   also a stream label becomes `<name>_extracted`, and leaves the stream's value alone);
-//! - the unwrapped name is neither a stream label (the unwrap would read the stream's value)
-//!   nor a structured metadata name;
+//! - the fields read are neither stream labels (the pipeline would read the stream's value)
+//!   nor structured metadata names;
 //! - not `avg_over_time`, whose count also sees the entries the unwrap skips.
 //!
 //! A test compares answers with and without columns over random queries
@@ -30,27 +40,36 @@ use crate::labels::Labels;
 use crate::logql::{
     LabelFilterExpr, LabelParserExpr, MatchOp, RangeAggregationExpr, RangeOp, Stage,
 };
-use crate::pipeline::labels_builder::DUPLICATE_SUFFIX;
+use crate::pipeline::labels_builder::{DUPLICATE_SUFFIX, ERROR_LABEL};
 use crate::storage::columns::{ParserSummary, PARSER_JSON, PARSER_LOGFMT, PARSER_METADATA};
 
-/// The column a range aggregation's samples can come from; see the module documentation.
+/// The columns a range aggregation's samples can come from; see the module documentation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ValueColumn {
     parser: u8,
-    field: String,
+    read: Read,
     /// Whether an `__error__=""` filter drops the lines the parser failed on.
     drop_errors: bool,
     /// The `by` names.
     groups: Vec<String>,
 }
 
+/// What a [`ValueColumn`] reads.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Read {
+    /// The value column of the unwrapped field.
+    Unwrap(String),
+    /// The dictionary columns of the `name="value"` filters; each line that passes them all
+    /// counts 1, or its length (`bytes`).
+    Count {
+        bytes: bool,
+        equal: Vec<(String, String)>,
+    },
+}
+
 impl ValueColumn {
-    /// The column `agg` can read, if its shape allows one.
+    /// The columns `agg` can read, if its shape allows.
     pub fn for_range(agg: &RangeAggregationExpr) -> Option<ValueColumn> {
-        let unwrap = agg.range.unwrap.as_ref()?;
-        if agg.op == RangeOp::AvgOverTime || unwrap.conversion.is_some() {
-            return None;
-        }
         let grouping = agg.grouping.as_ref().filter(|g| !g.without)?;
         let (first, rest) = agg.range.log.pipeline.split_first()?;
         let parser = match first {
@@ -65,32 +84,68 @@ impl ValueColumn {
             _ => return None,
         };
         let mut drop_errors = false;
+        let mut equal = Vec::new();
         for s in rest {
             match s {
                 Stage::LabelFilter(f) if is_no_error(f) => drop_errors = true,
+                Stage::LabelFilter(LabelFilterExpr::String(m))
+                    if m.op == MatchOp::Eq && !m.value.is_empty() && !m.name.starts_with("__") =>
+                {
+                    equal.push((m.name.clone(), m.value.clone()))
+                }
                 _ => return None,
             }
         }
-        for f in &unwrap.post_filters {
-            if !is_no_error(f) {
-                return None;
+        let read = match &agg.range.unwrap {
+            Some(unwrap) => {
+                if agg.op == RangeOp::AvgOverTime
+                    || unwrap.conversion.is_some()
+                    || !equal.is_empty()
+                {
+                    return None;
+                }
+                for f in &unwrap.post_filters {
+                    if !is_no_error(f) {
+                        return None;
+                    }
+                    drop_errors = true;
+                }
+                Read::Unwrap(unwrap.identifier.clone())
             }
-            drop_errors = true;
-        }
+            None => {
+                let bytes = match agg.op {
+                    RangeOp::CountOverTime | RangeOp::Rate => false,
+                    RangeOp::BytesOverTime | RangeOp::BytesRate => true,
+                    _ => return None,
+                };
+                if equal.is_empty() {
+                    return None;
+                }
+                Read::Count { bytes, equal }
+            }
+        };
         Some(ValueColumn {
             parser,
-            field: unwrap.identifier.clone(),
+            read,
             drop_errors,
             groups: grouping.labels.clone(),
         })
     }
 
-    /// (parser, field) of the column.
-    pub fn field(&self) -> (u8, &str) {
-        (self.parser, &self.field)
+    pub fn parser(&self) -> u8 {
+        self.parser
     }
 
-    /// Whether the column answers for a block of a stream labelled `labels`, whose field
+    pub fn read(&self) -> &Read {
+        &self.read
+    }
+
+    /// Whether an `__error__=""` filter drops the lines the parser failed on.
+    pub fn drops_errors(&self) -> bool {
+        self.drop_errors
+    }
+
+    /// Whether the columns answer for a block of a stream labelled `labels`, whose field
     /// summaries are `summaries`.
     pub fn answers(&self, summaries: &[ParserSummary], labels: &Labels) -> bool {
         let (Some(parsed), Some(metadata)) = (
@@ -99,26 +154,31 @@ impl ValueColumn {
         ) else {
             return false;
         };
-        if (parsed.errors > 0 && !self.drop_errors) || !metadata.complete {
+        // A count sees the lines the parser failed on in the error column (`scan`).
+        let unwrap = matches!(self.read, Read::Unwrap(_));
+        if (unwrap && parsed.errors > 0 && !self.drop_errors) || !metadata.complete {
             return false;
         }
         let reserved = |n: &str| n.starts_with("__") || n.ends_with(DUPLICATE_SUFFIX);
-        let f = self.field.as_str();
-        if reserved(f) || labels.get(f).is_some() || metadata.field(f).is_some() {
-            return false;
-        }
-        self.groups.iter().all(|g| {
-            !reserved(g)
-                && (labels.get(g).is_some()
-                    || (parsed.complete
-                        && parsed.field(g).is_none()
-                        && metadata.field(g).is_none()))
-        })
+        let readable =
+            |f: &str| !reserved(f) && labels.get(f).is_none() && metadata.field(f).is_none();
+        let fields_ok = match &self.read {
+            Read::Unwrap(f) => readable(f),
+            Read::Count { equal, .. } => equal.iter().all(|(f, _)| readable(f)),
+        };
+        fields_ok
+            && self.groups.iter().all(|g| {
+                !reserved(g)
+                    && (labels.get(g).is_some()
+                        || (parsed.complete
+                            && parsed.field(g).is_none()
+                            && metadata.field(g).is_none()))
+            })
     }
 }
 
 /// `__error__=""`.
 fn is_no_error(f: &LabelFilterExpr) -> bool {
     matches!(f, LabelFilterExpr::String(m)
-        if m.name == crate::pipeline::labels_builder::ERROR_LABEL && m.op == MatchOp::Eq && m.value.is_empty())
+        if m.name == ERROR_LABEL && m.op == MatchOp::Eq && m.value.is_empty())
 }

@@ -496,6 +496,40 @@ impl DecodedBlock {
         r
     }
 
+    /// Decodes timestamps, line lengths and metadata (not lines) and the dictionary column of
+    /// each of `fields` given by `parser` into `out` (see `columns::decode_dictionary`), then
+    /// the parser's error column (empty when it failed on no line). False when the block lacks
+    /// one of the fields' columns.
+    pub fn decode_dictionaries(
+        &mut self,
+        b: &BlockRef<'_>,
+        parser: u8,
+        fields: &[&str],
+        out: &mut Vec<columns::Dictionary>,
+    ) -> Result<bool, ChunkError> {
+        let Some(c) = &b.columns else {
+            return Ok(false);
+        };
+        let Ok(section) = c.get(columns::KIND_VALUES) else {
+            return Ok(false);
+        };
+        let n = b.n_entries as usize;
+        let mut raw = Vec::new();
+        let raw = section.read(&mut raw)?;
+        out.resize_with(fields.len() + 1, Default::default);
+        for (f, d) in fields.iter().chain([&""]).zip(out.iter_mut()) {
+            if !columns::decode_dictionary(raw, n, (parser, f), d)? {
+                if f.is_empty() {
+                    d.codes.clear();
+                } else {
+                    return Ok(false);
+                }
+            }
+        }
+        self.decode_columns(b, c, false)?;
+        Ok(true)
+    }
+
     /// Line i's value after [`Self::decode_values`] (NaN: none).
     pub fn value(&self, i: usize) -> f64 {
         self.values[i]

@@ -27,7 +27,11 @@
 //!   7 values    n_columns u8 | { parser u8 | name lp | scale u8 | n_values uv |
 //!                 (n_values < n:) bitmap, ceil(n / 8) bytes, bit i (LSB first) set when line i
 //!                 has a value | n_values values, in line order:
-//!                 scale <= 6: m iv, the value being m / 10^scale; 255: f64 LE }*
+//!                 scale <= 6: m iv, the value being m / 10^scale; 255: f64 LE
+//!               | parser u8 | name lp | 254 u8 | k u8 | value lp * k | code u8 * n
+//!               | parser u8 | "" lp | 253 u8 | bitmap, ceil(n / 8) bytes }*
+//!               (254: a dictionary column, code 0: no value, else value number `code`; 253:
+//!               the lines the parser failed on, written with its dictionary columns)
 //!               (optional: only when some field has a column; see "Value columns")
 //! ```
 //! (uv: unsigned varint, iv: zigzag varint, lp: uv length then bytes)
@@ -58,7 +62,12 @@
 //! `| logfmt | unwrap duration_ms` reads it instead of the lines (`query::values`). A line the
 //! parser failed on has no value; of a name given twice, the last value counts (as in the
 //! labels builder). Each column takes the smallest decimal scale that gives back every value
-//! bit for bit (`7.5` is 75 at scale 1), else raw floats. Fields named like identifiers
+//! bit for bit (`7.5` is 75 at scale 1), else raw floats. Each field with at most
+//! [`MAX_VALUES`] distinct values (the summary lists them) gets a dictionary column too: a byte
+//! per line, so that `| json | level="error"` in a count reads it instead of the lines. It
+//! keeps the value of a line the parser failed on too (before the failure), and the lines it
+//! failed on are a bitmap beside it: a count without `__error__=""` must see them. Fields
+//! named like identifiers
 //! (`..id`) get none: nobody unwraps them, and their random digits are the costliest to keep.
 //! Measured on the shared workload: the columns (duration_ms and status, twice: JSON and
 //! logfmt lines) add about 3% to the stored bytes, and the p95 `unwrap` query reads a tenth
@@ -106,6 +115,14 @@ const MANY_VALUES: u8 = 255;
 pub const MAX_VALUE_COLUMNS: usize = 8;
 /// A value column's scale meaning "raw f64 bits".
 const RAW_FLOATS: u8 = 255;
+/// Distinct values of a field with a dictionary column: levels, methods, not messages
+/// (which cost more bytes than they save reads). A field whose values are all numbers has a
+/// value column instead.
+pub const MAX_DICTIONARY: usize = 8;
+/// A column's scale byte meaning "a dictionary column" (see the layout).
+const DICTIONARY: u8 = 254;
+/// A column's scale byte meaning "the lines the parser failed on" (see the layout).
+const ERRORS: u8 = 253;
 /// Decimal scales tried for a value column: value = m / 10^scale.
 const SCALES: [f64; 7] = [1.0, 10.0, 100.0, 1e3, 1e4, 1e5, 1e6];
 
@@ -543,6 +560,9 @@ struct FieldAcc {
     /// counted from 0 in the order observed; lines the parser set `__error__` on are left
     /// out. The source of the block's value columns.
     column: Option<Vec<(u32, f64)>>,
+    /// While `values` lists every distinct value: (line, 1 + the value's place in `values`),
+    /// lines the parser failed on left out. The source of the block's dictionary columns.
+    dict: Vec<(u32, u8)>,
 }
 
 /// The fields of one parser in a block, in first-seen order. Lines of one stream mostly list
@@ -788,6 +808,8 @@ struct ParserAcc {
     /// Lines observed in this block.
     lines: u64,
     errors: u64,
+    /// The lines (counted from 0 as observed) the parser failed on.
+    error_lines: Vec<u32>,
     complete: bool,
     fields: Fields,
 }
@@ -798,6 +820,7 @@ impl ParserAcc {
             parser,
             lines: 0,
             errors: 0,
+            error_lines: Vec::new(),
             complete: true,
             fields: Fields::default(),
         }
@@ -806,6 +829,7 @@ impl ParserAcc {
     fn reset(&mut self) {
         self.lines = 0;
         self.errors = 0;
+        self.error_lines.clear();
         self.complete = true;
         self.fields.clear();
     }
@@ -814,6 +838,7 @@ impl ParserAcc {
     fn observe(&mut self, line: &LineFields, error: bool) {
         if error {
             self.errors += 1;
+            self.error_lines.push(self.lines as u32);
         }
         self.lines += 1;
         for (slot, name, value) in line.fields() {
@@ -856,6 +881,56 @@ impl ParserAcc {
             out.push(self.parser);
             put_lp_bytes(out, name.as_bytes());
             encode_value_column(&dense, out);
+            written += 1;
+        }
+        let mut dicts = 0;
+        for (name, f) in &self.fields.items {
+            let Some(values) = &f.values else { continue };
+            // A number has its value column (see `encode_values`' first loop).
+            let numeric =
+                f.column.as_ref().is_some_and(|c| !c.is_empty()) && f.numeric == f.present;
+            if dicts == MAX_VALUE_COLUMNS
+                || f.dict.is_empty()
+                || values.len() > MAX_DICTIONARY
+                || numeric
+                || is_identifier(name)
+            {
+                continue;
+            }
+            let mut codes = vec![0u8; n];
+            for &(line, c) in &f.dict {
+                let at = rank
+                    .get(line as usize)
+                    .map_or(line as usize, |&r| r as usize);
+                if let Some(d) = codes.get_mut(at) {
+                    *d = c;
+                }
+            }
+            out.push(self.parser);
+            put_lp_bytes(out, name.as_bytes());
+            out.push(DICTIONARY);
+            out.push(values.len() as u8);
+            for v in values {
+                put_lp_bytes(out, v.as_bytes());
+            }
+            out.extend_from_slice(&codes);
+            dicts += 1;
+            written += 1;
+        }
+        if dicts > 0 && !self.error_lines.is_empty() {
+            let mut bits = vec![0u8; n.div_ceil(8)];
+            for &line in &self.error_lines {
+                let at = rank
+                    .get(line as usize)
+                    .map_or(line as usize, |&r| r as usize);
+                if let Some(b) = bits.get_mut(at / 8) {
+                    *b |= 1 << (at % 8);
+                }
+            }
+            out.push(self.parser);
+            put_lp_bytes(out, b"");
+            out.push(ERRORS);
+            out.extend_from_slice(&bits);
             written += 1;
         }
         written
@@ -916,6 +991,7 @@ fn record(
                     hashes: Vec::new(),
                     last_line: 0,
                     column: Some(Vec::new()),
+                    dict: Vec::new(),
                 },
             ));
             fields.next = fields.items.len();
@@ -955,18 +1031,33 @@ fn record(
     }
     if let Some(vs) = &mut acc.values {
         let h = crate::storage::index::hash(value.as_bytes());
-        let known = acc
+        let at = acc
             .hashes
             .iter()
             .zip(vs.iter())
-            .any(|(k, v)| *k == h && v == value);
-        if !known {
-            if vs.len() >= MAX_VALUES || value.len() > MAX_VALUE_LEN {
+            .position(|(k, v)| *k == h && v == value);
+        let at = match at {
+            Some(i) => Some(i),
+            None if vs.len() >= MAX_VALUES || value.len() > MAX_VALUE_LEN => {
                 acc.values = None;
                 acc.hashes = Vec::new();
-            } else {
+                acc.dict = Vec::new();
+                None
+            }
+            None => {
                 vs.push(value.to_string());
                 acc.hashes.push(h);
+                Some(vs.len() - 1)
+            }
+        };
+        // Lines the parser failed on keep their value here: the block's error bitmap tells
+        // them apart.
+        if let Some(i) = at {
+            let code = (i + 1) as u8;
+            // The labels builder keeps the last value of a name given twice.
+            match acc.dict.last_mut() {
+                Some((l, c)) if again && *l as u64 == line - 1 => *c = code,
+                _ => acc.dict.push(((line - 1) as u32, code)),
             }
         }
     }
@@ -1023,6 +1114,14 @@ pub fn decode_value_column(
         let p = r.u8()?;
         let name = r.lp_bytes()?;
         let scale = r.u8()?;
+        if scale == DICTIONARY {
+            skip_dictionary(&mut r, n)?;
+            continue;
+        }
+        if scale == ERRORS {
+            r.bytes(n.div_ceil(8))?;
+            continue;
+        }
         let present = r.uvarint()? as usize;
         if present > n || (scale != RAW_FLOATS && scale as usize >= SCALES.len()) {
             return Err(ChunkError::Malformed(format!(
@@ -1068,6 +1167,97 @@ pub fn decode_value_column(
             return Err(ChunkError::Malformed(
                 "value column bitmap and count differ".into(),
             ));
+        }
+        return Ok(true);
+    }
+    Ok(false)
+}
+
+fn skip_dictionary(r: &mut Reader<'_>, n: usize) -> Result<(), ChunkError> {
+    let k = r.u8()?;
+    for _ in 0..k {
+        r.lp_bytes()?;
+    }
+    r.bytes(n)?;
+    Ok(())
+}
+
+/// Skips a numeric column's body (after its scale byte).
+fn skip_numbers(r: &mut Reader<'_>, n: usize, scale: u8) -> Result<(), ChunkError> {
+    let present = r.uvarint()? as usize;
+    if present > n {
+        return Err(ChunkError::Malformed(format!(
+            "{present} values in {n} lines"
+        )));
+    }
+    if present < n {
+        r.bytes(n.div_ceil(8))?;
+    }
+    if scale == RAW_FLOATS {
+        r.bytes(present * 8)?;
+    } else {
+        for _ in 0..present {
+            r.ivarint()?;
+        }
+    }
+    Ok(())
+}
+
+/// A dictionary column: line i has `values[codes[i] - 1]`, or nothing when `codes[i]` is 0.
+/// Asked for the field named "" it is the parser's error column: `codes[i]` is 1 when the
+/// parser failed on line i (no such column: it failed on none).
+#[derive(Debug, Default)]
+pub struct Dictionary {
+    pub values: Vec<String>,
+    pub codes: Vec<u8>,
+}
+
+/// Reads the dictionary column of `field` given by `parser` from a values section of a block
+/// of `n` lines into `out`. False when the section has no such column.
+pub fn decode_dictionary(
+    raw: &[u8],
+    n: usize,
+    (parser, field): (u8, &str),
+    out: &mut Dictionary,
+) -> Result<bool, ChunkError> {
+    let mut r = Reader::new(raw);
+    let columns = r.u8()?;
+    for _ in 0..columns {
+        let p = r.u8()?;
+        let name = r.lp_bytes()?;
+        let scale = r.u8()?;
+        if scale == ERRORS {
+            if p == parser && field.is_empty() {
+                let bits = r.bytes(n.div_ceil(8))?;
+                out.values.clear();
+                out.codes.clear();
+                out.codes
+                    .extend((0..n).map(|i| (bits[i / 8] >> (i % 8)) & 1));
+                return Ok(true);
+            }
+            r.bytes(n.div_ceil(8))?;
+            continue;
+        }
+        if scale != DICTIONARY {
+            skip_numbers(&mut r, n, scale)?;
+            continue;
+        }
+        if p != parser || name != field.as_bytes() {
+            skip_dictionary(&mut r, n)?;
+            continue;
+        }
+        let k = r.u8()?;
+        out.values.clear();
+        for _ in 0..k {
+            out.values
+                .push(String::from_utf8_lossy(r.lp_bytes()?).into_owned());
+        }
+        out.codes.clear();
+        out.codes.extend_from_slice(r.bytes(n)?);
+        if out.codes.iter().any(|&c| c > k) {
+            return Err(ChunkError::Malformed(format!(
+                "dictionary code past its {k} values"
+            )));
         }
         return Ok(true);
     }
@@ -1288,14 +1478,35 @@ pub(crate) mod tests {
             for (parser, pipeline) in &mut pipelines {
                 let summary = summaries.iter().find(|s| s.parser == *parser).unwrap();
                 for f in &summary.fields {
+                    let n = lines.len();
+                    let mut dict = super::Dictionary::default();
+                    if super::decode_dictionary(&values, n, (*parser, &f.name), &mut dict).unwrap() {
+                        columns += 1;
+                        for (line, &code) in lines.iter().zip(&dict.codes) {
+                            let (pairs, err) = by_pipeline(pipeline, line.as_bytes());
+                            let want = pairs
+                                .iter()
+                                .find(|(name, _)| *name == f.name)
+                                .map(|(_, v)| v.clone());
+                            let got = (code > 0).then(|| dict.values[code as usize - 1].clone());
+                            prop_assert_eq!(got, want, "{} of {:?}", f.name, line);
+                        }
+                        // The lines the parser failed on, beside the dictionary columns.
+                        let mut failed = super::Dictionary::default();
+                        let any = super::decode_dictionary(&values, n, (*parser, ""), &mut failed).unwrap();
+                        for (i, line) in lines.iter().enumerate() {
+                            let (_, err) = by_pipeline(pipeline, line.as_bytes());
+                            prop_assert_eq!(any && failed.codes[i] == 1, err, "error of {:?}", line);
+                        }
+                    }
                     let mut col = Vec::new();
-                    if !super::decode_value_column(&values, lines.len(), (*parser, &f.name), &mut col).unwrap() {
+                    if !super::decode_value_column(&values, n, (*parser, &f.name), &mut col).unwrap() {
                         continue;
                     }
                     columns += 1;
                     for (line, got) in lines.iter().zip(&col) {
                         let (pairs, err) = by_pipeline(pipeline, line.as_bytes());
-                        let want = match pairs.iter().find(|(n, _)| *n == f.name) {
+                        let want = match pairs.iter().find(|(name, _)| *name == f.name) {
                             Some((_, v)) if !err => crate::logql::go::parse_float(v).0,
                             _ => f64::NAN,
                         };

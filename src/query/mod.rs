@@ -548,78 +548,10 @@ pub fn scan(
             .filter(|c| b.summaries().is_ok_and(|s| c.answers(&s, labels)))
             .cloned()
         {
-            let decoded = match col.read() {
-                values::Read::Unwrap(field) => block.decode_values(b, (col.parser(), field)),
-                values::Read::Count { equal, .. } => {
-                    let fields: Vec<&str> = equal.iter().map(|(f, _)| f.as_str()).collect();
-                    block.decode_dictionaries(b, col.parser(), &fields, dicts)
-                }
-            };
-            match decoded {
-                Ok(true) => {
-                    // For counts: the code each filter's value has in its column (none: no
-                    // line passes).
-                    let wanted: Option<Vec<u8>> = match col.read() {
-                        values::Read::Count { equal, .. } => equal
-                            .iter()
-                            .zip(dicts.iter())
-                            .map(|((_, want), d)| {
-                                d.values.iter().position(|x| x == want).map(|k| k as u8 + 1)
-                            })
-                            .collect(),
-                        values::Read::Unwrap(_) => None,
-                    };
-                    let (filters, failed) = dicts.split_at(dicts.len().saturating_sub(1));
-                    let failed =
-                        |i: usize| failed.first().is_some_and(|e| e.codes.get(i) == Some(&1));
-                    let passes = |i: usize| {
-                        wanted
-                            .as_ref()
-                            .is_some_and(|w| w.iter().zip(filters).all(|(c, d)| d.codes[i] == *c))
-                    };
-                    // Without an error filter a failed line that passes gives the query an
-                    // error series: the lines are read, and the line path says so.
-                    let read_lines = matches!(col.read(), values::Read::Count { .. })
-                        && !col.drops_errors()
-                        && (0..block.len())
-                            .any(|i| (start..end).contains(&block.ts(i)) && failed(i) && passes(i));
-                    if !read_lines {
-                        stats.compressed_bytes += b.comp.len() as u64;
-                    }
-                    for i in (0..block.len()).filter(|_| !read_lines) {
-                        let ts = block.ts(i);
-                        if ts >= start && ts < end {
-                            stats.lines_processed += 1;
-                            stats.bytes_processed += block.line_len(i) as u64;
-                            match col.read() {
-                                values::Read::Unwrap(_) => {
-                                    let value = block.value(i);
-                                    if !value.is_nan() {
-                                        v.valued(ts, value);
-                                    }
-                                }
-                                values::Read::Count { bytes, .. } => {
-                                    if passes(i) && !failed(i) {
-                                        let one = if *bytes {
-                                            block.line_len(i) as f64
-                                        } else {
-                                            1.0
-                                        };
-                                        v.valued(ts, one);
-                                    }
-                                }
-                            }
-                        }
-                        if stop_at(i, stats) {
-                            return true;
-                        }
-                    }
-                    if !read_lines {
-                        return false;
-                    }
-                }
-                // No column for the field here: the lines are read.
-                Ok(false) => {}
+            match values::read_columns(&col, b, block, dicts, (start, end), stats, v, &stop_at) {
+                Ok(Some(stop)) => return stop,
+                // No column for the field here, or the lines must say it: they are read.
+                Ok(None) => {}
                 Err(e) => {
                     stats.damaged(damaged_at.0, damaged_at.1 + b.offset as u64, &e);
                     return false;

@@ -36,12 +36,17 @@
 //! A test compares answers with and without columns over random queries
 //! (`column_paths_tests`).
 
+use super::{EntryVisitor, QueryStats};
 use crate::labels::Labels;
 use crate::logql::{
     LabelFilterExpr, LabelParserExpr, MatchOp, RangeAggregationExpr, RangeOp, Stage,
 };
 use crate::pipeline::labels_builder::{DUPLICATE_SUFFIX, ERROR_LABEL};
-use crate::storage::columns::{ParserSummary, PARSER_JSON, PARSER_LOGFMT, PARSER_METADATA};
+use crate::storage::chunk::{BlockRef, DecodedBlock};
+use crate::storage::columns::{
+    Dictionary, ParserSummary, PARSER_JSON, PARSER_LOGFMT, PARSER_METADATA,
+};
+use crate::storage::compress::ChunkError;
 
 /// The columns a range aggregation's samples can come from; see the module documentation.
 #[derive(Debug, Clone, PartialEq)]
@@ -132,17 +137,8 @@ impl ValueColumn {
         })
     }
 
-    pub fn parser(&self) -> u8 {
-        self.parser
-    }
-
     pub fn read(&self) -> &Read {
         &self.read
-    }
-
-    /// Whether an `__error__=""` filter drops the lines the parser failed on.
-    pub fn drops_errors(&self) -> bool {
-        self.drop_errors
     }
 
     /// Whether the columns answer for a block of a stream labelled `labels`, whose field
@@ -181,4 +177,86 @@ impl ValueColumn {
 fn is_no_error(f: &LabelFilterExpr) -> bool {
     matches!(f, LabelFilterExpr::String(m)
         if m.name == ERROR_LABEL && m.op == MatchOp::Eq && m.value.is_empty())
+}
+
+/// Visits the entries of block `b` in `[start, end)` from the columns `col` reads, through
+/// [`EntryVisitor::valued`]. `Ok(None)` when the lines must be read instead: the block lacks a
+/// column, or (a count without an error filter) a line the parser failed on passes the
+/// filters, whose error only the line path gives. Else whether the scan must stop.
+/// `stop_at(i, stats)` is `scan`'s check, every few entries, that the query goes on.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn read_columns(
+    col: &ValueColumn,
+    b: &BlockRef<'_>,
+    block: &mut DecodedBlock,
+    dicts: &mut Vec<Dictionary>,
+    (start, end): (i64, i64),
+    stats: &mut QueryStats,
+    v: &mut dyn EntryVisitor,
+    stop_at: &dyn Fn(usize, &mut QueryStats) -> bool,
+) -> Result<Option<bool>, ChunkError> {
+    let in_range = |ts: i64| ts >= start && ts < end;
+    let found = match &col.read {
+        Read::Unwrap(field) => block.decode_values(b, (col.parser, field))?,
+        Read::Count { equal, .. } => {
+            let fields: Vec<&str> = equal.iter().map(|(f, _)| f.as_str()).collect();
+            block.decode_dictionaries(b, col.parser, &fields, dicts)?
+        }
+    };
+    if !found {
+        return Ok(None);
+    }
+    // For counts: the code of each filter's value in its column (`None`: no line passes),
+    // then the parser's error column.
+    let (filters, failed) = dicts.split_at(dicts.len().saturating_sub(1));
+    let wanted: Option<Vec<u8>> = match &col.read {
+        Read::Count { equal, .. } => equal
+            .iter()
+            .zip(filters)
+            .map(|((_, want), d)| d.values.iter().position(|x| x == want).map(|k| k as u8 + 1))
+            .collect(),
+        Read::Unwrap(_) => None,
+    };
+    let failed = |i: usize| failed.first().is_some_and(|e| e.codes.get(i) == Some(&1));
+    let passes = |i: usize| {
+        wanted
+            .as_ref()
+            .is_some_and(|w| w.iter().zip(filters).all(|(c, d)| d.codes[i] == *c))
+    };
+    if matches!(col.read, Read::Count { .. })
+        && !col.drop_errors
+        && (0..block.len()).any(|i| in_range(block.ts(i)) && failed(i) && passes(i))
+    {
+        return Ok(None);
+    }
+    stats.compressed_bytes += b.comp.len() as u64;
+    for i in 0..block.len() {
+        let ts = block.ts(i);
+        if in_range(ts) {
+            stats.lines_processed += 1;
+            stats.bytes_processed += block.line_len(i) as u64;
+            match &col.read {
+                Read::Unwrap(_) => {
+                    let value = block.value(i);
+                    if !value.is_nan() {
+                        v.valued(ts, value);
+                    }
+                }
+                Read::Count { bytes, .. } => {
+                    if passes(i) && !failed(i) {
+                        let one = if *bytes {
+                            block.line_len(i) as f64
+                        } else {
+                            1.0
+                        };
+                        v.valued(ts, one);
+                    }
+                }
+            }
+        }
+        if stop_at(i, stats) {
+            return Ok(Some(true));
+        }
+    }
+    Ok(Some(false))
 }

@@ -1483,7 +1483,7 @@ pub(crate) mod tests {
                     if super::decode_dictionary(&values, n, (*parser, &f.name), &mut dict).unwrap() {
                         columns += 1;
                         for (line, &code) in lines.iter().zip(&dict.codes) {
-                            let (pairs, err) = by_pipeline(pipeline, line.as_bytes());
+                            let (pairs, _) = by_pipeline(pipeline, line.as_bytes());
                             let want = pairs
                                 .iter()
                                 .find(|(name, _)| *name == f.name)

@@ -1046,6 +1046,12 @@ impl SampleCollector {
         };
         self.post_filter_lines += 1;
         let v = if bytes { line_len as f64 } else { 1.0 };
+        self.push_sample(slot, ts, v);
+    }
+
+    /// Adds a sample to series `slot`: onto the grid when there is one (see `metric::Grid`),
+    /// added to the last sample of the same step bucket.
+    fn push_sample(&mut self, slot: usize, ts: i64, v: f64) {
         let samples = &mut self.series[slot].1;
         if let Some(g) = self.grid {
             let at = g.bucket_end(ts);
@@ -1129,20 +1135,7 @@ impl EntryVisitor for SampleCollector {
             }
         };
         self.post_filter_lines += 1;
-        let samples = &mut self.series[slot].1;
-        if let Some(g) = self.grid {
-            let at = g.bucket_end(ts);
-            match samples.last_mut() {
-                Some((t, sum)) if *t == at => *sum += value,
-                _ => {
-                    samples.push((at, value));
-                    self.mem.add(std::mem::size_of::<(i64, f64)>());
-                }
-            }
-            return;
-        }
-        samples.push((ts, value));
-        self.mem.add(std::mem::size_of::<(i64, f64)>());
+        self.push_sample(slot, ts, value);
     }
     fn entry(&mut self, ts: i64, line: &[u8], md: &[u8]) {
         if let (Some(bytes), false) = (self.plain, self.count_errors_before_unwrap) {

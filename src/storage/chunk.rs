@@ -397,6 +397,13 @@ pub fn block_ref<'a>(r: &mut Reader<'a>, columnar: bool) -> Result<BlockRef<'a>,
     })
 }
 
+/// A columnar block's columns and its values section, if it has one.
+fn values_section<'a>(b: &BlockRef<'a>) -> Option<(Columns<'a>, columns::Section<'a>)> {
+    let c = b.columns?;
+    let s = *c.get(columns::KIND_VALUES).ok()?;
+    Some((c, s))
+}
+
 /// A decompressed block: entries by index, lines borrowed from one buffer.
 #[derive(Debug, Default)]
 pub struct DecodedBlock {
@@ -474,10 +481,7 @@ impl DecodedBlock {
         b: &BlockRef<'_>,
         field: (u8, &str),
     ) -> Result<bool, ChunkError> {
-        let Some(c) = &b.columns else {
-            return Ok(false);
-        };
-        let Ok(section) = c.get(columns::KIND_VALUES) else {
+        let Some((c, section)) = values_section(b) else {
             return Ok(false);
         };
         let n = b.n_entries as usize;
@@ -487,7 +491,7 @@ impl DecodedBlock {
             if !columns::decode_value_column(raw, n, field, &mut self.values)? {
                 return Ok(false);
             }
-            self.decode_columns(b, c, false)?;
+            self.decode_columns(b, &c, false)?;
             Ok(true)
         })();
         if self.scratch.is_empty() {
@@ -507,10 +511,7 @@ impl DecodedBlock {
         fields: &[&str],
         out: &mut Vec<columns::Dictionary>,
     ) -> Result<bool, ChunkError> {
-        let Some(c) = &b.columns else {
-            return Ok(false);
-        };
-        let Ok(section) = c.get(columns::KIND_VALUES) else {
+        let Some((c, section)) = values_section(b) else {
             return Ok(false);
         };
         let n = b.n_entries as usize;
@@ -526,7 +527,7 @@ impl DecodedBlock {
                 }
             }
         }
-        self.decode_columns(b, c, false)?;
+        self.decode_columns(b, &c, false)?;
         Ok(true)
     }
 

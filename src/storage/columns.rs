@@ -868,12 +868,9 @@ impl ParserAcc {
             {
                 continue;
             }
-            // In block order: line i of the block is observed line `rank[i]`.
             let mut dense = vec![f64::NAN; n];
             for &(line, v) in col {
-                let at = rank
-                    .get(line as usize)
-                    .map_or(line as usize, |&r| r as usize);
+                let at = in_block(rank, line);
                 if let Some(d) = dense.get_mut(at) {
                     *d = v;
                 }
@@ -899,9 +896,7 @@ impl ParserAcc {
             }
             let mut codes = vec![0u8; n];
             for &(line, c) in &f.dict {
-                let at = rank
-                    .get(line as usize)
-                    .map_or(line as usize, |&r| r as usize);
+                let at = in_block(rank, line);
                 if let Some(d) = codes.get_mut(at) {
                     *d = c;
                 }
@@ -920,9 +915,7 @@ impl ParserAcc {
         if dicts > 0 && !self.error_lines.is_empty() {
             let mut bits = vec![0u8; n.div_ceil(8)];
             for &line in &self.error_lines {
-                let at = rank
-                    .get(line as usize)
-                    .map_or(line as usize, |&r| r as usize);
+                let at = in_block(rank, line);
                 if let Some(b) = bits.get_mut(at / 8) {
                     *b |= 1 << (at % 8);
                 }
@@ -1061,6 +1054,12 @@ fn record(
             }
         }
     }
+}
+
+/// Where the line observed `line`th stands in the block (`rank` empty: the same place).
+fn in_block(rank: &[u32], line: u32) -> usize {
+    rank.get(line as usize)
+        .map_or(line as usize, |&r| r as usize)
 }
 
 /// Whether a field names an identifier (`id`, `user_id`, `requestId`, `pid`): numbers nobody

@@ -169,13 +169,19 @@ fn chunk_v2_columnar_golden() {
     let mut d = DecodedBlock::default();
     let mut dicts = Vec::new();
     assert_eq!(
-        d.decode_dictionaries(&blocks[0], 2, &["level"], &mut dicts),
+        d.decode_filter_columns(
+            &blocks[0],
+            2,
+            (&["level"], &[]),
+            &mut dicts,
+            &mut Vec::new()
+        ),
         Ok(true)
     );
     assert_eq!(dicts[0].values, vec!["info".to_string()]);
     assert!(dicts[0].codes.iter().all(|&c| c == 1));
     assert_eq!(
-        d.decode_dictionaries(&blocks[0], 2, &["msg"], &mut dicts),
+        d.decode_filter_columns(&blocks[0], 2, (&["msg"], &[]), &mut dicts, &mut Vec::new()),
         Ok(false)
     );
 }

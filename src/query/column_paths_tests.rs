@@ -138,7 +138,14 @@ fn query(r: &mut Rng) -> String {
         _ => String::new(),
     };
     let m = r.pick(&METHODS);
-    let unwrap = match r.below(13) {
+    let unwrap = match r.below(16) {
+        13 => format!(
+            "sum by (app) (count_over_time({sel} | {parser} | status >= {n} | __error__=\"\" [1m]))"
+        ),
+        14 => format!(
+            "sum by (job) (rate({sel} | {parser} | duration_ms > {d} | method=\"{m}\" | __error__=\"\" [1m]))"
+        ),
+        15 => format!("sum by (app) (count_over_time({sel} | {parser} | duration_ms < {d} [1m]))"),
         12 => format!(
             "sum by (app) (count_over_time({sel} | {parser} | zone=\"b\" | __error__=\"\" [1m]))"
         ),

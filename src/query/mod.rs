@@ -523,6 +523,7 @@ pub fn scan(
     // skips or its filter allow; decodes what the visitor needs; visits its entries. True
     // when the scan must stop.
     let mut dicts: Vec<crate::storage::columns::Dictionary> = Vec::new();
+    let mut numbers: Vec<Vec<f64>> = Vec::new();
     let mut read_block = |b: &crate::storage::chunk::BlockRef<'_>,
                           labels: &Labels,
                           (drops, pre): (&StreamDrops, Option<&skip::Prefilter>),
@@ -531,7 +532,7 @@ pub fn scan(
                           stats: &mut QueryStats,
                           v: &mut dyn EntryVisitor|
      -> bool {
-        let dicts = &mut dicts;
+        let (dicts, numbers) = (&mut dicts, &mut numbers);
         if b.max_ts < start || b.min_ts >= end || !v.wants(b.min_ts, b.max_ts) {
             return false;
         }
@@ -548,7 +549,8 @@ pub fn scan(
             .filter(|c| b.summaries().is_ok_and(|s| c.answers(&s, labels)))
             .cloned()
         {
-            match values::read_columns(&col, b, block, dicts, (start, end), stats, v, &stop_at) {
+            let columns = (&mut *dicts, &mut *numbers);
+            match values::read_columns(&col, b, block, columns, (start, end), stats, v, &stop_at) {
                 Ok(Some(stop)) => return stop,
                 // No column for the field here, or the lines must say it: they are read.
                 Ok(None) => {}

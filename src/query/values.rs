@@ -13,17 +13,19 @@
 //!
 //! The first reads timestamps and the value column: every value the unwrap would convert is
 //! already converted, and a line without the field gives no sample, as on the line path. The
-//! second (`count_over_time`, `rate`, `bytes_over_time`, `bytes_rate`) reads timestamps, lengths
-//! and the dictionary column of each `name="value"` filter, and counts the lines whose values
-//! all match.
+//! second (`count_over_time`, `rate`, `bytes_over_time`, `bytes_rate`) reads timestamps, lengths,
+//! the dictionary column of each `name="value"` filter and the value column of each
+//! `name > number` filter (any comparison), and counts the lines that pass them all.
 //!
 //! [`ValueColumn::for_range`] accepts the query and [`ValueColumn::answers`] each block. Both
 //! accept only what makes the columns' answer the lines' answer:
 //! - the pipeline is one plain parser (no arguments, no flags) and label filters that are
-//!   `__error__=""` or, for counts, `name="value"` with a value that is not empty; the unwrap
+//!   `__error__=""` or, for counts, `name="value"` with a value that is not empty or
+//!   `name op number`; the unwrap
 //!   has no conversion and no filter but `__error__=""`. A value column leaves out the lines
 //!   the parser failed on, which only an error filter drops too, so for an unwrap a block with
-//!   parser errors and no such filter is read whole. A count reads the block's error column:
+//!   parser errors and no such filter is read whole (for an unwrap, and for a count with a
+//!   numeric filter). A count with only `name="value"` filters reads the block's error column:
 //!   without an error filter, a failed line that passes the filters gives the line path's
 //!   error (the block is read whole), and the others count as they would;
 //! - the series labels are a `by` grouping, and each of its names is a stream label, or a name
@@ -39,9 +41,10 @@
 use super::{EntryVisitor, QueryStats};
 use crate::labels::Labels;
 use crate::logql::{
-    LabelFilterExpr, LabelParserExpr, MatchOp, RangeAggregationExpr, RangeOp, Stage,
+    CmpOp, LabelFilterExpr, LabelParserExpr, MatchOp, RangeAggregationExpr, RangeOp, Stage,
 };
 use crate::pipeline::labels_builder::{DUPLICATE_SUFFIX, ERROR_LABEL};
+use crate::pipeline::stages::label_filter::cmp;
 use crate::storage::chunk::{BlockRef, DecodedBlock};
 use crate::storage::columns::{
     Dictionary, ParserSummary, PARSER_JSON, PARSER_LOGFMT, PARSER_METADATA,
@@ -64,11 +67,13 @@ pub struct ValueColumn {
 pub enum Read {
     /// The value column of the unwrapped field.
     Unwrap(String),
-    /// The dictionary columns of the `name="value"` filters; each line that passes them all
-    /// counts 1, or its length (`bytes`).
+    /// The dictionary columns of the `name="value"` filters and the value columns of the
+    /// `name op number` filters; each line that passes them all counts 1, or its length
+    /// (`bytes`).
     Count {
         bytes: bool,
         equal: Vec<(String, String)>,
+        compare: Vec<(String, CmpOp, f64)>,
     },
 }
 
@@ -90,6 +95,7 @@ impl ValueColumn {
         };
         let mut drop_errors = false;
         let mut equal = Vec::new();
+        let mut compare = Vec::new();
         for s in rest {
             match s {
                 Stage::LabelFilter(f) if is_no_error(f) => drop_errors = true,
@@ -97,6 +103,11 @@ impl ValueColumn {
                     if m.op == MatchOp::Eq && !m.value.is_empty() && !m.name.starts_with("__") =>
                 {
                     equal.push((m.name.clone(), m.value.clone()))
+                }
+                Stage::LabelFilter(LabelFilterExpr::Number { name, op, value })
+                    if !name.starts_with("__") =>
+                {
+                    compare.push((name.clone(), *op, *value))
                 }
                 _ => return None,
             }
@@ -106,6 +117,7 @@ impl ValueColumn {
                 if agg.op == RangeOp::AvgOverTime
                     || unwrap.conversion.is_some()
                     || !equal.is_empty()
+                    || !compare.is_empty()
                 {
                     return None;
                 }
@@ -123,10 +135,14 @@ impl ValueColumn {
                     RangeOp::BytesOverTime | RangeOp::BytesRate => true,
                     _ => return None,
                 };
-                if equal.is_empty() {
+                if equal.is_empty() && compare.is_empty() {
                     return None;
                 }
-                Read::Count { bytes, equal }
+                Read::Count {
+                    bytes,
+                    equal,
+                    compare,
+                }
             }
         };
         Some(ValueColumn {
@@ -150,9 +166,13 @@ impl ValueColumn {
         ) else {
             return false;
         };
-        // A count sees the lines the parser failed on in the error column (`scan`).
-        let unwrap = matches!(self.read, Read::Unwrap(_));
-        if (unwrap && parsed.errors > 0 && !self.drop_errors) || !metadata.complete {
+        // A count sees the lines the parser failed on in the error column (`read_columns`),
+        // but a value column leaves them out.
+        let numbers = match &self.read {
+            Read::Unwrap(_) => true,
+            Read::Count { compare, .. } => !compare.is_empty(),
+        };
+        if (numbers && parsed.errors > 0 && !self.drop_errors) || !metadata.complete {
             return false;
         }
         let reserved = |n: &str| n.starts_with("__") || n.ends_with(DUPLICATE_SUFFIX);
@@ -160,7 +180,9 @@ impl ValueColumn {
             |f: &str| !reserved(f) && labels.get(f).is_none() && metadata.field(f).is_none();
         let fields_ok = match &self.read {
             Read::Unwrap(f) => readable(f),
-            Read::Count { equal, .. } => equal.iter().all(|(f, _)| readable(f)),
+            Read::Count { equal, compare, .. } => {
+                equal.iter().all(|(f, _)| readable(f)) && compare.iter().all(|(f, ..)| readable(f))
+            }
         };
         fields_ok
             && self.groups.iter().all(|g| {
@@ -189,7 +211,7 @@ pub(super) fn read_columns(
     col: &ValueColumn,
     b: &BlockRef<'_>,
     block: &mut DecodedBlock,
-    dicts: &mut Vec<Dictionary>,
+    (dicts, values): (&mut Vec<Dictionary>, &mut Vec<Vec<f64>>),
     (start, end): (i64, i64),
     stats: &mut QueryStats,
     v: &mut dyn EntryVisitor,
@@ -198,9 +220,10 @@ pub(super) fn read_columns(
     let in_range = |ts: i64| ts >= start && ts < end;
     let found = match &col.read {
         Read::Unwrap(field) => block.decode_values(b, (col.parser, field))?,
-        Read::Count { equal, .. } => {
-            let fields: Vec<&str> = equal.iter().map(|(f, _)| f.as_str()).collect();
-            block.decode_dictionaries(b, col.parser, &fields, dicts)?
+        Read::Count { equal, compare, .. } => {
+            let words: Vec<&str> = equal.iter().map(|(f, _)| f.as_str()).collect();
+            let numbers: Vec<&str> = compare.iter().map(|(f, ..)| f.as_str()).collect();
+            block.decode_filter_columns(b, col.parser, (&words, &numbers), dicts, values)?
         }
     };
     if !found {
@@ -218,10 +241,19 @@ pub(super) fn read_columns(
         Read::Unwrap(_) => None,
     };
     let failed = |i: usize| failed.first().is_some_and(|e| e.codes.get(i) == Some(&1));
+    let compared: &[(String, CmpOp, f64)] = match &col.read {
+        Read::Count { compare, .. } => compare,
+        Read::Unwrap(_) => &[],
+    };
+    // A line without the field fails a numeric filter, as on the line path.
     let passes = |i: usize| {
         wanted
             .as_ref()
             .is_some_and(|w| w.iter().zip(filters).all(|(c, d)| d.codes[i] == *c))
+            && compared
+                .iter()
+                .zip(values.iter())
+                .all(|((_, op, x), v)| !v[i].is_nan() && cmp(*op, v[i], *x))
     };
     if matches!(col.read, Read::Count { .. })
         && !col.drop_errors

@@ -500,16 +500,17 @@ impl DecodedBlock {
         r
     }
 
-    /// Decodes timestamps, line lengths and metadata (not lines) and the dictionary column of
-    /// each of `fields` given by `parser` into `out` (see `columns::decode_dictionary`), then
-    /// the parser's error column (empty when it failed on no line). False when the block lacks
-    /// one of the fields' columns.
-    pub fn decode_dictionaries(
+    /// Decodes timestamps, line lengths and metadata (not lines); the dictionary column of each
+    /// of `words` given by `parser` into `dicts` (see `columns::decode_dictionary`), then the
+    /// parser's error column (empty when it failed on no line); and the value column of each
+    /// of `numbers` into `values`. False when the block lacks one of the fields' columns.
+    pub fn decode_filter_columns(
         &mut self,
         b: &BlockRef<'_>,
         parser: u8,
-        fields: &[&str],
-        out: &mut Vec<columns::Dictionary>,
+        (words, numbers): (&[&str], &[&str]),
+        dicts: &mut Vec<columns::Dictionary>,
+        values: &mut Vec<Vec<f64>>,
     ) -> Result<bool, ChunkError> {
         let Some((c, section)) = values_section(b) else {
             return Ok(false);
@@ -517,14 +518,20 @@ impl DecodedBlock {
         let n = b.n_entries as usize;
         let mut raw = Vec::new();
         let raw = section.read(&mut raw)?;
-        out.resize_with(fields.len() + 1, Default::default);
-        for (f, d) in fields.iter().chain([&""]).zip(out.iter_mut()) {
+        dicts.resize_with(words.len() + 1, Default::default);
+        for (f, d) in words.iter().chain([&""]).zip(dicts.iter_mut()) {
             if !columns::decode_dictionary(raw, n, (parser, f), d)? {
                 if f.is_empty() {
                     d.codes.clear();
                 } else {
                     return Ok(false);
                 }
+            }
+        }
+        values.resize_with(numbers.len(), Vec::new);
+        for (f, v) in numbers.iter().zip(values.iter_mut()) {
+            if !columns::decode_value_column(raw, n, (parser, f), v)? {
+                return Ok(false);
             }
         }
         self.decode_columns(b, &c, false)?;

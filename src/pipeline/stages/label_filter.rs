@@ -56,7 +56,8 @@ pub enum LabelFilter {
     Or(Box<LabelFilter>, Box<LabelFilter>),
 }
 
-fn cmp<T: PartialOrd>(op: CmpOp, a: T, b: T) -> bool {
+/// `a op b`, as a numeric, duration or bytes label filter compares.
+pub fn cmp<T: PartialOrd>(op: CmpOp, a: T, b: T) -> bool {
     match op {
         CmpOp::Eq => a == b,
         CmpOp::Neq => a != b,

@@ -398,7 +398,7 @@ pub trait EntryVisitor {
     /// A value column the visitor can take its samples from instead of lines, in the blocks
     /// the column answers for (see [`values::ValueColumn`]). Only for a pipeline with no line
     /// filter.
-    fn value_column(&self) -> Option<&values::ValueColumn> {
+    fn value_column(&self) -> Option<Arc<values::ValueColumn>> {
         None
     }
     /// An entry's value, read from the column [`Self::value_column`] names.
@@ -547,7 +547,6 @@ pub fn scan(
             .value_column()
             .filter(|_| drops.is_noop() && b.columns.is_some())
             .filter(|c| b.summaries().is_ok_and(|s| c.answers(&s, labels)))
-            .cloned()
         {
             let columns = (&mut *dicts, &mut *numbers);
             match values::read_columns(&col, b, block, columns, (start, end), stats, v, &stop_at) {
@@ -1023,7 +1022,7 @@ struct SampleCollector {
     /// a series keeps a sample per step bucket and stream, not one per entry.
     grid: Option<metric::Grid>,
     /// The column an unwrap reads where it can (see [`values::ValueColumn`]).
-    column: Option<values::ValueColumn>,
+    column: Option<Arc<values::ValueColumn>>,
     /// The series of the current stream's values read from `column`.
     column_slot: Option<usize>,
 }
@@ -1120,8 +1119,8 @@ impl EntryVisitor for SampleCollector {
         let bytes = self.plain.unwrap_or(false);
         self.plain_sample(ts, line_len, md, bytes);
     }
-    fn value_column(&self) -> Option<&values::ValueColumn> {
-        self.column.as_ref()
+    fn value_column(&self) -> Option<Arc<values::ValueColumn>> {
+        self.column.clone()
     }
     fn valued(&mut self, ts: i64, value: f64) {
         // The series follows from the stream alone: `ValueColumn::answers` checked that no
@@ -1225,8 +1224,9 @@ impl metric::SampleSource for LogSampleSource {
                             let filter = pipeline::Pipeline::new(&log.pipeline)
                                 .expect("bug: pipeline compiled once already");
                             let plain = extractor.plain_count();
-                            let column =
-                                values::ValueColumn::for_range(agg).filter(|_| !cancel.plain_reads);
+                            let column = values::ValueColumn::for_range(agg)
+                                .filter(|_| !cancel.plain_reads)
+                                .map(Arc::new);
                             // Counts are added up per step bucket (see `metric::Grid`); the
                             // line path's samples of a count keep their own times, which the
                             // same windows hold.

@@ -397,13 +397,6 @@ pub fn block_ref<'a>(r: &mut Reader<'a>, columnar: bool) -> Result<BlockRef<'a>,
     })
 }
 
-/// A columnar block's columns and its values section, if it has one.
-fn values_section<'a>(b: &BlockRef<'a>) -> Option<(Columns<'a>, columns::Section<'a>)> {
-    let c = b.columns?;
-    let s = *c.get(columns::KIND_VALUES).ok()?;
-    Some((c, s))
-}
-
 /// A decompressed block: entries by index, lines borrowed from one buffer.
 #[derive(Debug, Default)]
 pub struct DecodedBlock {
@@ -418,6 +411,8 @@ pub struct DecodedBlock {
     md_index: Vec<u32>,
     /// One field's values, after [`Self::decode_values`].
     values: Vec<f64>,
+    /// The values section, decompressed (see `columns`, section 7).
+    section: Vec<u8>,
 }
 
 impl DecodedBlock {
@@ -481,23 +476,15 @@ impl DecodedBlock {
         b: &BlockRef<'_>,
         field: (u8, &str),
     ) -> Result<bool, ChunkError> {
-        let Some((c, section)) = values_section(b) else {
+        let Some(c) = self.load_values_section(b)? else {
             return Ok(false);
         };
         let n = b.n_entries as usize;
-        let mut scratch = std::mem::take(&mut self.scratch);
-        let r = (|| {
-            let raw = section.read(&mut scratch)?;
-            if !columns::decode_value_column(raw, n, field, &mut self.values)? {
-                return Ok(false);
-            }
-            self.decode_columns(b, &c, false)?;
-            Ok(true)
-        })();
-        if self.scratch.is_empty() {
-            self.scratch = scratch;
+        if !columns::decode_value_column(&self.section, n, field, &mut self.values)? {
+            return Ok(false);
         }
-        r
+        self.decode_columns(b, &c, false)?;
+        Ok(true)
     }
 
     /// Decodes timestamps, line lengths and metadata (not lines); the dictionary column of each
@@ -512,12 +499,11 @@ impl DecodedBlock {
         dicts: &mut Vec<columns::Dictionary>,
         values: &mut Vec<Vec<f64>>,
     ) -> Result<bool, ChunkError> {
-        let Some((c, section)) = values_section(b) else {
+        let Some(c) = self.load_values_section(b)? else {
             return Ok(false);
         };
         let n = b.n_entries as usize;
-        let mut raw = Vec::new();
-        let raw = section.read(&mut raw)?;
+        let raw = &self.section;
         dicts.resize_with(words.len() + 1, Default::default);
         for (f, d) in words.iter().chain([&""]).zip(dicts.iter_mut()) {
             if !columns::decode_dictionary(raw, n, (parser, f), d)? {
@@ -536,6 +522,22 @@ impl DecodedBlock {
         }
         self.decode_columns(b, &c, false)?;
         Ok(true)
+    }
+
+    /// Reads a columnar block's values section into `self.section`; the block's columns, or
+    /// `None` when it has no such section.
+    fn load_values_section<'a>(
+        &mut self,
+        b: &BlockRef<'a>,
+    ) -> Result<Option<Columns<'a>>, ChunkError> {
+        let Some(c) = b.columns else {
+            return Ok(None);
+        };
+        let Ok(s) = c.get(columns::KIND_VALUES) else {
+            return Ok(None);
+        };
+        s.read_into(&mut self.section)?;
+        Ok(Some(c))
     }
 
     /// Line i's value after [`Self::decode_values`] (NaN: none).

@@ -1099,6 +1099,74 @@ fn encode_value_column(dense: &[f64], out: &mut Vec<u8>) {
     }
 }
 
+/// Walks a values section of a block of `n` lines to the first column `want(parser, name,
+/// scale)` accepts, skipping the others; its scale byte and a reader at its body.
+fn find_column<'a>(
+    raw: &'a [u8],
+    n: usize,
+    want: impl Fn(u8, &[u8], u8) -> bool,
+) -> Result<Option<(u8, Reader<'a>)>, ChunkError> {
+    let mut r = Reader::new(raw);
+    let columns = r.u8()?;
+    for _ in 0..columns {
+        let p = r.u8()?;
+        let name = r.lp_bytes()?;
+        let scale = r.u8()?;
+        if want(p, name, scale) {
+            return Ok(Some((scale, r)));
+        }
+        skip_column(&mut r, n, scale)?;
+    }
+    Ok(None)
+}
+
+/// Skips a column's body (after its scale byte), whatever its kind.
+fn skip_column(r: &mut Reader<'_>, n: usize, scale: u8) -> Result<(), ChunkError> {
+    match scale {
+        ERRORS => {
+            r.bytes(n.div_ceil(8))?;
+        }
+        DICTIONARY => {
+            let k = r.u8()?;
+            for _ in 0..k {
+                r.lp_bytes()?;
+            }
+            r.bytes(n)?;
+        }
+        _ => {
+            let (present, _) = number_header(r, n, scale)?;
+            if scale == RAW_FLOATS {
+                r.bytes(present * 8)?;
+            } else {
+                for _ in 0..present {
+                    r.ivarint()?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A value column's count of values and its bitmap (`None`: every line has one).
+fn number_header<'a>(
+    r: &mut Reader<'a>,
+    n: usize,
+    scale: u8,
+) -> Result<(usize, Option<&'a [u8]>), ChunkError> {
+    let present = r.uvarint()? as usize;
+    if present > n || (scale != RAW_FLOATS && scale as usize >= SCALES.len()) {
+        return Err(ChunkError::Malformed(format!(
+            "value column of {present} values at scale {scale} in {n} lines"
+        )));
+    }
+    let bitmap = if present < n {
+        Some(r.bytes(n.div_ceil(8))?)
+    } else {
+        None
+    };
+    Ok((present, bitmap))
+}
+
 /// Reads the column of `field` given by `parser` from a values section of a block of `n`
 /// lines into `out` (line i's value, NaN for none). False when the section has no such column.
 pub fn decode_value_column(
@@ -1107,99 +1175,39 @@ pub fn decode_value_column(
     (parser, field): (u8, &str),
     out: &mut Vec<f64>,
 ) -> Result<bool, ChunkError> {
-    let mut r = Reader::new(raw);
-    let columns = r.u8()?;
-    for _ in 0..columns {
-        let p = r.u8()?;
-        let name = r.lp_bytes()?;
-        let scale = r.u8()?;
-        if scale == DICTIONARY {
-            skip_dictionary(&mut r, n)?;
-            continue;
-        }
-        if scale == ERRORS {
-            r.bytes(n.div_ceil(8))?;
-            continue;
-        }
-        let present = r.uvarint()? as usize;
-        if present > n || (scale != RAW_FLOATS && scale as usize >= SCALES.len()) {
-            return Err(ChunkError::Malformed(format!(
-                "value column of {present} values at scale {scale} in {n} lines"
-            )));
-        }
-        let bitmap = if present < n {
-            Some(r.bytes(n.div_ceil(8))?)
+    let numbers = |scale: u8| scale != DICTIONARY && scale != ERRORS;
+    let Some((scale, mut r)) = find_column(raw, n, |p, name, scale| {
+        p == parser && name == field.as_bytes() && numbers(scale)
+    })?
+    else {
+        return Ok(false);
+    };
+    let (present, bitmap) = number_header(&mut r, n, scale)?;
+    out.clear();
+    out.reserve(n);
+    let mut next = || -> Result<f64, ChunkError> {
+        Ok(if scale == RAW_FLOATS {
+            f64::from_bits(r.u64()?)
         } else {
-            None
-        };
-        let wanted = p == parser && name == field.as_bytes();
-        if !wanted && scale == RAW_FLOATS {
-            r.bytes(present * 8)?;
-            continue;
-        }
-        if !wanted {
-            for _ in 0..present {
-                r.ivarint()?;
-            }
-            continue;
-        }
-        out.clear();
-        out.reserve(n);
-        let mut next = || -> Result<f64, ChunkError> {
-            Ok(if scale == RAW_FLOATS {
-                f64::from_bits(r.u64()?)
-            } else {
-                r.ivarint()? as f64 / SCALES[scale as usize]
-            })
-        };
-        let mut taken = 0;
-        for i in 0..n {
-            let has = bitmap.is_none_or(|b| b[i / 8] & (1 << (i % 8)) != 0);
-            if has && taken < present {
-                taken += 1;
-                out.push(next()?);
-            } else {
-                out.push(f64::NAN);
-            }
-        }
-        if taken != present {
-            return Err(ChunkError::Malformed(
-                "value column bitmap and count differ".into(),
-            ));
-        }
-        return Ok(true);
-    }
-    Ok(false)
-}
-
-fn skip_dictionary(r: &mut Reader<'_>, n: usize) -> Result<(), ChunkError> {
-    let k = r.u8()?;
-    for _ in 0..k {
-        r.lp_bytes()?;
-    }
-    r.bytes(n)?;
-    Ok(())
-}
-
-/// Skips a numeric column's body (after its scale byte).
-fn skip_numbers(r: &mut Reader<'_>, n: usize, scale: u8) -> Result<(), ChunkError> {
-    let present = r.uvarint()? as usize;
-    if present > n {
-        return Err(ChunkError::Malformed(format!(
-            "{present} values in {n} lines"
-        )));
-    }
-    if present < n {
-        r.bytes(n.div_ceil(8))?;
-    }
-    if scale == RAW_FLOATS {
-        r.bytes(present * 8)?;
-    } else {
-        for _ in 0..present {
-            r.ivarint()?;
+            r.ivarint()? as f64 / SCALES[scale as usize]
+        })
+    };
+    let mut taken = 0;
+    for i in 0..n {
+        let has = bitmap.is_none_or(|b| b[i / 8] & (1 << (i % 8)) != 0);
+        if has && taken < present {
+            taken += 1;
+            out.push(next()?);
+        } else {
+            out.push(f64::NAN);
         }
     }
-    Ok(())
+    if taken != present {
+        return Err(ChunkError::Malformed(
+            "value column bitmap and count differ".into(),
+        ));
+    }
+    Ok(true)
 }
 
 /// A dictionary column: line i has `values[codes[i] - 1]`, or nothing when `codes[i]` is 0.
@@ -1219,48 +1227,37 @@ pub fn decode_dictionary(
     (parser, field): (u8, &str),
     out: &mut Dictionary,
 ) -> Result<bool, ChunkError> {
-    let mut r = Reader::new(raw);
-    let columns = r.u8()?;
-    for _ in 0..columns {
-        let p = r.u8()?;
-        let name = r.lp_bytes()?;
-        let scale = r.u8()?;
-        if scale == ERRORS {
-            if p == parser && field.is_empty() {
-                let bits = r.bytes(n.div_ceil(8))?;
-                out.values.clear();
-                out.codes.clear();
-                out.codes
-                    .extend((0..n).map(|i| (bits[i / 8] >> (i % 8)) & 1));
-                return Ok(true);
+    let Some((scale, mut r)) = find_column(raw, n, |p, name, scale| {
+        p == parser
+            && if field.is_empty() {
+                scale == ERRORS
+            } else {
+                scale == DICTIONARY && name == field.as_bytes()
             }
-            r.bytes(n.div_ceil(8))?;
-            continue;
-        }
-        if scale != DICTIONARY {
-            skip_numbers(&mut r, n, scale)?;
-            continue;
-        }
-        if p != parser || name != field.as_bytes() {
-            skip_dictionary(&mut r, n)?;
-            continue;
-        }
-        let k = r.u8()?;
-        out.values.clear();
-        for _ in 0..k {
-            out.values
-                .push(String::from_utf8_lossy(r.lp_bytes()?).into_owned());
-        }
-        out.codes.clear();
-        out.codes.extend_from_slice(r.bytes(n)?);
-        if out.codes.iter().any(|&c| c > k) {
-            return Err(ChunkError::Malformed(format!(
-                "dictionary code past its {k} values"
-            )));
-        }
+    })?
+    else {
+        return Ok(false);
+    };
+    out.values.clear();
+    out.codes.clear();
+    if scale == ERRORS {
+        let bits = r.bytes(n.div_ceil(8))?;
+        out.codes
+            .extend((0..n).map(|i| (bits[i / 8] >> (i % 8)) & 1));
         return Ok(true);
     }
-    Ok(false)
+    let k = r.u8()?;
+    for _ in 0..k {
+        out.values
+            .push(String::from_utf8_lossy(r.lp_bytes()?).into_owned());
+    }
+    out.codes.extend_from_slice(r.bytes(n)?);
+    if out.codes.iter().any(|&c| c > k) {
+        return Err(ChunkError::Malformed(format!(
+            "dictionary code past its {k} values"
+        )));
+    }
+    Ok(true)
 }
 
 /// Builds the fields section of blocks, one line at a time; also hands every field value to a

@@ -108,6 +108,87 @@ pub struct ServerConfig {
 pub struct CommonConfig {
     /// Where all data lives (WAL, segments). Loki's `common.path_prefix`.
     pub path_prefix: PathBuf,
+    /// Where sealed segments live: on local disk under `path_prefix` (no bucket named, the
+    /// default), or in one bucket of S3 (or an S3-compatible server), GCS or Azure Blob.
+    pub storage: CommonStorage,
+    pub ring: RingConfig,
+}
+
+/// Loki's `common.storage`: at most one of its object stores. Loki's `filesystem` block means
+/// local disk, which is what no block means here; its keys are listed as ignored.
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CommonStorage {
+    pub s3: Option<S3Storage>,
+    pub gcs: Option<GcsStorage>,
+    pub azure: Option<AzureStorage>,
+}
+
+/// Loki's `common.storage.s3`. Empty keys fall back to the `AWS_*` environment variables
+/// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`,
+/// `AWS_ENDPOINT_URL`), as the AWS SDKs read them.
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3Storage {
+    /// `http(s)://host:port` of an S3-compatible server (MinIO, Ceph, R2); empty: AWS.
+    pub endpoint: String,
+    /// The bucket (Loki accepts a comma-separated list; Sawmill uses one bucket).
+    pub bucketnames: String,
+    pub region: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: String,
+    /// Path-style URLs (`endpoint/bucket/key`), which MinIO and most S3-compatible servers need.
+    pub s3forcepathstyle: bool,
+    /// Plain HTTP to the endpoint.
+    pub insecure: bool,
+}
+
+/// Loki's `common.storage.gcs`. Without `service_account`, credentials come from
+/// `GOOGLE_APPLICATION_CREDENTIALS` or `GOOGLE_SERVICE_ACCOUNT`.
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GcsStorage {
+    pub bucket_name: String,
+    /// The service account key, as JSON text.
+    pub service_account: String,
+}
+
+/// Loki's `common.storage.azure`. Empty keys fall back to the `AZURE_*` environment
+/// variables (`AZURE_STORAGE_ACCOUNT_NAME`, `AZURE_STORAGE_ACCOUNT_KEY`, ...).
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AzureStorage {
+    pub account_name: String,
+    pub account_key: String,
+    pub container_name: String,
+    /// `blob.core.windows.net` unless set; an `http(s)://` URL names the whole endpoint
+    /// (Azurite).
+    pub endpoint_suffix: String,
+}
+
+/// Loki's `common.ring`: this node's identity.
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RingConfig {
+    /// Unique per node and stable across restarts; empty: the host name. Two nodes sharing a
+    /// bucket must not share it.
+    pub instance_id: String,
+}
+
+impl RingConfig {
+    /// `instance_id`, or the host name when it is empty.
+    pub fn instance(&self) -> String {
+        if !self.instance_id.is_empty() {
+            return self.instance_id.clone();
+        }
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .unwrap_or_else(|| "sawmill".into())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
@@ -196,6 +277,10 @@ pub struct StorageConfig {
     /// Below this much free space on the data directory's filesystem, pushes are refused with 507.
     #[serde(deserialize_with = "de_bytes")]
     pub min_free_bytes: u64,
+    /// With a bucket: the local cache of footers and chunks read from it, least recently used
+    /// first out past this size.
+    #[serde(deserialize_with = "de_bytes")]
+    pub cache_size: u64,
 }
 
 /// The read path (Loki's `querier` section).
@@ -377,6 +462,8 @@ impl Default for CommonConfig {
     fn default() -> Self {
         CommonConfig {
             path_prefix: PathBuf::from("./data"),
+            storage: CommonStorage::default(),
+            ring: RingConfig::default(),
         }
     }
 }
@@ -481,6 +568,7 @@ impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
             min_free_bytes: 64 << 20,
+            cache_size: 1 << 30,
         }
     }
 }
@@ -641,6 +729,7 @@ impl Config {
             ));
         }
         cfg.check_ruler()?;
+        cfg.check_storage()?;
         let mut all = vec![("limits_config".to_string(), cfg.limits_config.clone())];
         for tenant in cfg.overrides.keys() {
             let l = cfg
@@ -656,6 +745,35 @@ impl Config {
                         e.to_string(),
                     )
                 })?;
+            }
+        }
+        Ok(())
+    }
+
+    fn check_storage(&self) -> Result<(), (String, String)> {
+        let st = &self.common.storage;
+        let named = [st.s3.is_some(), st.gcs.is_some(), st.azure.is_some()];
+        if named.iter().filter(|n| **n).count() > 1 {
+            return Err((
+                "common.storage".into(),
+                "name one object store (s3, gcs or azure), not several".into(),
+            ));
+        }
+        if let Some(s3) = &st.s3 {
+            if s3.bucketnames.contains(',') {
+                return Err((
+                    "common.storage.s3.bucketnames".into(),
+                    "Sawmill keeps its segments in one bucket: name one".into(),
+                ));
+            }
+            if !s3.endpoint.is_empty()
+                && !(s3.endpoint.starts_with("http://") || s3.endpoint.starts_with("https://"))
+                && s3.endpoint.contains("://")
+            {
+                return Err((
+                    "common.storage.s3.endpoint".into(),
+                    format!("{:?} is not host:port or an http(s):// URL", s3.endpoint),
+                ));
             }
         }
         Ok(())

@@ -15,10 +15,13 @@
 //! - `compactor` and `retention`: the merge that rewrites a time partition, and what retention
 //!   and delete requests remove from it.
 //! - `tail`: the hub that copies accepted entries to live tails.
+//! - `bucket`: segments in object storage (S3, GCS, Azure): the client, the `catalog` of live
+//!   segments that several nodes share, and the local `cache` of what queries read from it.
 //! - `files`: every on-disk file and directory name, and durable renames; `lock`: one process
 //!   per data directory.
 
 pub mod bloom;
+pub mod bucket;
 pub mod chunk;
 pub mod codec;
 pub mod columns;

@@ -50,6 +50,18 @@ pub const LOKI_ALIASES: [(&str, &str); 6] = [
 /// test lints `/metrics` with promtool, which wants one for each; add new metrics here).
 pub const HELP: &[(&str, &str)] = &[
     (
+        "bucket_cache_hits_total",
+        "Segment footers and chunks read from the local read cache instead of the bucket.",
+    ),
+    (
+        "bucket_cache_misses_total",
+        "Segment footers and chunks fetched from the bucket with a ranged GET.",
+    ),
+    (
+        "bucket_cache_bytes",
+        "Bytes in the local read cache of the bucket (bounded by storage.cache_size).",
+    ),
+    (
         "pattern_lines_dropped_total",
         "Accepted lines the pattern miner skipped because it was behind, by tenant.",
     ),

@@ -312,7 +312,8 @@ fn a_flipped_byte_in_any_section_of_a_block_is_reported_and_the_block_skipped() 
     // Where each section of stream `a`'s single block lies in the file.
     let r = sawmill::storage::segment::SegmentReader::open(&seg).unwrap();
     let c = r.chunks[0];
-    let blocks = chunk_blocks(r.chunk_bytes(&c)).unwrap();
+    let data = r.chunk_bytes(&c).unwrap();
+    let blocks = chunk_blocks(&data).unwrap();
     assert_eq!(blocks.len(), 1);
     let cols = blocks[0].columns.expect("a columnar block");
     let spots: Vec<(u8, usize)> = [

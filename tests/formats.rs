@@ -293,7 +293,10 @@ fn check_golden_segment(r: &SegmentReader) {
         }
     );
     assert_eq!(r.postings("env", |v| v == "test"), vec![0]);
-    assert_eq!(decode_chunk(r.chunk_bytes(&r.chunks[0])), sorted(entries()));
+    assert_eq!(
+        decode_chunk(&r.chunk_bytes(&r.chunks[0]).unwrap()),
+        sorted(entries())
+    );
 }
 
 /// Version 4: version 3, with a filter section in every block.
@@ -316,8 +319,13 @@ fn segment_v4_golden() {
     let r = SegmentReader::open(&path).unwrap();
     check_golden_segment(&r);
     assert_eq!(r.lineage, lineage);
-    assert_eq!(r.chunk_bytes(&r.chunks[0])[0], 2, "a columnar chunk");
-    let blocks = chunk_blocks(r.chunk_bytes(&r.chunks[0])).unwrap();
+    assert_eq!(
+        r.chunk_bytes(&r.chunks[0]).unwrap()[0],
+        2,
+        "a columnar chunk"
+    );
+    let data = r.chunk_bytes(&r.chunks[0]).unwrap();
+    let blocks = chunk_blocks(&data).unwrap();
     assert!(blocks.iter().all(|b| b.columns.unwrap().filter().is_some()));
 }
 
@@ -339,7 +347,8 @@ fn segment_v3_golden() {
             deletes_applied_through: 2,
         }
     );
-    let blocks = chunk_blocks(r.chunk_bytes(&r.chunks[0])).unwrap();
+    let data = r.chunk_bytes(&r.chunks[0]).unwrap();
+    let blocks = chunk_blocks(&data).unwrap();
     assert!(blocks[0].columns.unwrap().filter().is_none());
 }
 

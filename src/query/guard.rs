@@ -59,6 +59,8 @@ pub(crate) struct Budget {
     pub(crate) limits: QueryLimits,
     memory: AtomicI64,
     hit: OnceLock<String>,
+    /// Data the query needs could not be read (a bucket that did not answer).
+    failed: OnceLock<String>,
 }
 
 impl Budget {
@@ -155,8 +157,19 @@ impl Cancel {
         Err(QueryError::Limit(msg))
     }
 
-    /// The error a stopped query ends with: the limit it hit, else [`QueryError::Stopped`].
+    /// Stops the query because data it needs could not be read: it ends with
+    /// [`QueryError::Storage`].
+    pub fn fail(&self, reason: String) {
+        let _ = self.budget.failed.set(reason);
+        self.cancel();
+    }
+
+    /// The error a stopped query ends with: a read that failed, the limit it hit, else
+    /// [`QueryError::Stopped`].
     pub fn stopped_error(&self) -> QueryError {
+        if let Some(m) = self.budget.failed.get() {
+            return QueryError::Storage(m.clone());
+        }
         match self.limit_hit() {
             Some(m) => QueryError::Limit(m.to_string()),
             None => QueryError::Stopped,

@@ -677,7 +677,17 @@ pub fn scan(
                 let pre = snap.skip.prefilter(labels);
                 stats.chunks += 1;
                 v.stream(labels);
-                let mut blocks = match chunk_blocks(seg.chunk_bytes(c)) {
+                let data = match seg.chunk_bytes(c) {
+                    Ok(d) => d,
+                    Err(e) => {
+                        // Not damage: the bucket did not answer. An answer without this
+                        // chunk would be wrong, so the query fails.
+                        stats.cancel.fail(e.to_string());
+                        stats.stopped = true;
+                        return;
+                    }
+                };
+                let mut blocks = match chunk_blocks(&data) {
                     Ok(b) => b,
                     Err(e) => {
                         stats.damaged(seg.path(), c.offset, &e);

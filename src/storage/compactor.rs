@@ -188,9 +188,13 @@ pub(crate) fn merge_stream(
     stats: &mut CompactionReport,
     mut emit: impl FnMut(i64, &[u8], &[u8]) -> Result<(), CompactError>,
 ) -> Result<(), CompactError> {
+    let data = chunks
+        .iter()
+        .map(|(seg, c)| seg.chunk_bytes(c))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut pending: Vec<(BlockRef<'_>, &SegmentReader, u64)> = Vec::new();
-    for (seg, c) in chunks {
-        let blocks = chunk_blocks(seg.chunk_bytes(c)).map_err(|e| CompactError::Damaged {
+    for ((seg, c), data) in chunks.iter().zip(&data) {
+        let blocks = chunk_blocks(data).map_err(|e| CompactError::Damaged {
             path: seg.path().to_path_buf(),
             offset: c.offset,
             reason: e.to_string(),

@@ -10,6 +10,9 @@
 //!     segments/<seq>.idx/                the segment's search index (tantivy; see `index`)
 //!     segments/<seq>.idx.tmp/            an index being built; removed at start
 //!     deletes.json                       the tenant's delete requests (see `retention`)
+//!   upload/t-<hex of tenant id>/<seq>.seg  with a bucket: a segment written, not yet uploaded
+//!   cache/<range name>                   with a bucket: the read cache (`bucket::cache`)
+//!   wal/flushed.json                     with a bucket: what the WAL holds that is in the bucket
 //!   ruler/t-<hex of tenant id>/
 //!     alerts.json                        pending and firing alerts, restored at start (`ruler`)
 //!   rules/<tenant id>/<namespace>.yaml   rule files when `ruler.rule_path` is empty (`ruler`)
@@ -30,6 +33,9 @@ pub const RULER_DIR: &str = "ruler";
 pub const ALERTS_FILE: &str = "alerts.json";
 pub const RULES_DIR: &str = "rules";
 pub const LOCK_FILE: &str = "LOCK";
+pub const UPLOAD_DIR: &str = "upload";
+pub const CACHE_DIR: &str = "cache";
+pub const FLUSHED_FILE: &str = "flushed.json";
 
 /// The data directory's lock file (see `lock`).
 pub fn lock_file(data: &Path) -> PathBuf {
@@ -47,6 +53,22 @@ pub fn wal_file(data: &Path, seq: u64) -> PathBuf {
 /// The sequence number of a WAL file name, `None` for anything else.
 pub fn wal_seq(name: &str) -> Option<u64> {
     name.strip_suffix(&format!(".{WAL_EXT}"))?.parse().ok()
+}
+
+/// With a bucket: where a tenant's segments are written before they are uploaded.
+pub fn upload_dir(data: &Path, tenant: &str) -> PathBuf {
+    data.join(UPLOAD_DIR)
+        .join(crate::model::tenant::tenant_dir_name(tenant))
+}
+
+pub fn cache_dir(data: &Path) -> PathBuf {
+    data.join(CACHE_DIR)
+}
+
+/// With a bucket: the flushed position of every stream, kept beside the WAL (on its volume),
+/// since the segments holding them may be compacted with other nodes' segments.
+pub fn flushed_file(data: &Path) -> PathBuf {
+    wal_dir(data).join(FLUSHED_FILE)
 }
 
 pub fn tenants_dir(data: &Path) -> PathBuf {

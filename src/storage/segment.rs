@@ -36,10 +36,13 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use memmap2::Mmap;
 use thiserror::Error;
 
 use crate::labels::Labels;
+use crate::storage::bucket::cache::{range_name, ReadCache};
+use crate::storage::bucket::Bucket;
 use crate::storage::codec::{put_ivarint, put_lp_bytes, put_uvarint, Reader, Truncated};
 use crate::storage::files;
 use crate::storage::wal::WalPos;
@@ -59,6 +62,8 @@ pub enum SegmentError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("segment {key} cannot be read from the bucket: {reason}")]
+    Unavailable { key: String, reason: String },
     #[error("segment {path} is damaged at byte {offset}: {reason}")]
     Corrupt {
         path: PathBuf,
@@ -279,7 +284,7 @@ fn encode_footer(streams: &[SegmentStream], chunks: &[ChunkMeta], lineage: &Line
 /// until the last query using it drops it.
 pub struct SegmentReader {
     path: PathBuf,
-    map: Arc<Mmap>,
+    source: Source,
     pub seq: u64,
     pub streams: Vec<SegmentStream>,
     /// The visible chunks: those not hidden by a compacted segment that replaced them.
@@ -318,56 +323,53 @@ impl SegmentReader {
             .and_then(|n| n.to_str())
             .and_then(files::segment_seq)
             .unwrap_or(0);
-        let corrupt = |offset: usize, reason: &str| SegmentError::Corrupt {
-            path: path.to_path_buf(),
-            offset: offset as u64,
-            reason: reason.into(),
+        let len = map.len() as u64;
+        let read = |r: std::ops::Range<u64>| {
+            Ok(Bytes::copy_from_slice(
+                &map[r.start as usize..r.end as usize],
+            ))
         };
-        let len = map.len();
-        if len < HEADER_LEN + TRAILER_LEN {
-            return Err(corrupt(len, "file too short"));
-        }
-        let version = map[8];
-        if &map[..8] != SEGMENT_MAGIC || !(1..=SEGMENT_VERSION).contains(&version) {
-            return Err(corrupt(0, "bad magic or version"));
-        }
-        let t = &map[len - TRAILER_LEN..];
-        if &t[24..32] != FOOTER_MAGIC {
-            return Err(corrupt(len - 8, "bad footer magic (file cut short?)"));
-        }
-        let footer_off = u64::from_le_bytes(t[0..8].try_into().unwrap());
-        let footer_len = u64::from_le_bytes(t[8..16].try_into().unwrap());
-        let crc = u32::from_le_bytes(t[16..20].try_into().unwrap());
-        let data_end = (len - TRAILER_LEN) as u64;
-        if footer_off < HEADER_LEN as u64 || footer_off.checked_add(footer_len) != Some(data_end) {
-            return Err(corrupt(len - TRAILER_LEN, "footer position out of range"));
-        }
-        let footer = &map[footer_off as usize..data_end as usize];
-        if crc32c::crc32c(footer) != crc {
-            return Err(corrupt(footer_off as usize, "footer checksum mismatch"));
-        }
-        let (streams, chunks, index, lineage) = decode_footer(footer, version)
-            .map_err(|Truncated(at)| corrupt(footer_off as usize + at, "malformed footer"))?;
-        for c in &chunks {
-            if c.stream as usize >= streams.len()
-                || c.offset < HEADER_LEN as u64
-                || c.offset.checked_add(c.len).is_none_or(|e| e > footer_off)
-            {
-                return Err(corrupt(footer_off as usize, "chunk reference out of range"));
-            }
-        }
-        for postings in index.values().flat_map(|v| v.values()) {
-            if postings.iter().any(|p| *p as usize >= streams.len()) {
-                return Err(corrupt(
-                    footer_off as usize,
-                    "label index references a missing stream",
-                ));
-            }
-        }
+        let footer = read_footer(path, len, read)?;
+        Ok(SegmentReader::with_footer(
+            path,
+            Source::Mapped(Arc::new(map)),
+            seq,
+            footer,
+        ))
+    }
+
+    /// Opens segment `seq` of `key` in a bucket (`len` bytes, from the catalog): reads its
+    /// header, trailer and footer with ranged GETs through `cache`, and its chunks the same
+    /// way when a query reads them.
+    pub fn open_remote(
+        bucket: Arc<Bucket>,
+        cache: Arc<ReadCache>,
+        key: &str,
+        seq: u64,
+        len: u64,
+    ) -> Result<SegmentReader, SegmentError> {
+        let remote = Arc::new(RemoteObject {
+            bucket,
+            cache,
+            key: key.to_string(),
+            len,
+        });
+        let path = PathBuf::from(key);
+        let footer = read_footer(&path, len, |r| remote.read(r))?;
+        Ok(SegmentReader::with_footer(
+            &path,
+            Source::Remote(remote),
+            seq,
+            footer,
+        ))
+    }
+
+    fn with_footer(path: &Path, source: Source, seq: u64, f: CheckedFooter) -> SegmentReader {
+        let (streams, chunks, index, lineage) = f.footer;
         let (min_ts, max_ts) = time_range(&chunks);
-        Ok(SegmentReader {
+        SegmentReader {
             path: path.to_path_buf(),
-            map: Arc::new(map),
+            source,
             seq,
             streams,
             chunks,
@@ -375,10 +377,10 @@ impl SegmentReader {
             min_ts,
             max_ts,
             lineage,
-            version,
+            version: f.version,
             hidden_chunks: 0,
             search: Arc::default(),
-        })
+        }
     }
 
     /// The same file with the chunks that `replaced` covers hidden (`self` is left as it is, for
@@ -394,7 +396,7 @@ impl SegmentReader {
         let (min_ts, max_ts) = time_range(&chunks);
         SegmentReader {
             path: self.path.clone(),
-            map: self.map.clone(),
+            source: self.source.clone(),
             seq: self.seq,
             streams: self.streams.clone(),
             hidden_chunks: self.hidden_chunks + (before - chunks.len()),
@@ -418,12 +420,29 @@ impl SegmentReader {
     }
 
     pub fn file_len(&self) -> u64 {
-        self.map.len() as u64
+        match &self.source {
+            Source::Mapped(map) => map.len() as u64,
+            Source::Remote(r) => r.len,
+        }
     }
 
-    /// The encoded bytes of a chunk (bounds were checked at open).
-    pub fn chunk_bytes(&self, c: &ChunkMeta) -> &[u8] {
-        &self.map[c.offset as usize..(c.offset + c.len) as usize]
+    /// The object key of a segment in a bucket.
+    pub fn remote_key(&self) -> Option<&str> {
+        match &self.source {
+            Source::Mapped(_) => None,
+            Source::Remote(r) => Some(&r.key),
+        }
+    }
+
+    /// The encoded bytes of a chunk (bounds were checked at open): from the mapped file, or
+    /// from the bucket (one ranged GET, through the read cache).
+    pub fn chunk_bytes(&self, c: &ChunkMeta) -> Result<ChunkData<'_>, SegmentError> {
+        match &self.source {
+            Source::Mapped(map) => Ok(ChunkData::Mapped(
+                &map[c.offset as usize..(c.offset + c.len) as usize],
+            )),
+            Source::Remote(r) => r.read(c.offset..c.offset + c.len).map(ChunkData::Fetched),
+        }
     }
 
     /// Takes a chunk's pages out of this process's resident memory once a query has read it:
@@ -431,11 +450,14 @@ impl SegmentReader {
     /// query over all the data would leave all of it resident, so that memory would grow
     /// with the data instead of staying bounded by the configuration.
     pub fn release(&self, c: &ChunkMeta) {
+        let Source::Mapped(map) = &self.source else {
+            return;
+        };
         // SAFETY: a shared, read-only mapping of a file nothing writes to once it is renamed
         // into place (see `open`): after MADV_DONTNEED the next access reads the same bytes
         // from the page cache. Slices borrowed from the map stay valid.
         let _ = unsafe {
-            self.map.unchecked_advise_range(
+            map.unchecked_advise_range(
                 memmap2::UncheckedAdvice::DontNeed,
                 c.offset as usize,
                 c.len as usize,
@@ -459,6 +481,122 @@ impl SegmentReader {
         out.dedup();
         out
     }
+}
+
+/// Where a segment's bytes are.
+#[derive(Clone)]
+enum Source {
+    Mapped(Arc<Mmap>),
+    Remote(Arc<RemoteObject>),
+}
+
+/// A segment in a bucket.
+struct RemoteObject {
+    bucket: Arc<Bucket>,
+    cache: Arc<ReadCache>,
+    key: String,
+    len: u64,
+}
+
+impl RemoteObject {
+    fn read(&self, range: std::ops::Range<u64>) -> Result<Bytes, SegmentError> {
+        let want = range.end - range.start;
+        let name = range_name(&self.key, &range);
+        let data = self
+            .cache
+            .get_or_fetch(&name, || self.bucket.get_range(&self.key, range))
+            .map_err(|e| SegmentError::Unavailable {
+                key: self.key.clone(),
+                reason: e.to_string(),
+            })?;
+        if data.len() as u64 != want {
+            return Err(SegmentError::Unavailable {
+                key: self.key.clone(),
+                reason: format!("asked for {want} bytes, got {}", data.len()),
+            });
+        }
+        Ok(data)
+    }
+}
+
+/// A chunk's bytes: borrowed from a mapped file, or fetched from a bucket.
+pub enum ChunkData<'a> {
+    Mapped(&'a [u8]),
+    Fetched(Bytes),
+}
+
+impl std::ops::Deref for ChunkData<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            ChunkData::Mapped(b) => b,
+            ChunkData::Fetched(b) => b,
+        }
+    }
+}
+
+struct CheckedFooter {
+    version: u8,
+    footer: Footer,
+}
+
+/// Reads and checks a segment's header, trailer and footer through `read` (a byte range of
+/// a `len`-byte segment); every chunk reference is checked to lie inside the file.
+fn read_footer(
+    path: &Path,
+    len: u64,
+    read: impl Fn(std::ops::Range<u64>) -> Result<Bytes, SegmentError>,
+) -> Result<CheckedFooter, SegmentError> {
+    let corrupt = |offset: u64, reason: &str| SegmentError::Corrupt {
+        path: path.to_path_buf(),
+        offset,
+        reason: reason.into(),
+    };
+    if len < (HEADER_LEN + TRAILER_LEN) as u64 {
+        return Err(corrupt(len, "file too short"));
+    }
+    let header = read(0..HEADER_LEN as u64)?;
+    let version = header[8];
+    if &header[..8] != SEGMENT_MAGIC || !(1..=SEGMENT_VERSION).contains(&version) {
+        return Err(corrupt(0, "bad magic or version"));
+    }
+    let data_end = len - TRAILER_LEN as u64;
+    let t = read(data_end..len)?;
+    if &t[24..32] != FOOTER_MAGIC {
+        return Err(corrupt(len - 8, "bad footer magic (file cut short?)"));
+    }
+    let footer_off = u64::from_le_bytes(t[0..8].try_into().unwrap());
+    let footer_len = u64::from_le_bytes(t[8..16].try_into().unwrap());
+    let crc = u32::from_le_bytes(t[16..20].try_into().unwrap());
+    if footer_off < HEADER_LEN as u64 || footer_off.checked_add(footer_len) != Some(data_end) {
+        return Err(corrupt(data_end, "footer position out of range"));
+    }
+    let footer = read(footer_off..data_end)?;
+    if crc32c::crc32c(&footer) != crc {
+        return Err(corrupt(footer_off, "footer checksum mismatch"));
+    }
+    let (streams, chunks, index, lineage) = decode_footer(&footer, version)
+        .map_err(|Truncated(at)| corrupt(footer_off + at as u64, "malformed footer"))?;
+    for c in &chunks {
+        if c.stream as usize >= streams.len()
+            || c.offset < HEADER_LEN as u64
+            || c.offset.checked_add(c.len).is_none_or(|e| e > footer_off)
+        {
+            return Err(corrupt(footer_off, "chunk reference out of range"));
+        }
+    }
+    for postings in index.values().flat_map(|v| v.values()) {
+        if postings.iter().any(|p| *p as usize >= streams.len()) {
+            return Err(corrupt(
+                footer_off,
+                "label index references a missing stream",
+            ));
+        }
+    }
+    Ok(CheckedFooter {
+        version,
+        footer: (streams, chunks, index, lineage),
+    })
 }
 
 fn time_range(chunks: &[ChunkMeta]) -> (i64, i64) {
@@ -616,7 +754,8 @@ mod tests {
         assert_eq!(r.postings("app", |v| v == "db"), vec![1]);
         assert_eq!(r.postings("env", |v| v == "prod"), vec![0, 1, 2]);
         assert_eq!(r.streams[2].flushed_pos, WalPos { seq: 3, offset: 99 });
-        let blocks = chunk_blocks(r.chunk_bytes(&r.chunks[1])).unwrap();
+        let data = r.chunk_bytes(&r.chunks[1]).unwrap();
+        let blocks = chunk_blocks(&data).unwrap();
         let mut d = DecodedBlock::default();
         d.decode_from(&blocks[0]).unwrap();
         assert_eq!(d.line(0), b"db line 0");
@@ -642,7 +781,8 @@ mod tests {
         assert!(hidden.chunks.is_empty() && hidden.is_replaced());
         // A query holding the reader keeps reading after compaction deleted the file.
         std::fs::remove_file(&path).unwrap();
-        let blocks = chunk_blocks(r.chunk_bytes(&r.chunks[2])).unwrap();
+        let data = r.chunk_bytes(&r.chunks[2]).unwrap();
+        let blocks = chunk_blocks(&data).unwrap();
         let mut d = DecodedBlock::default();
         d.decode_from(&blocks[0]).unwrap();
         assert_eq!(d.line(49), b"web line 49");
@@ -661,7 +801,7 @@ mod tests {
             if let Ok(r) = SegmentReader::open(&bad) {
                 // Damage inside chunk data is caught by the block checksums.
                 for c in &r.chunks {
-                    if let Ok(blocks) = chunk_blocks(r.chunk_bytes(c)) {
+                    if let Ok(blocks) = chunk_blocks(&r.chunk_bytes(c).unwrap()) {
                         for blk in blocks {
                             let _ = DecodedBlock::default().decode_from(&blk);
                         }

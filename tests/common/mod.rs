@@ -463,3 +463,118 @@ pub fn segment_files(data: &Path, tenant: &str) -> Vec<PathBuf> {
 pub fn wal_files(data: &Path) -> Vec<PathBuf> {
     files_with_ext(&data.join("wal"), "wal")
 }
+
+/// An S3 server for the object-storage tests: moto's server mode, started on a free port and
+/// killed when dropped. Found as `$SAWMILL_MOTO_SERVER` or `moto_server` on the PATH; without
+/// it the tests skip, unless `SAWMILL_REQUIRE_S3=1` (CI) makes them fail.
+pub struct S3Server {
+    child: Child,
+    pub port: u16,
+}
+
+impl S3Server {
+    pub fn start() -> Option<S3Server> {
+        let bin = std::env::var("SAWMILL_MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
+        let port = free_port();
+        let child = Command::new(&bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let child = match child {
+            Ok(c) => c,
+            Err(e) => {
+                assert!(
+                    std::env::var("SAWMILL_REQUIRE_S3").as_deref() != Ok("1"),
+                    "SAWMILL_REQUIRE_S3=1 but {bin} cannot start: {e}"
+                );
+                eprintln!("skipped: no S3 server ({bin}: {e}); install moto[server]");
+                return None;
+            }
+        };
+        let s = S3Server { child, port };
+        let started = Instant::now();
+        while ureq::get(&format!("{}/", s.endpoint()))
+            .timeout(Duration::from_secs(1))
+            .call()
+            .is_err()
+        {
+            assert!(started.elapsed() < Duration::from_secs(30), "moto not up");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Some(s)
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Creates a bucket (moto takes unsigned requests).
+    pub fn create_bucket(&self, name: &str) {
+        let r = ureq::put(&format!("{}/{name}", self.endpoint()))
+            .set("Authorization", FAKE_SIGNATURE)
+            .call();
+        assert!(r.is_ok(), "create bucket {name}: {r:?}");
+    }
+
+    /// The body of an object. moto checks that a request is signed, not the signature.
+    pub fn get(&self, bucket: &str, key: &str) -> String {
+        ureq::get(&format!("{}/{bucket}/{key}", self.endpoint()))
+            .set("Authorization", FAKE_SIGNATURE)
+            .call()
+            .unwrap_or_else(|e| panic!("GET {bucket}/{key}: {e}"))
+            .into_string()
+            .unwrap()
+    }
+
+    /// The keys under `prefix` in `bucket`, sorted.
+    pub fn keys(&self, bucket: &str, prefix: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut req = ureq::get(&format!("{}/{bucket}", self.endpoint()))
+                .set("Authorization", FAKE_SIGNATURE)
+                .query("list-type", "2")
+                .query("prefix", prefix);
+            if let Some(t) = &token {
+                req = req.query("continuation-token", t);
+            }
+            let body = req.call().unwrap().into_string().unwrap();
+            out.extend(xml_values(&body, "Key"));
+            token = xml_values(&body, "NextContinuationToken")
+                .into_iter()
+                .next();
+            if token.is_none() {
+                break;
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// The YAML of `common.storage` (and this node's `instance_id`) for a server using `bucket`.
+    pub fn config(&self, bucket: &str, instance: &str) -> String {
+        format!(
+            "common:\n  storage:\n    s3:\n      endpoint: {}\n      bucketnames: {bucket}\n      region: us-east-1\n      access_key_id: test\n      secret_access_key: test\n      s3forcepathstyle: true\n      insecure: true\n  ring:\n    instance_id: {instance}\n",
+            self.endpoint()
+        )
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const FAKE_SIGNATURE: &str = "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=0";
+
+fn xml_values(body: &str, tag: &str) -> Vec<String> {
+    let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
+    body.split(&open)
+        .skip(1)
+        .filter_map(|rest| rest.split(&close).next())
+        .map(str::to_string)
+        .collect()
+}

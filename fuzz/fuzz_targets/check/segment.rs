@@ -17,7 +17,10 @@ pub fn check(data: &[u8]) {
     if let Ok(seg) = SegmentReader::open(&path) {
         let mut block = DecodedBlock::default();
         for c in &seg.chunks {
-            let Ok(blocks) = chunk_blocks(seg.chunk_bytes(c)) else {
+            let Ok(data) = seg.chunk_bytes(c) else {
+                continue;
+            };
+            let Ok(blocks) = chunk_blocks(&data) else {
                 continue;
             };
             for b in blocks {

@@ -72,6 +72,8 @@ impl Bucket {
         let (store, name): (Arc<dyn ObjectStore>, String) = if let Some(s3) = &cfg.s3 {
             use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
             let mut b = AmazonS3Builder::from_env()
+                .with_retry(retries())
+                .with_client_options(client_options())
                 .with_conditional_put(S3ConditionalPut::ETagMatch)
                 .with_bucket_name(&s3.bucketnames);
             for (value, set) in [
@@ -116,7 +118,10 @@ impl Bucket {
             )
         } else if let Some(gcs) = &cfg.gcs {
             use object_store::gcp::GoogleCloudStorageBuilder;
-            let mut b = GoogleCloudStorageBuilder::from_env().with_bucket_name(&gcs.bucket_name);
+            let mut b = GoogleCloudStorageBuilder::from_env()
+                .with_retry(retries())
+                .with_client_options(client_options())
+                .with_bucket_name(&gcs.bucket_name);
             if !gcs.service_account.is_empty() {
                 b = b.with_service_account_key(&gcs.service_account);
             }
@@ -126,7 +131,10 @@ impl Bucket {
             )
         } else if let Some(az) = &cfg.azure {
             use object_store::azure::MicrosoftAzureBuilder;
-            let mut b = MicrosoftAzureBuilder::from_env().with_container_name(&az.container_name);
+            let mut b = MicrosoftAzureBuilder::from_env()
+                .with_retry(retries())
+                .with_client_options(client_options())
+                .with_container_name(&az.container_name);
             if !az.account_name.is_empty() {
                 b = b.with_account(&az.account_name);
             }
@@ -298,6 +306,22 @@ impl Bucket {
             }
         )
     }
+}
+
+/// A request that fails for a reason worth retrying (a 5xx, a dropped connection) is retried a
+/// few times within 20 seconds: a bucket that does not answer is an error soon, not a hang.
+fn retries() -> object_store::RetryConfig {
+    object_store::RetryConfig {
+        max_retries: 4,
+        retry_timeout: std::time::Duration::from_secs(20),
+        ..Default::default()
+    }
+}
+
+fn client_options() -> object_store::ClientOptions {
+    object_store::ClientOptions::new()
+        .with_connect_timeout(std::time::Duration::from_secs(5))
+        .with_timeout(std::time::Duration::from_secs(60))
 }
 
 /// Where a tenant's objects live in the bucket.

@@ -100,7 +100,11 @@ fn terms_of_blocks(
     let mut unindexed = Vec::new();
     let mut blocks_terms = Vec::new();
     for c in &seg.chunks {
-        let Ok(blocks) = chunk_blocks(seg.chunk_bytes(c)) else {
+        let Ok(data) = seg.chunk_bytes(c) else {
+            unindexed.push(c.offset);
+            continue;
+        };
+        let Ok(blocks) = chunk_blocks(&data) else {
             unindexed.push(c.offset);
             continue;
         };

@@ -21,6 +21,29 @@ use crate::storage::store::{Store, Tenant};
 use crate::storage::compactor::{merge_stream, ChunkSink, CompactError, CompactionReport};
 
 impl Store {
+    /// Deletes the segments `gone` that a compacted segment replaced entirely (one that cannot
+    /// go is left to start-up, which finds it replaced).
+    fn delete_replaced(
+        &self,
+        tenant: &str,
+        gone: &[(u64, PathBuf)],
+        report: &mut CompactionReport,
+    ) {
+        if let Some(r) = self.remote() {
+            // The catalog no longer lists them (`publish_segment`): only the objects remain.
+            let seqs: Vec<u64> = gone.iter().map(|g| g.0).collect();
+            self.delete_objects(r, tenant, &seqs);
+            report.segments_deleted += seqs.len();
+            return;
+        }
+        match self.remove_segments(tenant, gone) {
+            Ok(n) => report.segments_deleted += n,
+            Err(e) => {
+                tracing::warn!(tenant, error = %e, "cannot delete replaced segments; start-up will")
+            }
+        }
+    }
+
     /// One compaction pass over every tenant (one pass at a time). A tenant's failure is
     /// reported and the other tenants are still compacted.
     pub fn compact(&self) -> CompactionReport {
@@ -39,6 +62,15 @@ impl Store {
                 );
                 r.disk_short |= matches!(e, CompactError::DiskShort { .. });
                 r.failures.push(format!("tenant {}: {e}", tenant.name));
+            }
+            if let Some(remote) = self.remote() {
+                // Under the flush lock: an upload of this node's waiting for its commit is
+                // not swept away.
+                let _no_flush = self.flush_lock.lock();
+                match self.sweep_unlisted(remote, &tenant.name) {
+                    Ok(n) => r.segments_deleted += n,
+                    Err(e) => r.failures.push(format!("tenant {}: {e}", tenant.name)),
+                }
             }
             if let Err(e) = self.update_delete_status(&tenant) {
                 r.failures.push(format!("tenant {}: {e}", tenant.name));
@@ -189,15 +221,27 @@ impl Store {
         report: &mut CompactionReport,
     ) -> Result<(), CompactError> {
         let (streams, need) = partition_streams(inputs, from, to);
-        let dir = files::segments_dir(self.data_dir(), &tenant.name);
+        let dir = self.new_segment_dir(&tenant.name);
         check_free_space(&dir, need)?;
+        std::fs::create_dir_all(&dir).map_err(|source| SegmentError::Io {
+            path: dir.clone(),
+            source,
+        })?;
         let replaces = lineage_replaces(live, inputs, from, to);
         let oldest_wal = self.wal().map_or(0, |w| w.oldest_seq());
         let seq = self.allocate_segment_seq();
         let path = files::segment_file(&dir, seq);
         let mut w = SegmentWriter::create(&path)?;
+        let replaces: Vec<Replaced> = replaces.into_iter().collect();
+        // The inputs the new segment hides entirely: with a bucket, the catalog drops them in
+        // the same commit that adds it.
+        let replaced_whole: Vec<u64> = live
+            .iter()
+            .filter(|s| s.without(&replaces).is_replaced())
+            .map(|s| s.seq)
+            .collect();
         w.set_lineage(Lineage {
-            replaces: replaces.into_iter().collect(),
+            replaces,
             deletes_applied_through: through,
         });
         // Counted here, added to the report once the partition is published.
@@ -216,14 +260,14 @@ impl Store {
         }
         let bytes = w.finish(&path)?;
         failpoint::hit("compact-after-publish");
-        let output = Arc::new(SegmentReader::open(&path)?);
+        let output = Arc::new(self.publish_segment(&tenant.name, &path, seq, &replaced_whole)?);
         report.add(stats);
         report.partitions += 1;
         report.input_bytes += need;
         report.output_bytes += bytes;
         let gone = publish(tenant, output);
         failpoint::hit("compact-before-delete");
-        delete_replaced(&dir, &gone, report);
+        self.delete_replaced(&tenant.name, &gone, report);
         Ok(())
     }
 
@@ -270,7 +314,7 @@ impl Store {
         report: &mut CompactionReport,
     ) -> Result<(), CompactError> {
         let oldest_wal = self.wal().map_or(0, |w| w.oldest_seq());
-        let gone: Vec<PathBuf> = {
+        let gone: Vec<(u64, PathBuf)> = {
             let mut segs = tenant.segments.write();
             let seqs: BTreeSet<u64> = segs.iter().map(|s| s.seq).collect();
             let removable = |s: &SegmentReader| {
@@ -284,19 +328,12 @@ impl Store {
             let gone = segs
                 .iter()
                 .filter(|s| removable(s))
-                .map(|s| s.path().to_path_buf())
+                .map(|s| (s.seq, s.path().to_path_buf()))
                 .collect();
             segs.retain(|s| !removable(s));
             gone
         };
-        for p in &gone {
-            if crate::storage::segment::remove(p).is_ok() {
-                report.segments_deleted += 1;
-            }
-        }
-        if let Some(dir) = gone.first().and_then(|p| p.parent()) {
-            let _ = files::sync_dir(dir);
-        }
+        report.segments_deleted += self.remove_segments(&tenant.name, &gone)?;
         Ok(())
     }
 
@@ -432,7 +469,7 @@ fn lineage_replaces(
 
 /// Puts `output` into the tenant's segment list, hiding what it replaces in the segments it
 /// replaces; returns the files of the segments it replaced entirely.
-fn publish(tenant: &Tenant, output: Arc<SegmentReader>) -> Vec<PathBuf> {
+fn publish(tenant: &Tenant, output: Arc<SegmentReader>) -> Vec<(u64, PathBuf)> {
     let replaced = output.lineage.replaces.clone();
     let mut segs = tenant.segments.write();
     let mut gone = Vec::new();
@@ -440,7 +477,7 @@ fn publish(tenant: &Tenant, output: Arc<SegmentReader>) -> Vec<PathBuf> {
         if replaced.iter().any(|r| r.seq == s.seq) {
             let hidden = Arc::new(s.without(&replaced));
             if hidden.is_replaced() {
-                gone.push(hidden.path().to_path_buf());
+                gone.push((hidden.seq, hidden.path().to_path_buf()));
             }
             *s = hidden;
         }
@@ -448,22 +485,4 @@ fn publish(tenant: &Tenant, output: Arc<SegmentReader>) -> Vec<PathBuf> {
     segs.retain(|s| !s.is_replaced());
     segs.push(output);
     gone
-}
-
-/// Deletes the replaced segment files `gone` (a file that cannot go is left to start-up).
-fn delete_replaced(dir: &Path, gone: &[PathBuf], report: &mut CompactionReport) {
-    for (i, p) in gone.iter().enumerate() {
-        if i == 1 {
-            failpoint::hit("compact-between-deletes");
-        }
-        match crate::storage::segment::remove(p) {
-            Ok(()) => report.segments_deleted += 1,
-            Err(e) => {
-                tracing::warn!(file = %p.display(), error = %e, "cannot delete a replaced segment; start-up will")
-            }
-        }
-    }
-    if !gone.is_empty() {
-        let _ = files::sync_dir(dir);
-    }
 }

@@ -113,6 +113,9 @@ impl Store {
             for seg in segs {
                 if seg.search.get().is_some()
                     || seg.chunks.is_empty()
+                    // Segments in a bucket are always filtered ones, and an index is a local
+                    // directory: they are searched through their block filters.
+                    || seg.remote_key().is_some()
                     || unneeded.contains(seg.path())
                     || failed
                         .get(seg.path())

@@ -6,6 +6,7 @@
 
 mod compact;
 mod indexer;
+pub mod remote;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -78,12 +79,14 @@ pub struct Store {
     disk_check: Mutex<Option<(Instant, bool)>>,
     data: PathBuf,
     wal: OnceLock<Arc<Wal>>,
+    /// With a bucket (`common.storage`): where segments live; set at start.
+    remote: OnceLock<remote::Remote>,
     tenants: RwLock<HashMap<String, Arc<Tenant>>>,
     rate: RateLimiter,
     stream_rate: crate::ingest::stream_rate::StreamRateLimiter,
     ready: AtomicBool,
     next_segment: AtomicU64,
-    flush_lock: Mutex<()>,
+    pub(crate) flush_lock: Mutex<()>,
     last_flush: Mutex<Option<Instant>>,
     pub metrics: Metrics,
     /// Live tails, handed every accepted entry.
@@ -114,6 +117,7 @@ impl Store {
             disk_check: Mutex::new(None),
             cfg,
             wal: OnceLock::new(),
+            remote: OnceLock::new(),
             tenants: RwLock::new(HashMap::new()),
             rate: RateLimiter::default(),
             stream_rate: crate::ingest::stream_rate::StreamRateLimiter::default(),
@@ -211,6 +215,70 @@ impl Store {
         self.next_segment.fetch_add(1, Ordering::AcqRel)
     }
 
+    /// The number the next segment will get.
+    pub(crate) fn next_segment_seq(&self) -> u64 {
+        self.next_segment.load(Ordering::Acquire)
+    }
+
+    /// The bucket segments live in, if any (known once `recover` started).
+    pub fn remote(&self) -> Option<&remote::Remote> {
+        self.remote.get()
+    }
+
+    /// Where a tenant's new segment files are written: its segment directory, or with a
+    /// bucket the upload directory.
+    pub(crate) fn new_segment_dir(&self, tenant: &str) -> PathBuf {
+        match self.remote() {
+            Some(_) => files::upload_dir(&self.data, tenant),
+            None => files::segments_dir(&self.data, tenant),
+        }
+    }
+
+    /// Opens a segment file just written at `path`; with a bucket, uploads it first and
+    /// commits it to the catalog in place of the segments `replaces_whole`.
+    pub(crate) fn publish_segment(
+        &self,
+        tenant: &str,
+        path: &Path,
+        seq: u64,
+        replaces_whole: &[u64],
+    ) -> Result<SegmentReader, SegmentError> {
+        match self.remote() {
+            Some(r) => self.upload_segment(r, tenant, path, seq, replaces_whole),
+            None => SegmentReader::open(path),
+        }
+    }
+
+    /// Removes segments no longer needed (compacted away, or empty): their files, or with a
+    /// bucket their catalog entries and then their objects.
+    pub(crate) fn remove_segments(
+        &self,
+        tenant: &str,
+        gone: &[(u64, PathBuf)],
+    ) -> Result<usize, SegmentError> {
+        if let Some(r) = self.remote() {
+            let seqs: Vec<u64> = gone.iter().map(|g| g.0).collect();
+            self.forget_segments(r, tenant, &seqs)?;
+            return Ok(seqs.len());
+        }
+        let mut removed = 0;
+        for (i, (_, p)) in gone.iter().enumerate() {
+            if i == 1 {
+                crate::failpoint::hit("compact-between-deletes");
+            }
+            match crate::storage::segment::remove(p) {
+                Ok(()) => removed += 1,
+                Err(e) => {
+                    tracing::warn!(file = %p.display(), error = %e, "cannot delete a segment; start-up will")
+                }
+            }
+        }
+        if let Some(dir) = gone.first().and_then(|g| g.1.parent()) {
+            let _ = files::sync_dir(dir);
+        }
+        Ok(removed)
+    }
+
     /// Whether the data directory's filesystem has `storage.min_free_bytes` free. Checked at
     /// most every 100 ms while space is fine, on every push while it is short.
     fn disk_short(&self) -> Option<String> {
@@ -245,35 +313,85 @@ impl Store {
         let started = Instant::now();
         let mut report = RecoveryReport::default();
         std::fs::create_dir_all(files::tenants_dir(&self.data))?;
+        if let Some(r) = remote::Remote::start(&self.cfg)? {
+            let _ = self.remote.set(r);
+        }
         let mut max_seq = 0u64;
         let mut max_wal_seq = 0u64;
+        let mut names: Vec<String> = Vec::new();
         for entry in std::fs::read_dir(files::tenants_dir(&self.data))? {
             let entry = entry?;
-            let Some(name) = entry
+            if let Some(name) = entry
                 .file_name()
                 .to_str()
                 .and_then(crate::model::tenant::tenant_from_dir_name)
-            else {
-                continue;
-            };
+            {
+                names.push(name);
+            }
+        }
+        if let Some(r) = self.remote() {
+            names.extend(
+                crate::storage::bucket::catalog::tenants(&r.bucket)
+                    .map_err(|e| std::io::Error::other(e.to_string()))?,
+            );
+            let _ = std::fs::remove_dir_all(self.data.join(files::UPLOAD_DIR));
+        }
+        names.sort();
+        names.dedup();
+        let mut own_seqs = Vec::new();
+        for name in names {
             let tenant = self.tenant(&name);
-            let dir = files::segments_dir(&self.data, &name);
-            let mut head = tenant.head.lock();
-            let mut opened = Vec::new();
-            for (seq, path) in list_segments(&dir)? {
-                max_seq = max_seq.max(seq);
-                match SegmentReader::open(&path) {
-                    Ok(r) => {
-                        for s in &r.streams {
-                            head.remember(s);
-                            max_wal_seq = max_wal_seq.max(s.flushed_pos.seq);
+            let opened = match self.remote() {
+                Some(r) => {
+                    let listing = crate::storage::bucket::catalog::latest(&r.bucket, &name)
+                        .map_err(|e| std::io::Error::other(e.to_string()))?;
+                    let mut opened = Vec::new();
+                    for e in &listing.segments {
+                        own_seqs.push(e.seq);
+                        match r.open(&name, e.seq, e.bytes) {
+                            Ok(seg) => opened.push(seg),
+                            // A bucket that stops answering: start fails rather than hide data.
+                            Err(e @ SegmentError::Unavailable { .. }) => {
+                                return Err(std::io::Error::other(e.to_string()))
+                            }
+                            Err(e) => {
+                                tracing::error!(error = %e, "skipping damaged segment");
+                                self.metrics.inc("sawmill_segment_damaged_total", &[], 1);
+                                report.damaged_segments.push(e.to_string());
+                            }
                         }
-                        opened.push(r);
                     }
-                    Err(e) => {
-                        tracing::error!(error = %e, "skipping damaged segment");
-                        self.metrics.inc("sawmill_segment_damaged_total", &[], 1);
-                        report.damaged_segments.push(e.to_string());
+                    opened
+                }
+                None => {
+                    let dir = files::segments_dir(&self.data, &name);
+                    let mut opened = Vec::new();
+                    for (seq, path) in list_segments(&dir)? {
+                        max_seq = max_seq.max(seq);
+                        match SegmentReader::open(&path) {
+                            Ok(r) => opened.push(r),
+                            Err(e) => {
+                                tracing::error!(error = %e, "skipping damaged segment");
+                                self.metrics.inc("sawmill_segment_damaged_total", &[], 1);
+                                report.damaged_segments.push(e.to_string());
+                            }
+                        }
+                    }
+                    opened
+                }
+            };
+            let mut head = tenant.head.lock();
+            for r in &opened {
+                for s in &r.streams {
+                    if self.remote().is_some() {
+                        // The flushed positions come from `wal/flushed.json` (see `remote`).
+                        head.remember(&SegmentStream {
+                            flushed_pos: WalPos::default(),
+                            ..s.clone()
+                        });
+                    } else {
+                        head.remember(s);
+                        max_wal_seq = max_wal_seq.max(s.flushed_pos.seq);
                     }
                 }
             }
@@ -284,7 +402,9 @@ impl Store {
                 .flat_map(|r| r.lineage.replaces.iter().copied())
                 .collect();
             max_seq = max_seq.max(replaced.iter().map(|r| r.seq).max().unwrap_or(0));
+            own_seqs.extend(replaced.iter().map(|r| r.seq));
             let mut segs = tenant.segments.write();
+            let mut leftovers = Vec::new();
             for r in opened {
                 let r = if replaced.iter().any(|x| x.seq == r.seq) {
                     r.without(&replaced)
@@ -293,7 +413,7 @@ impl Store {
                 };
                 if r.is_replaced() {
                     tracing::info!(file = %r.path().display(), "removing a segment replaced by compaction");
-                    let _ = crate::storage::segment::remove(r.path());
+                    leftovers.push((r.seq, r.path().to_path_buf()));
                     continue;
                 }
                 report.segments += 1;
@@ -301,6 +421,9 @@ impl Store {
             }
             drop(segs);
             drop(head);
+            if let Err(e) = self.remove_segments(&name, &leftovers) {
+                tracing::warn!(tenant = %name, error = %e, "cannot remove segments replaced by compaction; a later start will");
+            }
             match DeleteRequests::load(&files::deletes_file(&self.data, &name)) {
                 Ok(d) => *tenant.deletes.lock() = d,
                 Err(e) => {
@@ -309,6 +432,10 @@ impl Store {
                 }
             }
             self.refresh_drops(&tenant);
+        }
+        if let Some(r) = self.remote() {
+            max_seq = r.seq_base + r.next_counter(own_seqs.into_iter()) - 1;
+            max_wal_seq = max_wal_seq.max(self.load_flushed()?);
         }
         self.next_segment.store(max_seq + 1, Ordering::Release);
         self.replay_wal(&mut report)?;
@@ -702,6 +829,12 @@ impl Store {
                 started.elapsed().as_secs_f64(),
             );
         }
+        if self.remote().is_some() && written > 0 {
+            self.save_flushed().map_err(|source| SegmentError::Io {
+                path: files::flushed_file(&self.data),
+                source,
+            })?;
+        }
         self.truncate_wal(wal).map_err(|source| SegmentError::Io {
             path: wal.dir().to_path_buf(),
             source,
@@ -714,7 +847,7 @@ impl Store {
         tenant: &str,
         taken: &[(SegmentStream, Vec<Arc<CutChunk>>)],
     ) -> Result<SegmentReader, SegmentError> {
-        let dir = files::segments_dir(&self.data, tenant);
+        let dir = self.new_segment_dir(tenant);
         std::fs::create_dir_all(&dir).map_err(|source| SegmentError::Io {
             path: dir.clone(),
             source,
@@ -741,7 +874,7 @@ impl Store {
             return Err(e);
         }
         w.finish(&path)?;
-        SegmentReader::open(&path)
+        self.publish_segment(tenant, &path, seq, &[])
     }
 
     fn truncate_wal(&self, wal: &Wal) -> std::io::Result<()> {
@@ -882,6 +1015,22 @@ impl Store {
             ));
             let in_memory: usize = head.streams.values().map(|s| s.memory_bytes()).sum();
             out.push(("sawmill_head_bytes".to_string(), tl, in_memory as f64));
+        }
+        if let Some(r) = self.remote() {
+            // The cache counts its own hits and misses; they reach the counters here, just
+            // before each render.
+            let (hits, misses) = r.cache.counts();
+            let mut shown = r.cache_counts_shown.lock();
+            self.metrics
+                .inc("sawmill_bucket_cache_hits_total", &[], hits - shown.0);
+            self.metrics
+                .inc("sawmill_bucket_cache_misses_total", &[], misses - shown.1);
+            *shown = (hits, misses);
+            out.push((
+                "sawmill_bucket_cache_bytes".to_string(),
+                vec![],
+                r.cache.bytes() as f64,
+            ));
         }
         if self.patterns.enabled() {
             let (streams, bytes) = self.patterns.usage();
